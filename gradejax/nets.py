@@ -1,0 +1,91 @@
+"""The one narrow calling convention between networks and the tools that probe them.
+
+Every network in gradejax (the dlib face ResNet, the classifier on top of it, the toy nets in
+the tests) follows three rules, so that attribution, feature visualisation and inversion work on
+any of them:
+
+1. ``__call__(self, images, *, relu=nn.relu, ...)``: ``images`` is ``[B, H, W, 3]`` float32 in
+   ``[0, 1]``; ``relu`` is the rectifier used at *every* ReLU in the network, so a visualiser can
+   swap in a guided-backprop or deconvnet rule without touching the params.
+2. Every point worth probing goes through :func:`tap`, which records the value under its name
+   (collection ``'intermediates'``) and lets a caller add a perturbation there (collection
+   ``'perturbations'``; the gradient with respect to it is the gradient with respect to the
+   activation, which is what Grad-CAM needs).
+3. Names are flat strings; nested modules get their path joined with ``/``
+   (``'level3/block0/out'``).
+
+:func:`bind` turns ``(module, variables)`` into a plain function
+``fn(images, relu=..., perturbations=None) -> (outputs, acts)`` that closes over the params, so
+the probing code never sees Flax.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Protocol
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import traverse_util
+
+Array = jax.Array
+Relu = Callable[[Array], Array]
+
+
+def tap(module: nn.Module, name: str, x: Array) -> Array:
+  """Records ``x`` under ``name`` and adds the caller's perturbation, if one is given."""
+  module.sow('intermediates', name, x)
+  return module.perturb(name, x)
+
+
+class ModelFn(Protocol):
+  def __call__(self, images: Array, relu: Relu = ...,
+               perturbations: Mapping[str, Array] | None = ...
+               ) -> tuple[Array, dict[str, Array]]:
+    ...
+
+
+def _flat(tree: Mapping[str, Any]) -> dict[str, Any]:
+  return traverse_util.flatten_dict(dict(tree), sep='/') if tree else {}
+
+
+def bind(module: nn.Module, variables: Mapping[str, Any], **call_kwargs) -> ModelFn:
+  """Closes ``module`` over ``variables``.
+
+  Returns ``fn(images, relu=nn.relu, perturbations=None) -> (outputs, acts)`` where ``acts`` maps
+  each tapped name to its activation (``[B, ...]``). ``perturbations`` is a flat dict name ->
+  array added at that tap (see :func:`zero_perturbations`); names not given are left alone.
+  ``call_kwargs`` are passed to the module on every call (e.g. ``train=False``).
+  """
+  variables = {k: v for k, v in variables.items() if k not in ('intermediates', 'perturbations')}
+
+  def fn(images, relu=nn.relu, perturbations=None):
+    vs = dict(variables)
+    if perturbations is not None:
+      # A full perturbation tree is needed once the collection is present: fill the rest with 0.
+      full = zero_perturbations_like(module, variables, images, **call_kwargs)
+      full.update(perturbations)
+      vs['perturbations'] = traverse_util.unflatten_dict(full, sep='/')
+    out, state = module.apply(vs, images, relu=relu, mutable=['intermediates'], **call_kwargs)
+    acts = {k: v[0] for k, v in _flat(state.get('intermediates', {})).items()}
+    return out, acts
+
+  return fn
+
+
+def zero_perturbations_like(module: nn.Module, variables, images: Array,
+                            **call_kwargs) -> dict[str, Array]:
+  """Flat dict name -> zeros shaped like each tapped activation (shape-only, no FLOPs)."""
+  variables = {k: v for k, v in variables.items() if k not in ('intermediates', 'perturbations')}
+
+  def shapes(vs, x):
+    _, state = module.apply(vs, x, mutable=['perturbations', 'intermediates'], **call_kwargs)
+    return state['perturbations']
+
+  tree = jax.eval_shape(shapes, variables, images)
+  return {k: jnp.zeros(s.shape, s.dtype) for k, s in _flat(tree).items()}
+
+
+def activation_shapes(fn: ModelFn, images: Array) -> dict[str, tuple[int, ...]]:
+  """Shapes of every tapped activation for ``images`` (no FLOPs spent)."""
+  _, acts = jax.eval_shape(fn, images)
+  return {k: tuple(v.shape) for k, v in acts.items()}
