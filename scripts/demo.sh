@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The main job, end to end, on the embedded demo workbook:
+#   demo workbook -> prepare -> train (+ evaluate) -> attribution report -> feature visualisation.
+# Sets up .venv first if needed. Results land under workspace/ (git-ignored).
+# Optional environment: CUE (planted-cue strength, default 0.8; 0 = null world), N (rows, 430).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
+PY=.venv/bin/python
+CUE=${CUE:-0.8}
+N=${N:-430}
+WS=workspace
+RAW=$WS/raw/demo.xlsx
+DATA=$WS/data/demo
+RUN=$WS/runs/demo
+start=$(date +%s)
+mkdir -p "$WS/raw" "$WS/data" "$WS/runs"
+
+echo "== 1/5 demo workbook ($N rows, cue strength $CUE) -> $RAW"
+$PY -m gradejax.demo_data --out "$RAW" --n "$N" --cue_strength "$CUE" --seed 0
+
+echo "== 2/5 prepare (faces, labels at the median, TFDS) -> $DATA"
+$PY -m gradejax.prepare --workbook "$RAW" --out "$DATA" --pivot median --overwrite
+
+echo "== 3/5 train + evaluate -> $RUN"
+# A demo run always starts fresh; a researcher's run resumes from its checkpoints instead.
+rm -rf "$RUN"
+$PY -m gradejax.train --config configs/demo.py --workdir "$RUN" --config.data_dir="$DATA"
+
+echo "== 4/5 attribution report"
+$PY -m gradejax.visualize --workdir "$RUN"
+
+echo "== 5/5 feature visualisation"
+$PY -m gradejax.featurevis --workdir "$RUN" --layer head/hidden --units 0:8 --steps 128
+
+end=$(date +%s)
+cat <<MSG
+
+Done in $((end - start)) s. Results:
+  verdict          $RUN/eval/verdict.txt
+  report (HTML)    $RUN/report/index.html
+  feature vis      $RUN/featurevis/index.html
+  TensorBoard      .venv/bin/tensorboard --logdir $RUN/tb
+  prepared data    $DATA (manifest.csv, summary.json, chips/, tfds/)
+MSG
+echo
+cat "$RUN/eval/verdict.txt"
