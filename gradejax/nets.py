@@ -61,10 +61,15 @@ def bind(module: nn.Module, variables: Mapping[str, Any], **call_kwargs) -> Mode
   def fn(images, relu=nn.relu, perturbations=None):
     vs = dict(variables)
     if perturbations is not None:
-      # A full perturbation tree is needed once the collection is present: fill the rest with 0.
-      full = zero_perturbations_like(module, variables, images, **call_kwargs)
-      full.update(perturbations)
-      vs['perturbations'] = traverse_util.unflatten_dict(full, sep='/')
+      # Once the collection is present every tap needs an entry: the rest get zeros. Keys stay
+      # the module's own paths (a tap name may itself contain '/', e.g. 'level3' and
+      # 'level3/block0' both exist), so nothing is re-split.
+      tree = _perturbation_shapes(module, variables, images, **call_kwargs)
+      unknown = set(perturbations) - {'/'.join(k) for k in tree}
+      if unknown:
+        raise KeyError(f'No tap named {sorted(unknown)}; taps: {sorted("/".join(k) for k in tree)}')
+      vs['perturbations'] = traverse_util.unflatten_dict({
+          k: perturbations.get('/'.join(k), jnp.zeros(s.shape, s.dtype)) for k, s in tree.items()})
     out, state = module.apply(vs, images, relu=relu, mutable=['intermediates'], **call_kwargs)
     acts = {k: v[0] for k, v in _flat(state.get('intermediates', {})).items()}
     return out, acts
@@ -72,17 +77,22 @@ def bind(module: nn.Module, variables: Mapping[str, Any], **call_kwargs) -> Mode
   return fn
 
 
-def zero_perturbations_like(module: nn.Module, variables, images: Array,
-                            **call_kwargs) -> dict[str, Array]:
-  """Flat dict name -> zeros shaped like each tapped activation (shape-only, no FLOPs)."""
+def _perturbation_shapes(module: nn.Module, variables, images: Array, **call_kwargs):
+  """Tuple key path -> ShapeDtypeStruct of every tap (shape-only, no FLOPs)."""
   variables = {k: v for k, v in variables.items() if k not in ('intermediates', 'perturbations')}
 
   def shapes(vs, x):
     _, state = module.apply(vs, x, mutable=['perturbations', 'intermediates'], **call_kwargs)
     return state['perturbations']
 
-  tree = jax.eval_shape(shapes, variables, images)
-  return {k: jnp.zeros(s.shape, s.dtype) for k, s in _flat(tree).items()}
+  return traverse_util.flatten_dict(dict(jax.eval_shape(shapes, variables, images)))
+
+
+def zero_perturbations_like(module: nn.Module, variables, images: Array,
+                            **call_kwargs) -> dict[str, Array]:
+  """Flat dict name -> zeros shaped like each tapped activation."""
+  tree = _perturbation_shapes(module, variables, images, **call_kwargs)
+  return {'/'.join(k): jnp.zeros(s.shape, s.dtype) for k, s in tree.items()}
 
 
 def activation_shapes(fn: ModelFn, images: Array) -> dict[str, tuple[int, ...]]:

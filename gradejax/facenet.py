@@ -1,0 +1,171 @@
+"""dlib's face recognition ResNet (``dlib_face_recognition_resnet_model_v1``) in Flax.
+
+A line-for-line port of dlib's ``anet_type`` (see /work/shared/reference/dlib_resnet_format.md):
+stem conv 7x7/2 -> affine -> relu -> max pool 3x3/2, then 14 residual blocks in five levels
+(32, 64, 128, 256, 256 channels), a global average pool and a 128-D linear map without bias.
+Descriptors match dlib's ``compute_face_descriptor`` to < 1e-6 (max abs, float32; see
+tests/test_facenet.py); two chips show the same person when their descriptors are closer than
+0.6 (Euclidean).
+
+Details that matter for parity with dlib:
+* input: RGB, ``x * 255`` then ``(x - mean_c) / 256`` (dlib divides by 256, not 255);
+* convolutions are cross-correlations with bias; padding is 0 for strided convs and pools and
+  ``k // 2`` otherwise (explicit, not ``SAME``);
+* a down block adds ``avgpool2x2(x)`` and ``block(x)`` with dlib's zero-padded add of
+  mismatched shapes: channels grow, and at level1/level0 the block output (3x3, 1x1) is smaller
+  than the pooled shortcut (4x4, 2x2): missing entries count as 0.
+
+Params (all float32, NHWC/HWIO layout) are one readable pytree::
+
+  params['stem']['conv']['kernel']       [7, 7, 3, 32]     params['stem']['conv']['bias']  [32]
+  params['stem']['affine']['scale']      [32]              params['stem']['affine']['bias']
+  params['level3']['block0']['conv1']['kernel'] [3, 3, 32, 64] ... ['affine2']['bias'] [64]
+  params['fc']['kernel']                 [256, 128]
+
+Each top-level entry is one param *variable* (a nested dict), not a submodule, so that the tap
+names of docs/CONTRACTS.md (``level3``, ``level3/block0``, ...) can live in the top-level scope
+next to them (Flax forbids a submodule and a variable of the same name).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from gradejax import nets
+from gradejax.dlib_format import (FACE_RESNET_CHIP_SIZE, FACE_RESNET_DESCRIPTOR_DIM,
+                                  FACE_RESNET_LEVELS)
+
+Array = jax.Array
+Params = dict[str, Any]
+
+# avg_red/green/blue stored in dlib_face_recognition_resnet_model_v1.dat (exact float32 values).
+DLIB_INPUT_MEANS = (122.78199768066406, 117.00099945068359, 104.29799652099609)
+STEM_CHANNELS = 32
+
+
+def _conv_init(rng: Array, k: int, c_in: int, c_out: int) -> Params:
+  std = np.sqrt(2.0 / (k * k * c_in))
+  return {'kernel': std * jax.random.normal(rng, (k, k, c_in, c_out), jnp.float32),
+          'bias': jnp.zeros((c_out,), jnp.float32)}
+
+
+def _affine_init(c: int) -> Params:
+  return {'scale': jnp.ones((c,), jnp.float32), 'bias': jnp.zeros((c,), jnp.float32)}
+
+
+def _init_stem(rng: Array) -> Params:
+  return {'conv': _conv_init(rng, 7, 3, STEM_CHANNELS), 'affine': _affine_init(STEM_CHANNELS)}
+
+
+def _init_level(rng: Array, c_in: int, c: int, blocks: int) -> Params:
+  out = {}
+  for b, key in enumerate(jax.random.split(rng, blocks)):
+    k1, k2 = jax.random.split(key)
+    out[f'block{b}'] = {'conv1': _conv_init(k1, 3, c_in if b == 0 else c, c),
+                        'affine1': _affine_init(c),
+                        'conv2': _conv_init(k2, 3, c, c), 'affine2': _affine_init(c)}
+  return out
+
+
+def _init_fc(rng: Array, c_in: int, c_out: int) -> Params:
+  return {'kernel': jax.random.normal(rng, (c_in, c_out), jnp.float32) / np.sqrt(c_in)}
+
+
+def conv(x: Array, p: Params, stride: int, precision: Any = None) -> Array:
+  """dlib ``con_``: x [B,H,W,I] -> [B,H',W',O], pad 0 if strided else k//2, plus bias."""
+  k = p['kernel'].shape[0]
+  pad = 0 if stride != 1 else k // 2
+  y = lax.conv_general_dilated(x, p['kernel'], (stride, stride), [(pad, pad), (pad, pad)],
+                               dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=precision)
+  return y + p['bias']
+
+
+def affine(x: Array, p: Params) -> Array:
+  """dlib ``affine_`` in CONV_MODE: per-channel x * scale + bias."""
+  return x * p['scale'] + p['bias']
+
+
+def pool(x: Array, kind: str, k: int, stride: int) -> Array:
+  """Max or mean over k x k windows, stride ``stride``, no padding (dlib's rule when strided)."""
+  dims, strides = (1, k, k, 1), (1, stride, stride, 1)
+  if kind == 'max':
+    return lax.reduce_window(x, -jnp.inf, lax.max, dims, strides, 'VALID')
+  return lax.reduce_window(x, 0.0, lax.add, dims, strides, 'VALID') / (k * k)
+
+
+def zero_padded_add(a: Array, b: Array) -> Array:
+  """dlib ``tt::add`` of mismatched shapes: both padded with zeros at the high end to the max."""
+  shape = tuple(max(i, j) for i, j in zip(a.shape, b.shape))
+  pad = lambda t: jnp.pad(t, [(0, s - d) for s, d in zip(shape, t.shape)])
+  return pad(a) + pad(b)
+
+
+def residual_block(x: Array, p: Params, down: bool, relu: nets.Relu, precision: Any = None
+                   ) -> Array:
+  """dlib ``ares`` (down=False) / ``ares_down`` (down=True): [B,H,W,C] -> [B,H',W',C']."""
+  y = relu(affine(conv(x, p['conv1'], 2 if down else 1, precision), p['affine1']))
+  y = affine(conv(y, p['conv2'], 1, precision), p['affine2'])
+  shortcut = pool(x, 'avg', 2, 2) if down else x
+  return relu(zero_padded_add(y, shortcut))
+
+
+class FaceResNet(nn.Module):
+  """dlib's face ResNet: ``images [B,150,150,3]`` in [0, 1] RGB -> descriptors ``[B,128]``.
+
+  Attributes:
+    input_means: per-channel (R, G, B) means on the 0..255 scale, from the .dat's input layer.
+    precision: ``lax.Precision`` (or its name) for the convolutions and the final matmul;
+      None = JAX's default (on TPU/GPU that may be reduced precision; use 'highest' for parity).
+
+  ``images`` may be float32 in [0, 1], or uint8 in 0..255 (converted exactly: pixel values are
+  used as they are, without the /255*255 round trip). Anything else raises ValueError.
+  Taps (docs/CONTRACTS.md): ``stem`` [B,35,35,32], ``level4/block0..2``, ``level4`` [B,35,35,32],
+  ``level3/block0..3``, ``level3`` [B,17,17,64], ``level2/block0..2``, ``level2`` [B,8,8,128],
+  ``level1/block0..2``, ``level1`` [B,4,4,256], ``level0/block0``, ``level0`` [B,2,2,256],
+  ``pooled`` [B,256], ``descriptor`` [B,128]. A level's output is its last block's output.
+  """
+  input_means: tuple[float, float, float] = DLIB_INPUT_MEANS
+  precision: Any = None
+
+  @nn.compact
+  def __call__(self, images: Array, *, relu: nets.Relu = nn.relu) -> Array:
+    x = self._normalise(images)
+    prec = self.precision
+    p = self.param('stem', _init_stem)
+    x = relu(affine(conv(x, p['conv'], 2, prec), p['affine']))
+    x = nets.tap(self, 'stem', pool(x, 'max', 3, 2))
+    c_in = STEM_CHANNELS
+    for name, c, blocks, down in FACE_RESNET_LEVELS:
+      p = self.param(name, _init_level, c_in, c, blocks)
+      for b in range(blocks):
+        x = residual_block(x, p[f'block{b}'], down and b == 0, relu, prec)
+        x = nets.tap(self, f'{name}/block{b}', x)
+      x = nets.tap(self, name, x)
+      c_in = c
+    x = nets.tap(self, 'pooled', jnp.mean(x, axis=(1, 2)))
+    p = self.param('fc', _init_fc, c_in, FACE_RESNET_DESCRIPTOR_DIM)
+    x = jnp.dot(x, p['kernel'], precision=prec)
+    return nets.tap(self, 'descriptor', x)
+
+  def _normalise(self, images: Array) -> Array:
+    size = FACE_RESNET_CHIP_SIZE
+    shape = tuple(getattr(images, 'shape', ()))
+    if len(shape) != 4 or shape[1:] != (size, size, 3):
+      raise ValueError(f'FaceResNet takes images [B, {size}, {size}, 3] (aligned RGB face chips, '
+                       f'NHWC), got shape {shape}; align photos with dlib.get_face_chip(img, '
+                       f'shape, {size}, 0.25) first.')
+    dtype = jnp.dtype(images.dtype)
+    if dtype == jnp.uint8:
+      x = images.astype(jnp.float32)
+    elif dtype == jnp.float32:
+      x = images * 255.0
+    else:
+      raise ValueError(f'FaceResNet takes float32 images in [0, 1] or uint8 in 0..255, got '
+                       f'{dtype}; convert with .astype(np.float32) (scaled to [0, 1]).')
+    means = jnp.asarray(self.input_means, jnp.float32)
+    return (x - means) / 256.0
