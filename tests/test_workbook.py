@@ -1,0 +1,198 @@
+"""Workbook reading: columns by header, photos by anchor or in-cell rich values, bad files."""
+import io
+import pathlib
+import zipfile
+
+import numpy as np
+import openpyxl
+import pytest
+
+from fixtures import xlsx_builders as xb
+from gradejax import workbook
+
+FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
+
+
+def _photo(k: int) -> bytes:
+  """A distinct small PNG per k, so tests can tell which photo landed in which row."""
+  return xb.png_bytes(np.full((70, 70 + k, 3), 10 * k, np.uint8))
+
+
+def _rows_summary(table):
+  return [(r.source_row, r.id_value, r.grade_value,
+           None if r.photo is None else r.photo.data) for r in table.rows]
+
+
+@pytest.mark.parametrize('two_cell', [False, True])
+def test_anchored_photos_match_their_rows(tmp_path, two_cell):
+  rows = [('a1', 4.5, _photo(1)), ('a2', '3,5', None), ('a3', 5, _photo(3))]
+  path = xb.write_workbook(tmp_path / 'w.xlsx', rows, two_cell=two_cell)
+  table = workbook.read_workbook(path)
+  assert table.sheet == 'Grades' and table.header_row == 1
+  assert table.columns == {'id': 1, 'grade': 2, 'photo': 3}
+  assert _rows_summary(table) == [(2, 'a1', 4.5, _photo(1)), (3, 'a2', '3,5', None),
+                                  (4, 'a3', 5, _photo(3))]
+  assert all(r.photo is None or r.photo.placement == 'anchored' for r in table.rows)
+
+
+def test_in_cell_pictures_are_read_from_rich_values(tmp_path):
+  rows = [('c1', 4.0, _photo(1)), ('c2', 2.5, None), ('c3', 6, _photo(3)), ('c4', 5.5, _photo(4))]
+  path = xb.write_in_cell_workbook(tmp_path / 'in_cell.xlsx', rows)
+  with zipfile.ZipFile(path) as zf:
+    sheet = zf.read('xl/worksheets/sheet1.xml').decode()
+  assert sheet.count('t="e" vm=') == 3
+  table = workbook.read_workbook(path)
+  assert _rows_summary(table) == [(2, 'c1', 4.0, _photo(1)), (3, 'c2', 2.5, None),
+                                  (4, 'c3', 6, _photo(3)), (5, 'c4', 5.5, _photo(4))]
+  assert {r.photo.placement for r in table.rows if r.photo} == {'in_cell'}
+  # openpyxl itself sees only the error placeholder in those cells.
+  ws = openpyxl.load_workbook(path, data_only=True).active
+  assert ws['C2'].value == '#VALUE!' and not ws._images
+
+
+def test_header_synonyms_title_rows_and_blank_rows(tmp_path):
+  wb = openpyxl.Workbook()
+  ws = wb.active
+  ws.title = 'Données'
+  ws['A1'] = 'Résultats 1re année'  # a title above the header
+  ws.append([])
+  ws.append(['Portrait', 'Anon. ID', 'Moyenne'])
+  ws.append([None, 'x1', '4,25'])
+  ws.append([None, None, None])
+  ws.append([None, 'x2', 5])
+  wb.save(tmp_path / 'fr.xlsx')
+  table = workbook.read_workbook(tmp_path / 'fr.xlsx')
+  assert table.header_row == 3
+  assert table.columns == {'id': 2, 'grade': 3, 'photo': 1}
+  assert [(r.source_row, r.id_value, r.grade_value) for r in table.rows] == [
+      (4, 'x1', '4,25'), (6, 'x2', 5)]
+  assert table.blank_rows == 1
+
+
+def test_sheet_and_column_flags(tmp_path):
+  wb = openpyxl.Workbook()
+  wb.active.title = 'Intro'
+  wb.active['A1'] = 'read me'
+  ws = wb.create_sheet('Year1')
+  ws.append(['code eleve', 'resultat', 'grade'])  # 'grade' is a decoy column here
+  ws.append(['e1', 4.5, 'B'])
+  wb.save(tmp_path / 'flags.xlsx')
+  table = workbook.read_workbook(tmp_path / 'flags.xlsx', sheet='Year1', id_column='Code Élève',
+                                 grade_column='resultat')
+  assert table.columns['id'] == 1 and table.columns['grade'] == 2
+  assert [(r.id_value, r.grade_value) for r in table.rows] == [('e1', 4.5)]
+  by_letter = workbook.read_workbook(tmp_path / 'flags.xlsx', sheet='Year1', id_column='A',
+                                     grade_column='B')
+  assert by_letter.columns['grade'] == 2
+
+
+def test_missing_sheet_lists_sheets(tmp_path):
+  path = xb.write_workbook(tmp_path / 'w.xlsx', [('a', 4, None)], extra_sheets=['Other'])
+  with pytest.raises(workbook.WorkbookError) as e:
+    workbook.read_workbook(path, sheet='Grades2024')
+  msg = str(e.value)
+  assert str(path) in msg and "'Grades2024'" in msg and "'Grades'" in msg and "'Other'" in msg
+
+
+def test_missing_columns_list_headers(tmp_path):
+  path = xb.write_workbook(tmp_path / 'w.xlsx', [('a', 4, None)],
+                           headers=('Student', 'Result', 'Picture'))
+  with pytest.raises(workbook.WorkbookError) as e:
+    workbook.read_workbook(path)
+  msg = str(e.value)
+  assert str(path) in msg and "'Student'" in msg and "'Result'" in msg and '--grade_column' in msg
+  with pytest.raises(workbook.WorkbookError, match="'Moyenne' not found"):
+    workbook.read_workbook(path, id_column='Student', grade_column='Moyenne')
+  table = workbook.read_workbook(path, id_column='Student', grade_column='Result')
+  assert table.columns == {'id': 1, 'grade': 2, 'photo': 3}
+
+
+def test_bad_files_raise_clear_errors(tmp_path):
+  csv = tmp_path / 'grades.xlsx'
+  csv.write_text('id,grade\na,4\n')
+  with pytest.raises(workbook.WorkbookError, match=r'grades\.xlsx: not an Excel \.xlsx'):
+    workbook.read_workbook(csv)
+  other_zip = tmp_path / 'doc.xlsx'
+  with zipfile.ZipFile(other_zip, 'w') as zf:
+    zf.writestr('word/document.xml', '<w/>')
+  with pytest.raises(workbook.WorkbookError, match=r'doc\.xlsx: a zip file but not an \.xlsx'):
+    workbook.read_workbook(other_zip)
+  locked = xb.write_encrypted_container(tmp_path / 'locked.xlsx')
+  with pytest.raises(workbook.WorkbookError, match=r'locked\.xlsx: the workbook is password-protected'):
+    workbook.read_workbook(locked)
+  with pytest.raises(workbook.WorkbookError, match='no such file'):
+    workbook.read_workbook(tmp_path / 'missing.xlsx')
+  broken = tmp_path / 'broken.xlsx'
+  good = xb.write_workbook(tmp_path / 'good.xlsx', [('a', 4, None)])
+  broken.write_bytes(good.read_bytes()[:600])  # a zip cut short
+  with pytest.raises(workbook.WorkbookError, match=r'broken\.xlsx'):
+    workbook.read_workbook(broken)
+
+
+@pytest.mark.parametrize('value,expected', [
+    (4.5, 4.5), (4, 4.0), ('4.5', 4.5), ('4,5', 4.5), (' 5,25 ', 5.25), ('6', 6.0), (1, 1.0)])
+def test_parse_grade_accepts_numbers(value, expected):
+  assert workbook.parse_grade(value) == (expected, None)
+
+
+@pytest.mark.parametrize('value,code', [
+    (None, 'missing_grade'), ('  ', 'missing_grade'), ('abc', 'grade_not_a_number'),
+    ('4.5.1', 'grade_not_a_number'), ('#N/A', 'grade_not_a_number'), (True, 'grade_not_a_number'),
+    (float('nan'), 'grade_not_a_number'), (6.5, 'grade_out_of_range'), (0.5, 'grade_out_of_range'),
+    ('7,0', 'grade_out_of_range')])
+def test_parse_grade_rejects_with_code(value, code):
+  grade, reason = workbook.parse_grade(value)
+  assert grade is None and reason.split(':')[0] == code
+
+
+def test_parse_id():
+  assert workbook.parse_id(17.0) == '17' and workbook.parse_id(' s-01 ') == 's-01'
+  assert workbook.parse_id(None) is None and workbook.parse_id('  ') is None
+
+
+def test_libreoffice_written_workbook():
+  table = workbook.read_workbook(FIXTURES / 'libreoffice_grades.xlsx')
+  assert table.sheet == 'Notes' and table.columns == {'id': 1, 'grade': 2, 'photo': 3}
+  got = [(r.source_row, r.id_value, r.grade_value, r.photo is not None) for r in table.rows]
+  assert got == [(2, 'S01', 4.5, True), (3, 'S02', '4,5', True), (4, 'S03', 3, False),
+                 (5, 'S04', None, True), (6, 'S05', 6.5, False)]
+  photos = [r.photo for r in table.rows if r.photo]
+  assert [p.col for p in photos] == [3, 3, 3]
+  assert photos[0].data[:2] == b'\xff\xd8'  # LibreOffice kept the JPEG
+
+
+def test_absolute_anchor_and_photo_column_preference(tmp_path):
+  from openpyxl.drawing.image import Image as XlImage
+  from openpyxl.drawing.spreadsheet_drawing import AbsoluteAnchor
+  from openpyxl.drawing.xdr import XDRPoint2D, XDRPositiveSize2D
+  path = xb.write_workbook(tmp_path / 'w.xlsx', [('a', 4, _photo(1)), ('b', 5, None),
+                                                 ('c', 3, None)])
+  wb = openpyxl.load_workbook(path)
+  ws = wb.active
+  ws.row_dimensions[2].height = 60  # row 2 is 60 pt high, others the default 15 pt
+  # Row 3 starts at 15 + 60 = 75 pt; a picture placed at y = 80 pt lies in row 3.
+  img = XlImage(io.BytesIO(_photo(2)))
+  img.anchor = AbsoluteAnchor(pos=XDRPoint2D(x=0, y=80 * 12700),
+                              ext=XDRPositiveSize2D(cx=500000, cy=500000))
+  ws.add_image(img)
+  logo = XlImage(io.BytesIO(_photo(7)))  # a second picture in row 2, outside the photo column
+  ws.add_image(logo, 'E2')
+  wb.save(path)
+  table = workbook.read_workbook(path)
+  by_row = {r.source_row: r for r in table.rows}
+  assert by_row[3].photo.data == _photo(2) and by_row[3].photo.col is None
+  assert by_row[2].photos_in_row == 2 and by_row[2].photo.data == _photo(1)
+  assert by_row[4].photo is None
+
+
+def test_wrong_dimension_tag_does_not_truncate_rows(tmp_path):
+  import re
+  path = xb.write_workbook(tmp_path / 'dim.xlsx', [('a', 4, None), ('b', 5, None), ('c', 3, None)])
+  sheet = 'xl/worksheets/sheet1.xml'
+  xb._replace_parts(path, {}, lambda parts: {
+      **parts, sheet: re.sub(rb'<dimension ref="[^"]*" ?/>', b'<dimension ref="A1"/>', parts[sheet])})
+  with zipfile.ZipFile(path) as zf:
+    assert b'<dimension ref="A1"/>' in zf.read(sheet)
+  table = workbook.read_workbook(path)
+  assert [(r.source_row, r.id_value, r.grade_value) for r in table.rows] == [
+      (2, 'a', 4), (3, 'b', 5), (4, 'c', 3)]
