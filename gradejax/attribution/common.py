@@ -1,0 +1,115 @@
+"""Plumbing shared by every attribution method: targets, precision, jit, heat-map reduction.
+
+Every method reaches the network only through the ModelFn of :mod:`gradejax.nets`
+(``fn(images, relu=..., perturbations=None) -> (outputs [B, K], acts)``) and explains one output
+unit per image (``targets``: int [B], a class index for a classifier or a descriptor unit for
+the face ResNet). Images in a batch must not interact (no train-mode batch norm), so the gradient
+of the *sum* of the per-image target scores is every image's own gradient in one backward pass.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from gradejax import nets
+
+Array = jax.Array
+DEFAULT_PRECISION = 'highest'
+
+
+def as_targets(targets: Any, batch: int) -> Array:
+  """int or int [B] -> int32 [B]; a scalar explains the same unit for every image."""
+  t = jnp.asarray(targets)
+  if not jnp.issubdtype(t.dtype, jnp.integer):
+    raise TypeError(f'targets must be integer class/unit indices, got dtype {t.dtype}')
+  if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != batch):
+    raise ValueError(f'targets must be a scalar or shape [{batch}] (one per image), got '
+                     f'shape {t.shape}')
+  return jnp.broadcast_to(t.astype(jnp.int32), (batch,))
+
+
+def pick(outputs: Array, targets: Array) -> Array:
+  """outputs [B, K], targets int [B] -> the target scores [B]."""
+  return jnp.take_along_axis(outputs, targets[:, None], axis=1)[:, 0]
+
+
+def target_score(fn: nets.ModelFn, images: Array, targets: Array, relu: nets.Relu = nn.relu,
+                 perturbations: dict[str, Array] | None = None) -> tuple[Array, Any]:
+  """Sum over the batch of each image's target score, plus (outputs, acts) as aux."""
+  out, acts = fn(images, relu=relu, perturbations=perturbations)
+  return jnp.sum(pick(out, targets)), (out, acts)
+
+
+def input_gradient(fn: nets.ModelFn, images: Array, targets: Array,
+                   relu: nets.Relu = nn.relu) -> Array:
+  """d score_b / d images_b for every b at once: [B, H, W, C]."""
+  return jax.grad(lambda x: target_score(fn, x, targets, relu)[0])(images)
+
+
+def method(*static: str) -> Callable:
+  """Decorator: jit the method (``fn`` and ``static`` names static) and run it at a precision.
+
+  Adds the keyword ``precision`` ('highest' by default; 'default', 'high', 'float32', ... or
+  None to leave JAX's setting alone): it is entered with ``jax.default_matmul_precision``
+  around the call, so every dot and convolution of the traced network uses it (it is part of
+  jit's cache key, so switching it recompiles instead of reusing a stale executable).
+  """
+  def deco(f):
+    jitted = jax.jit(f, static_argnames=('fn',) + static)
+
+    @functools.wraps(f)
+    def wrapper(*args, precision: str | None = DEFAULT_PRECISION, **kwargs):
+      ctx = (jax.default_matmul_precision(precision) if precision is not None
+             else contextlib.nullcontext())
+      with ctx:
+        return jitted(*args, **kwargs)
+
+    wrapper.unjitted = f
+    wrapper.jitted = jitted  # for .lower(...) (cost analysis in benchmarks)
+    return wrapper
+  return deco
+
+
+def scan_unroll(unroll: int | bool | None) -> int | bool:
+  """The ``lax.scan`` unroll for chunked loops (IG steps, SmoothGrad samples, occluder and
+  deletion positions). None picks per backend: fully unrolled on CPU, where XLA runs
+  convolutions inside a while loop ~4x slower than outside one (measured on the face ResNet),
+  and rolled elsewhere, where the loop is what keeps memory at one chunk."""
+  if unroll is None:
+    return jax.default_backend() == 'cpu'
+  return unroll
+
+
+def chunked_map(f: Callable[[Array], Array], xs: Array, unroll: int | bool | None = None
+                ) -> Array:
+  """``lax.map(f, xs)`` as a scan with :func:`scan_unroll`."""
+  return lax.scan(lambda _, x: (None, f(x)), None, xs, unroll=scan_unroll(unroll))[1]
+
+
+def to_heatmap(attr: Array, reduce: str = 'sum') -> Array:
+  """Attributions [B, H, W, C] (or already [B, H, W]) -> one value per pixel [B, H, W].
+
+  ``reduce``: 'sum' keeps the sign (gradient x input, IG, DeepLIFT: the channels' shares add
+  up), 'abs_max' is Simonyan et al.'s max over channels of |gradient| (saliency-like maps whose
+  sign per channel means little), 'abs_sum' the L1 norm over channels.
+  """
+  if attr.ndim == 3:
+    return attr
+  if reduce == 'sum':
+    return jnp.sum(attr, axis=-1)
+  if reduce == 'abs_max':
+    return jnp.max(jnp.abs(attr), axis=-1)
+  if reduce == 'abs_sum':
+    return jnp.sum(jnp.abs(attr), axis=-1)
+  raise ValueError(f"reduce must be 'sum', 'abs_max' or 'abs_sum', got {reduce!r}")
+
+
+def upsample(maps: Array, size: tuple[int, int]) -> Array:
+  """[B, h, w] -> [B, H, W] bilinear (half-pixel centres, as Grad-CAM's reference code)."""
+  return jax.image.resize(maps, (maps.shape[0],) + tuple(size), 'bilinear')

@@ -1,0 +1,89 @@
+"""Occlusion sensitivity (Zeiler & Fergus 2014): how much the score drops when a patch is hidden.
+
+Patches of ``patch x patch`` pixels at top-left corners ``(i * stride, j * stride)`` that fit in
+the image (``ny = (H - patch) // stride + 1``, likewise ``nx``); every occluded copy of every
+image is run through the network in batches of ``chunk`` positions x B images.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from gradejax import nets
+from gradejax.attribution.common import as_targets, chunked_map, method
+
+Array = jax.Array
+
+
+def grid_shape(height: int, width: int, patch: int, stride: int) -> tuple[int, int]:
+  if not (0 < patch <= min(height, width)) or stride < 1:
+    raise ValueError(f'occlusion needs 0 < patch <= {min(height, width)} and stride >= 1, got '
+                     f'patch={patch}, stride={stride}')
+  return (height - patch) // stride + 1, (width - patch) // stride + 1
+
+
+def _cover(n: int, size: int, patch: int, stride: int) -> Array:
+  """[n, size] float: 1 where patch position i covers pixel row/column p."""
+  p = jnp.arange(size)[None, :]
+  start = (jnp.arange(n) * stride)[:, None]
+  return ((p >= start) & (p < start + patch)).astype(jnp.float32)
+
+
+def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride: int,
+                          fill: float | Array = 0.0, chunk: int = 16,
+                          unroll: int | bool | None = None) -> Array:
+  """``outputs(x) - outputs(x occluded at (i, j))`` for every output unit: [B, ny, nx, K].
+
+  ``fill`` is the occluder's value (scalar or broadcastable to one image ``[H, W, C]``).
+  Traceable helper (not jitted itself).
+  """
+  b, h, w, c = images.shape
+  ny, nx = grid_shape(h, w, patch, stride)
+  rows, cols = _cover(ny, h, patch, stride), _cover(nx, w, patch, stride)
+  n = ny * nx
+  chunk = max(1, min(chunk, n))
+  n_pad = -(-n // chunk) * chunk
+  fill = jnp.broadcast_to(jnp.asarray(fill, images.dtype), (h, w, c))
+  clean, _ = fn(images)
+
+  def run(pos):  # pos [chunk] flat positions (padded ones repeat the last and are dropped)
+    masks = rows[pos // nx][:, :, None] * cols[pos % nx][:, None, :]  # [chunk, H, W]
+    m = masks[:, None, :, :, None]
+    x = images[None] * (1 - m) + fill * m
+    out, _ = fn(x.reshape((chunk * b, h, w, c)))
+    return clean[None] - out.reshape((chunk, b, -1))
+
+  pos = jnp.minimum(jnp.arange(n_pad), n - 1).reshape(-1, chunk)
+  drops = chunked_map(run, pos, unroll).reshape((n_pad, b, -1))[:n]  # [P, B, K]
+  return jnp.transpose(drops, (1, 0, 2)).reshape((b, ny, nx, -1))
+
+
+@method('patch', 'stride', 'chunk', 'unroll')
+def occlusion_grid(fn: nets.ModelFn, images: Array, targets: Array, *, patch: int = 15,
+                   stride: int = 15, fill: float | Array = 0.0, chunk: int = 16,
+                   unroll: int | bool | None = None) -> Array:
+  """Target-score drop per occluder position, [B, ny, nx] (score units; > 0: patch helped)."""
+  t = as_targets(targets, images.shape[0])
+  d = occlusion_all_outputs(fn, images, patch=patch, stride=stride, fill=fill, chunk=chunk,
+                            unroll=unroll)
+  return jnp.take_along_axis(d, t[:, None, None, None], axis=3)[..., 0]
+
+
+def grid_to_pixels(grid: Array, size: tuple[int, int], patch: int, stride: int) -> Array:
+  """[B, ny, nx] per-position values -> [B, H, W]: mean over the patches covering each pixel."""
+  ny, nx = grid.shape[1:]
+  rows, cols = _cover(ny, size[0], patch, stride), _cover(nx, size[1], patch, stride)
+  total = jnp.einsum('byx,yh,xw->bhw', grid, rows, cols)
+  count = jnp.einsum('yh,xw->hw', rows, cols)
+  return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
+
+
+@method('patch', 'stride', 'chunk', 'unroll')
+def occlusion(fn: nets.ModelFn, images: Array, targets: Array, *, patch: int = 15,
+              stride: int = 15, fill: float | Array = 0.0, chunk: int = 16,
+              unroll: int | bool | None = None) -> Array:
+  """Occlusion map at the input resolution, [B, H, W]: each pixel gets the mean score drop of
+  the occluder positions covering it (0 where none does)."""
+  grid = occlusion_grid.unjitted(fn, images, targets, patch=patch, stride=stride, fill=fill,
+                                 chunk=chunk, unroll=unroll)
+  return grid_to_pixels(grid, images.shape[1:3], patch, stride)

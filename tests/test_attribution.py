@@ -1,0 +1,272 @@
+"""Attribution methods against analytic answers on toy networks that follow gradejax.nets.
+
+Toy nets: a linear model (every gradient method has a closed form), a small random ReLU conv
+net (completeness of IG, summation to delta of DeepLIFT), a hand-set 1x1-conv ReLU net (guided
+backprop and deconvnet worked out by hand below) and a GAP + linear conv net (Grad-CAM = CAM).
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gradejax import attribution as attr
+from gradejax import nets
+from gradejax.attribution import class_activation, registry
+
+H = W = 8
+
+
+class LinearNet(nn.Module):
+  """outputs[b, k] = sum_{h,w,c} x[b,h,w,c] w[h,w,c,k] + bias[k]."""
+  classes: int = 3
+
+  @nn.compact
+  def __call__(self, images, *, relu=nn.relu):
+    del relu
+    w = self.param('w', nn.initializers.normal(1.0), images.shape[1:] + (self.classes,))
+    b = self.param('b', nn.initializers.normal(1.0), (self.classes,))
+    x = nets.tap(self, 'input', images)
+    return nets.tap(self, 'logits', jnp.einsum('bhwc,hwck->bk', x, w) + b)
+
+
+class ReluConvNet(nn.Module):
+  """conv3x3 -> relu -> conv3x3 -> relu (tap 'features') -> global mean (tap 'pooled') -> dense.
+
+  With ``relu_head`` a hidden ReLU layer sits between the pooled features and the outputs.
+  """
+  classes: int = 3
+  relu_head: bool = False
+
+  @nn.compact
+  def __call__(self, images, *, relu=nn.relu):
+    x = relu(nn.Conv(6, (3, 3), bias_init=nn.initializers.normal(0.1))(images))
+    conv = nn.Conv(5, (3, 3), bias_init=nn.initializers.normal(0.1))
+    x = nets.tap(self, 'features', relu(conv(x)))
+    x = nets.tap(self, 'pooled', jnp.mean(x, axis=(1, 2)))
+    if self.relu_head:
+      x = relu(nn.Dense(4)(x))
+    return nets.tap(self, 'logits', nn.Dense(self.classes)(x))
+
+
+def _bind(module, shape=(2, H, W, 3), seed=0):
+  variables = module.init(jax.random.key(seed), jnp.zeros(shape))
+  return nets.bind(module, variables), variables
+
+
+@pytest.fixture(scope='module')
+def images():
+  return jax.random.uniform(jax.random.key(1), (2, H, W, 3))
+
+
+@pytest.fixture(scope='module')
+def linear(images):
+  fn, variables = _bind(LinearNet())
+  return fn, np.asarray(variables['params']['w'])
+
+
+@pytest.fixture(scope='module')
+def relu_net():
+  return _bind(ReluConvNet())[0]
+
+
+TARGETS = np.array([2, 0])
+
+
+def _per_image_w(w, targets):
+  return np.stack([w[..., k] for k in targets])  # [B, H, W, C]
+
+
+def test_linear_saliency_is_weights(images, linear):
+  fn, w = linear
+  np.testing.assert_allclose(attr.saliency(fn, images, TARGETS), _per_image_w(w, TARGETS),
+                             rtol=1e-6)
+  # A scalar target explains the same unit for every image.
+  np.testing.assert_allclose(attr.saliency(fn, images, 1), _per_image_w(w, [1, 1]), rtol=1e-6)
+
+
+def test_linear_gradient_x_input_ig_deeplift_smoothgrad(images, linear):
+  fn, w = linear
+  wk = _per_image_w(w, TARGETS)
+  x = np.asarray(images)
+  baseline = np.asarray(jax.random.uniform(jax.random.key(2), (H, W, 3)))
+  np.testing.assert_allclose(attr.gradient_x_input(fn, images, TARGETS), x * wk, rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(attr.integrated_gradients(fn, images, TARGETS, baseline, steps=5,
+                                                       chunk=2),
+                             (x - baseline) * wk, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(attr.deeplift_rescale(fn, images, TARGETS, baseline),
+                             (x - baseline) * wk, rtol=1e-5, atol=1e-6)
+  # The gradient of a linear model is the same at every noisy copy.
+  np.testing.assert_allclose(attr.smoothgrad(fn, images, TARGETS, jax.random.key(3),
+                                             n_samples=5, chunk=2), wk, rtol=1e-5)
+
+
+def test_linear_occlusion_is_patch_sums(images, linear):
+  fn, w = linear
+  wx = _per_image_w(w, TARGETS) * np.asarray(images)
+  patch, stride = 3, 2
+  grid = np.asarray(attr.occlusion_grid(fn, images, TARGETS, patch=patch, stride=stride,
+                                        chunk=4))
+  ny = (H - patch) // stride + 1
+  assert grid.shape == (2, ny, ny)
+  for i in range(ny):
+    for j in range(ny):
+      win = wx[:, i * stride:i * stride + patch, j * stride:j * stride + patch]
+      np.testing.assert_allclose(grid[:, i, j], win.sum(axis=(1, 2, 3)), rtol=1e-4, atol=1e-5)
+  # Non-overlapping patches: every pixel of a patch gets that patch's drop.
+  pix = np.asarray(attr.occlusion(fn, images, TARGETS, patch=4, stride=4))
+  grid4 = np.asarray(attr.occlusion_grid(fn, images, TARGETS, patch=4, stride=4))
+  np.testing.assert_allclose(pix, np.kron(grid4, np.ones((4, 4))), rtol=1e-6)
+
+
+def test_linear_region_class_map(images, linear):
+  fn, w = linear
+  x = np.asarray(images)
+  regions = np.asarray(attr.region_class_map(fn, images, patch=4, stride=4))
+  for i in range(2):
+    for j in range(2):
+      win = np.einsum('bhwc,hwck->bk', x[:, 4 * i:4 * i + 4, 4 * j:4 * j + 4],
+                      w[4 * i:4 * i + 4, 4 * j:4 * j + 4])
+      np.testing.assert_array_equal(regions[:, i, j], win.argmax(-1))
+
+
+def test_integrated_gradients_completeness(images):
+  # Along the straight path a ReLU net is piecewise linear in alpha, so the midpoint rule errs
+  # by O(kinks * jump / steps): 1e-3 at 256 steps holds for a net this small (this seed's
+  # worst case is 9e-4 over its 3 classes x 2 images), and the error must shrink with steps.
+  fn, _ = _bind(ReluConvNet(), seed=2)
+  out = np.asarray(fn(images)[0])
+  out0 = np.asarray(fn(jnp.zeros_like(images))[0])
+  delta = out[[0, 1], TARGETS] - out0[[0, 1], TARGETS]
+  errors = {}
+  for steps in (16, 256):
+    ig = np.asarray(attr.integrated_gradients(fn, images, TARGETS, steps=steps, chunk=64))
+    errors[steps] = np.abs(ig.sum(axis=(1, 2, 3)) - delta) / np.abs(delta)
+  assert errors[256].max() < 1e-3, errors
+  assert errors[256].max() < errors[16].max() / 4, errors
+
+
+def test_deeplift_summation_to_delta(images, relu_net):
+  fn = relu_net
+  reference = jax.random.uniform(jax.random.key(4), images.shape)
+  out = np.asarray(fn(images)[0])
+  ref = np.asarray(fn(reference)[0])
+  dl = np.asarray(attr.deeplift_rescale(fn, images, TARGETS, reference))
+  delta = out[[0, 1], TARGETS] - ref[[0, 1], TARGETS]
+  np.testing.assert_allclose(dl.sum(axis=(1, 2, 3)), delta, rtol=1e-5, atol=1e-6)
+  # It is not the gradient x delta of either end: the multipliers really differ.
+  gx = np.asarray(attr.saliency(fn, images, TARGETS)) * np.asarray(images - reference)
+  assert np.abs(gx.sum(axis=(1, 2, 3)) - delta).max() > 1e-3
+
+
+class HandNet(nn.Module):
+  """Two 1x1-conv ReLU layers and a sum over pixels, weights set by hand.
+
+  Per pixel p with colour (R, G, B):
+    z1 = (R - G, G - B),  h1 = relu(z1)
+    z2 = (h1_0 - h1_1, h1_1),  h2 = relu(z2)
+    y = sum_p (h2_0 - 0.5 h2_1)
+  """
+
+  @nn.compact
+  def __call__(self, images, *, relu=nn.relu):
+    w1 = jnp.array([[1., 0.], [-1., 1.], [0., -1.]])  # [C_in=3, C_out=2]
+    w2 = jnp.array([[1., 0.], [-1., 1.]])
+    h1 = nets.tap(self, 'h1', relu(jnp.einsum('bhwc,cd->bhwd', images, w1)))
+    h2 = nets.tap(self, 'h2', relu(jnp.einsum('bhwc,cd->bhwd', h1, w2)))
+    return jnp.sum(h2 @ jnp.array([1., -0.5]), axis=(1, 2))[:, None]
+
+
+def test_guided_backprop_and_deconvnet_hand_derived():
+  # 2x2 image, pixels A (0,0), B (0,1), C (1,0), D (1,1):
+  #   A = (.9, .2, .1): z1 = (.7, .1)          z2 = (.6, .1)   both layers fully on
+  #   B = (.2, .5, .1): z1 = (-.3, .4)         z2 = (-.4, .4)  channel 0 off in both layers
+  #   C = (.6, .4, .0): z1 = (.2, .4)          z2 = (-.2, .4)  channel 0 on in layer 1 only
+  #   D = (.8, .5, .4): z1 = (.3, .1)          z2 = (.2, .1)   both layers fully on
+  # Backward signal at h2 is (1, -0.5) everywhere.
+  # Guided: layer 2 keeps (1, 0) where z2_0 > 0 (the -0.5 is negative: dropped), else (0, 0).
+  #   Through w2: (g0, -g0); layer 1 keeps only the positive g0 where z1_0 > 0: (g0, 0).
+  #   Through w1: (dR, dG, dB) = (g0, -g0, 0). So A, D -> (1, -1, 0); B, C -> 0 (C is stopped
+  #   by layer 2 although layer 1 would pass it: the forward mask at both layers matters).
+  # Deconvnet: layer 2 passes relu(1, -0.5) = (1, 0) everywhere, through w2 (1, -1), layer 1
+  #   relu -> (1, 0), through w1 -> (1, -1, 0) at every pixel, whatever the image.
+  # Vanilla gradient, for contrast, at A: h2 signal (1, -.5) -> h1 (1, -1.5) -> (1, -2.5, 1.5).
+  img = jnp.array([[[[.9, .2, .1], [.2, .5, .1]], [[.6, .4, .0], [.8, .5, .4]]]])
+  module = HandNet()
+  fn = nets.bind(module, module.init(jax.random.key(0), img))
+  on, off = [1., -1., 0.], [0., 0., 0.]
+  np.testing.assert_allclose(attr.guided_backprop(fn, img, 0)[0], [[on, off], [off, on]])
+  np.testing.assert_allclose(attr.deconvnet(fn, img, 0)[0], [[on, on], [on, on]])
+  np.testing.assert_allclose(attr.saliency(fn, img, 0)[0, 0, 0], [1., -2.5, 1.5])
+
+
+def test_grad_cam_equals_cam_up_to_scale(images):
+  fn, variables = _bind(ReluConvNet())
+  weights = class_activation.linear_head_weights(fn, images, 'pooled', key=jax.random.key(5))
+  dense = variables['params']['Dense_0']['kernel']
+  np.testing.assert_allclose(weights, dense, rtol=1e-5, atol=1e-6)
+  c = np.asarray(attr.cam(fn, images, TARGETS, weights, layer='features'))
+  g = np.asarray(attr.grad_cam(fn, images, TARGETS, layer='features'))
+  # dS/dA[h, w, c] = W[c, k] / (h w), so Grad-CAM = relu(CAM) / (h w) before upsampling, and
+  # bilinear upsampling commutes with the scale (not with relu: compare at the tap's size).
+  c0 = np.asarray(attr.cam(fn, images, TARGETS, weights, layer='features', upsampled=False))
+  g0 = np.asarray(attr.grad_cam(fn, images, TARGETS, layer='features', upsampled=False))
+  np.testing.assert_allclose(g0, np.maximum(c0, 0) / (H * W), rtol=1e-5, atol=1e-7)
+  assert c.shape == g.shape == (2, H, W)
+  gu = np.asarray(attr.grad_cam(fn, images, TARGETS, layer='features', rectify=False))
+  np.testing.assert_allclose(gu, c / (H * W), rtol=1e-5, atol=1e-7)
+  # A ReLU head is not linear: CAM refuses it.
+  fn2, _ = _bind(ReluConvNet(relu_head=True))
+  with pytest.raises(ValueError, match='not a linear function'):
+    class_activation.linear_head_weights(fn2, images, 'pooled', key=jax.random.key(5))
+  with pytest.raises(ValueError, match='no tap named'):
+    attr.grad_cam(fn, images, TARGETS, layer='nope')
+
+
+def test_guided_grad_cam_is_product(images, relu_net):
+  gb = np.asarray(attr.guided_backprop(relu_net, images, TARGETS))
+  gc = np.asarray(attr.grad_cam(relu_net, images, TARGETS, layer='features'))
+  np.testing.assert_allclose(attr.guided_grad_cam(relu_net, images, TARGETS, layer='features'),
+                             gb * gc[..., None], rtol=1e-5, atol=1e-8)
+
+
+def test_smoothgrad_independent_of_chunking(images, relu_net):
+  key = jax.random.key(6)
+  a = attr.smoothgrad(relu_net, images, TARGETS, key, n_samples=6, chunk=4)
+  b = attr.smoothgrad(relu_net, images, TARGETS, key, n_samples=6, chunk=6)
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  assert not np.allclose(a, attr.saliency(relu_net, images, TARGETS), atol=1e-4)
+  # Rolled and unrolled loops (the CPU default) compute the same thing.
+  for f, kw in ((attr.integrated_gradients, dict(steps=6, chunk=2)),
+                (attr.occlusion_grid, dict(patch=4, stride=2, chunk=3))):
+    np.testing.assert_allclose(f(relu_net, images, TARGETS, unroll=1, **kw),
+                               f(relu_net, images, TARGETS, unroll=True, **kw),
+                               rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize('name', list(registry.METHODS))
+def test_jit_equals_eager(name, images, relu_net):
+  kwargs = dict(layer='features', key=jax.random.key(7), n_samples=3, steps=4, patch=4,
+                stride=4)
+  if name == 'cam':
+    kwargs['weights'] = class_activation.linear_head_weights(relu_net, images, 'pooled',
+                                                             key=jax.random.key(8))
+  if name == 'region_class':
+    del kwargs['layer']  # occlusion source
+  jitted = np.asarray(registry.heatmap(name, relu_net, images, TARGETS, **kwargs))
+  with jax.disable_jit():
+    eager = np.asarray(registry.heatmap(name, relu_net, images, TARGETS, **kwargs))
+  assert jitted.shape[:3] == (2, H, W)
+  np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_registry_names_what_is_missing(images, relu_net):
+  with pytest.raises(ValueError, match='needs layer'):
+    registry.compute('grad_cam', relu_net, images, TARGETS)
+  with pytest.raises(ValueError, match='needs key'):
+    registry.compute('smoothgrad', relu_net, images, TARGETS)
+  with pytest.raises(ValueError, match='unknown attribution method'):
+    registry.get('lime')
+  with pytest.raises(ValueError, match=r'shape \[2\]'):
+    attr.saliency(relu_net, images, np.array([0, 1, 2]))
