@@ -1,0 +1,173 @@
+"""Data for training and evaluation: the prepared arrays, labels, folds, cached features.
+
+The extractor is frozen on the fast path, so every chip is embedded once, plus
+``config.num_views`` augmented views, and the head trains on those cached features
+(``WORKDIR/features/<hash>.npz``; the hash covers the pixels, the extractor weights and every
+config field that changes the features).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pathlib
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradejax import augment, dataset, extractor, labels, model
+
+CACHE_FORMAT = 1
+
+
+def load_dataset(config) -> dict[str, Any]:
+  """``dataset.load_arrays(config.data_dir)`` re-labelled by ``config.pivot`` (None = as is).
+
+  Raises FileNotFoundError naming the folder and the command that makes it.
+  """
+  path = pathlib.Path(config.data_dir).expanduser()
+  if not (dataset.dataset_dir(path) / 'dataset_info.json').is_file():
+    raise FileNotFoundError(
+        f'No prepared dataset at {path.resolve()} (expected {dataset.dataset_dir(path)}). Run '
+        f'`python -m gradejax.prepare --workbook <school.xlsx> --out {path}` first, or set '
+        f'--config.data_dir to the folder prepare wrote.')
+  data = dataset.load_arrays(path)
+  if len(data['label']) == 0:
+    raise ValueError(f'{path}: the prepared dataset holds no used rows; see its manifest.csv.')
+  if config.pivot is not None:
+    rule = labels.make_labelling(data['grade'], pivot=config.pivot)
+    data['label'] = labels.assign(data['grade'], rule)
+    data['num_classes'], data['class_names'] = rule.num_classes, list(rule.class_names)
+  counts = np.bincount(data['label'], minlength=data['num_classes'])
+  if np.sum(counts > 0) < 2:
+    raise ValueError(f'{path}: every used row is in one class ({data["class_names"]}, counts '
+                     f'{counts.tolist()}); choose another pivot.')
+  return data
+
+
+def cv_folds(label: np.ndarray, dataset_fold: np.ndarray, k: int, repeats: int, seed: int
+             ) -> np.ndarray:
+  """int32 [repeats, N] fold ids: repeat 0 is the dataset's fold column when it has ``k``
+  folds, later repeats are fresh stratified folds (seeded by ``seed + r``)."""
+  out = []
+  for r in range(repeats):
+    if r == 0 and len(np.unique(dataset_fold)) == k and dataset_fold.min() == 0:
+      out.append(np.asarray(dataset_fold, np.int32))
+    else:
+      out.append(labels.stratified_folds(label, k, seed + r))
+  return np.stack(out)
+
+
+def class_weights(label: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarray:
+  """float32 [N] per-example weight ``n / (C * n_class)`` over ``mask``ed examples, else 0."""
+  label, mask = jnp.asarray(label), jnp.asarray(mask, jnp.float32)
+  counts = jax.nn.one_hot(label, num_classes).T @ mask
+  present = jnp.sum(counts > 0)
+  w = jnp.sum(mask) / (present * jnp.maximum(counts, 1.0))
+  return w[label] * mask
+
+
+def image_statistics(images: np.ndarray, bins: int = 8) -> np.ndarray:
+  """Photo statistics only, no face: per-channel (R, G, B, brightness) histograms plus means and
+  standard deviations -> float32 [N, 4 * bins + 8]. Images uint8 or float in [0, 1]."""
+  x = np.asarray(images, np.float32)
+  if x.max() > 1.0:
+    x = x / 255.0
+  chans = np.concatenate([x, x.mean(-1, keepdims=True)], axis=-1).reshape(len(x), -1, 4)
+  idx = np.minimum((chans * bins).astype(np.int32), bins - 1)
+  hist = np.stack([np.stack([np.bincount(idx[n, :, c], minlength=bins) for c in range(4)])
+                   for n in range(len(x))]).astype(np.float32) / chans.shape[1]
+  return np.concatenate([hist.reshape(len(x), -1), chans.mean(1), chans.std(1)], axis=1)
+
+
+def augment_params(config) -> augment.AugmentParams:
+  a = config.augment
+  return augment.AugmentParams(flip=bool(a.flip), max_rotation_deg=float(a.max_rotation_deg),
+                               max_scale=float(a.max_scale),
+                               max_translation=float(a.max_translation),
+                               brightness=float(a.brightness), contrast=float(a.contrast),
+                               saturation=float(a.saturation))
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+  return np.asarray(images, np.float32) / 255.0 if images.dtype == np.uint8 else images
+
+
+def make_feature_fn(head_input: str, input_means, p: augment.AugmentParams):
+  """jitted ``(params, images uint8/float [B,...], views int [B], index int [B], key)`` ->
+  head-input features ``[B, D]`` of those views."""
+  trunk = model.FaceTrunk(input_means=input_means, head_input=head_input)
+
+  @jax.jit
+  def fn(params, images, view, index, key):
+    x = augment.views(key, to_float_jnp(images), view, index, p)
+    return trunk.apply({'params': params}, x)
+
+  return fn
+
+
+def to_float_jnp(images):
+  return images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
+
+
+def feature_key(config, data: dict, weights_id: str) -> str:
+  h = hashlib.sha256()
+  h.update(np.ascontiguousarray(data['images']).tobytes())
+  h.update(json.dumps({'ids': [str(i) for i in data['id']], 'weights': weights_id,
+                       'head_input': config.head_input, 'num_views': config.num_views,
+                       'augment': config.augment.to_dict(), 'seed': config.seed,
+                       'format': CACHE_FORMAT}, sort_keys=True).encode())
+  return h.hexdigest()[:16]
+
+
+def cached_features(config, data: dict, workdir: str | pathlib.Path, module, variables,
+                    weights_id: str = '', batch_size: int = 32) -> np.ndarray:
+  """float32 [1 + num_views, N, D]: view 0 the chips as they are, then augmented views.
+
+  Read from ``WORKDIR/features/<hash>.npz`` when present, else computed and written there.
+  """
+  file = (pathlib.Path(workdir) / 'features' / f'{feature_key(config, data, weights_id)}.npz')
+  if file.is_file():
+    with np.load(file) as z:
+      return z['features']
+  t0 = time.time()
+  fn = make_feature_fn(config.head_input, module.input_means, augment_params(config))
+  key = view_key(config.seed)
+  images = data['images']
+  n = len(images)
+  out = []
+  for v in range(1 + config.num_views):
+    chunks = []
+    for s in range(0, n, batch_size):
+      idx = np.arange(s, min(s + batch_size, n))
+      pad = batch_size - len(idx)
+      idx_p = np.concatenate([idx, np.full(pad, idx[-1])])  # one compiled shape
+      f = fn(variables['params'], images[idx_p], np.full(batch_size, v, np.int32),
+             idx_p.astype(np.int32), key)
+      chunks.append(np.asarray(f)[:len(idx)])
+    out.append(np.concatenate(chunks))
+  feats = np.stack(out).astype(np.float32)
+  file.parent.mkdir(parents=True, exist_ok=True)
+  tmp = file.with_suffix('.tmp.npz')
+  np.savez(tmp, features=feats)
+  tmp.replace(file)
+  logging.info('Embedded %d chips x %d views in %.1f s -> %s', n, 1 + config.num_views,
+               time.time() - t0, file)
+  return feats
+
+
+def view_key(seed: int) -> jax.Array:
+  """The key all augmented views derive from (fixed per seed, shared by cache and slow path)."""
+  return jax.random.fold_in(jax.random.key(seed), 0x5EED)
+
+
+def weights_id(config) -> str:
+  """Identifies the extractor weights for the feature hash (the .dat's sha256 file name)."""
+  try:
+    from gradejax import paths
+    return extractor.cache_path(paths.dlib_model(paths.FACE_RECOGNITION)).stem
+  except Exception:  # pragma: no cover - no model file: the hash just omits it
+    return ''

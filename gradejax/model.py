@@ -1,0 +1,126 @@
+"""The grade classifier: dlib's face ResNet (frozen) -> head input -> MLP head -> logits.
+
+Follows gradejax/nets.py: ``__call__(images, *, relu=nn.relu, train=False)`` with images
+``[B, 150, 150, 3]`` in [0, 1]; taps are the extractor's under ``extractor/`` (``extractor/level1``,
+``extractor/descriptor``, ...), then ``head/hidden0``.. and ``logits``.
+
+Params: ``{'extractor': <FaceResNet params>, 'head': {...}}`` plus a ``'norm'`` collection
+(``mean``, ``std`` of the head input over the training set, so the head sees standardised
+features; constants, never trained). Give :func:`trainable_prefixes` to
+``extractor.freeze_partition`` to keep the frozen part out of the optimiser.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gradejax import facenet, nets
+from gradejax.dlib_format import FACE_RESNET_DESCRIPTOR_DIM, FACE_RESNET_LEVELS
+
+Array = jax.Array
+HEAD_INPUT_DIMS = {'descriptor': FACE_RESNET_DESCRIPTOR_DIM, 'pooled': 256, 'stem': 32}
+HEAD_INPUT_DIMS.update({name: c for name, c, _, _ in FACE_RESNET_LEVELS})
+
+
+def head_input_dim(head_input: str) -> int:
+  """Width of the (globally average pooled) head input."""
+  name = head_input.split('/')[0]
+  if name not in HEAD_INPUT_DIMS:
+    raise ValueError(f'head_input {head_input!r} is not a FaceResNet tap; use one of '
+                     f'{sorted(HEAD_INPUT_DIMS)} (or a block such as level1/block0)')
+  return HEAD_INPUT_DIMS[name]
+
+
+class FaceTrunk(facenet.FaceResNet):
+  """FaceResNet run up to the tap ``head_input`` only, returned globally average pooled [B, D].
+
+  Same params, same taps and the same arithmetic as FaceResNet (tests check it); stopping early
+  saves the levels the head does not use. ``head_input='descriptor'`` is the whole network.
+  """
+  head_input: str = 'descriptor'
+
+  @nn.compact
+  def __call__(self, images: Array, *, relu: nets.Relu = nn.relu) -> Array:
+    stop = self.head_input
+    x = self._normalise(images)
+    prec = self.precision
+    p = self.param('stem', facenet._init_stem)
+    x = relu(facenet.affine(facenet.conv(x, p['conv'], 2, prec), p['affine']))
+    x = nets.tap(self, 'stem', facenet.pool(x, 'max', 3, 2))
+    if stop == 'stem':
+      return jnp.mean(x, axis=(1, 2))
+    c_in = facenet.STEM_CHANNELS
+    for name, c, blocks, down in FACE_RESNET_LEVELS:
+      p = self.param(name, facenet._init_level, c_in, c, blocks)
+      for b in range(blocks):
+        x = facenet.residual_block(x, p[f'block{b}'], down and b == 0, relu, prec)
+        x = nets.tap(self, f'{name}/block{b}', x)
+        if stop == f'{name}/block{b}':
+          return jnp.mean(x, axis=(1, 2))
+      x = nets.tap(self, name, x)
+      if stop == name:
+        return jnp.mean(x, axis=(1, 2))
+      c_in = c
+    x = nets.tap(self, 'pooled', jnp.mean(x, axis=(1, 2)))
+    if stop == 'pooled':
+      return x
+    p = self.param('fc', facenet._init_fc, c_in, FACE_RESNET_DESCRIPTOR_DIM)
+    return nets.tap(self, 'descriptor', jnp.dot(x, p['kernel'], precision=prec))
+
+
+class Head(nn.Module):
+  """Standardise -> [Dense -> relu -> dropout] x len(widths) -> Dense(num_classes).
+
+  ``features [B, D]`` -> logits ``[B, num_classes]``. ``widths=()`` is logistic regression.
+  """
+  num_classes: int = 2
+  widths: Sequence[int] = (64,)
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(self, features: Array, *, relu: nets.Relu = nn.relu, train: bool = False
+               ) -> Array:
+    d = features.shape[-1]
+    mean = self.variable('norm', 'mean', jnp.zeros, (d,), jnp.float32).value
+    std = self.variable('norm', 'std', jnp.ones, (d,), jnp.float32).value
+    x = (features - mean) / std
+    for i, w in enumerate(self.widths):
+      x = nets.tap(self, f'hidden{i}', relu(nn.Dense(w, name=f'dense{i}')(x)))
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.num_classes, name='out')(x)
+
+
+class GradeClassifier(nn.Module):
+  """images ``[B,150,150,3]`` in [0, 1] -> logits ``[B, num_classes]``.
+
+  ``classify_features`` runs the head alone on cached features ``[B, D]``: the same submodule
+  (same param paths, same dropout streams), so training on cached features and training through
+  the extractor see identical draws.
+  """
+  num_classes: int = 2
+  widths: Sequence[int] = (64,)
+  dropout: float = 0.0
+  head_input: str = 'descriptor'
+  input_means: tuple[float, float, float] = facenet.DLIB_INPUT_MEANS
+
+  def setup(self):
+    self.extractor = FaceTrunk(input_means=self.input_means, head_input=self.head_input)
+    self.head = Head(self.num_classes, tuple(self.widths), self.dropout)
+
+  def __call__(self, images: Array, *, relu: nets.Relu = nn.relu, train: bool = False
+               ) -> Array:
+    logits = self.head(self.extractor(images, relu=relu), relu=relu, train=train)
+    return nets.tap(self, 'logits', logits)
+
+  def classify_features(self, features: Array, *, relu: nets.Relu = nn.relu,
+                        train: bool = False) -> Array:
+    """Head-input features ``[B, D]`` -> logits ``[B, num_classes]``."""
+    return self.head(features, relu=relu, train=train)
+
+
+def trainable_prefixes(unfreeze: str = '') -> tuple[str, ...]:
+  """Param path prefixes the optimiser sees: the head, plus ``extractor/<unfreeze>`` if given."""
+  return ('head',) + ((f'extractor/{unfreeze}',) if unfreeze else ())

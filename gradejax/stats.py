@@ -1,0 +1,131 @@
+"""Classification and regression metrics in jnp (jit- and vmap-able, no scikit-learn).
+
+Labels are int [N] class ids, predictions int [N], scores float [N] (binary: the score of class
+1) or [N, C] (multi-class: one column per class, one-vs-rest). Pairwise formulas (O(N^2)) are
+used for ranks: exact with ties, branch-free, and cheap at the few hundred examples of a school.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+
+def confusion_matrix(labels: Array, preds: Array, num_classes: int) -> Array:
+  """[C, C] float32 counts; row = true class, column = predicted class."""
+  t = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+  p = jax.nn.one_hot(preds, num_classes, dtype=jnp.float32)
+  return t.T @ p
+
+
+def per_class_recall(cm: Array) -> Array:
+  """[C] recall of each class from a confusion matrix (nan for a class with no examples)."""
+  return jnp.diag(cm) / jnp.sum(cm, axis=1)
+
+
+def balanced_accuracy(labels: Array, preds: Array, num_classes: int) -> Array:
+  """Mean recall over the classes present in ``labels`` (chance = 1 / #classes)."""
+  r = per_class_recall(confusion_matrix(labels, preds, num_classes))
+  return jnp.nanmean(r)
+
+
+def mcc(labels: Array, preds: Array, num_classes: int) -> Array:
+  """Matthews correlation (multi-class form of Gorodkin 2004; 0 when undefined)."""
+  cm = confusion_matrix(labels, preds, num_classes)
+  n = jnp.sum(cm)
+  correct = jnp.trace(cm)
+  t, p = jnp.sum(cm, axis=1), jnp.sum(cm, axis=0)
+  num = correct * n - t @ p
+  den = jnp.sqrt(n ** 2 - p @ p) * jnp.sqrt(n ** 2 - t @ t)
+  return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
+
+
+def ranks(x: Array) -> Array:
+  """1-based ranks of float [N], ties get the average of their ranks (as scipy.stats.rankdata)."""
+  less = jnp.sum(x[None, :] < x[:, None], axis=1)
+  equal = jnp.sum(x[None, :] == x[:, None], axis=1)
+  return less + (equal + 1) / 2.0
+
+
+def binary_roc_auc(positive: Array, score: Array) -> Array:
+  """ROC-AUC of bool [N] ``positive`` against float [N] ``score`` (Mann-Whitney, ties = 1/2).
+
+  nan when one class is absent.
+  """
+  pos = positive.astype(jnp.float32)
+  neg = 1.0 - pos
+  gt = (score[:, None] > score[None, :]).astype(jnp.float32)
+  eq = (score[:, None] == score[None, :]).astype(jnp.float32)
+  wins = pos @ (gt + 0.5 * eq) @ neg
+  return wins / (jnp.sum(pos) * jnp.sum(neg))
+
+
+def binary_average_precision(positive: Array, score: Array) -> Array:
+  """Average precision (area under the step PR curve, as sklearn's): mean over positives of the
+  precision at their score threshold (ties share one threshold)."""
+  pos = positive.astype(jnp.float32)
+  above = (score[None, :] >= score[:, None]).astype(jnp.float32)  # [i, j]: s_j >= s_i
+  precision = (above @ pos) / jnp.sum(above, axis=1)
+  return jnp.sum(pos * precision) / jnp.sum(pos)
+
+
+def _one_vs_rest(fn, labels: Array, scores: Array) -> Array:
+  if scores.ndim == 1:
+    return fn(labels == 1, scores)
+  per_class = jax.vmap(lambda c, s: fn(labels == c, s), in_axes=(0, 1))(
+      jnp.arange(scores.shape[1]), scores)
+  return jnp.nanmean(per_class) if scores.shape[1] > 2 else per_class[1]
+
+
+def roc_auc(labels: Array, scores: Array) -> Array:
+  """Binary ROC-AUC (scores [N] of class 1, or [N, 2]); macro one-vs-rest for [N, C>2]."""
+  return _one_vs_rest(binary_roc_auc, labels, scores)
+
+
+def average_precision(labels: Array, scores: Array) -> Array:
+  """PR-AUC of class 1 (binary), or the macro one-vs-rest mean for [N, C>2]."""
+  return _one_vs_rest(binary_average_precision, labels, scores)
+
+
+def mae(target: Array, pred: Array) -> Array:
+  """Mean absolute error, in the target's units (grade points)."""
+  return jnp.mean(jnp.abs(target - pred))
+
+
+def spearman(a: Array, b: Array) -> Array:
+  """Spearman rank correlation (Pearson on tie-averaged ranks); nan if either is constant."""
+  ra, rb = ranks(a), ranks(b)
+  ra, rb = ra - jnp.mean(ra), rb - jnp.mean(rb)
+  return jnp.sum(ra * rb) / jnp.sqrt(jnp.sum(ra ** 2) * jnp.sum(rb ** 2))
+
+
+def classification_report(labels: Array, probs: Array, num_classes: int) -> dict[str, Array]:
+  """All classification metrics from ``probs [N, C]`` (predicted class = argmax)."""
+  preds = jnp.argmax(probs, axis=-1)
+  cm = confusion_matrix(labels, preds, num_classes)
+  return {
+      'balanced_accuracy': jnp.nanmean(per_class_recall(cm)),
+      'roc_auc': roc_auc(labels, probs),
+      'average_precision': average_precision(labels, probs),
+      'mcc': mcc(labels, preds, num_classes),
+      'per_class_recall': per_class_recall(cm),
+      'confusion_matrix': cm,
+  }
+
+
+def chance_level(metric: str, num_classes: int) -> float:
+  """Score of a predictor that knows nothing (for CIs and verdicts)."""
+  return {'balanced_accuracy': 1.0 / num_classes, 'roc_auc': 0.5, 'mcc': 0.0}[metric]
+
+
+def score(metric: str, labels: Array, probs: Array, num_classes: int) -> Array:
+  """One scalar metric by name ('roc_auc', 'balanced_accuracy' or 'mcc') from probs [N, C]."""
+  if metric == 'roc_auc':
+    return roc_auc(labels, probs)
+  preds = jnp.argmax(probs, axis=-1)
+  if metric == 'balanced_accuracy':
+    return balanced_accuracy(labels, preds, num_classes)
+  if metric == 'mcc':
+    return mcc(labels, preds, num_classes)
+  raise ValueError(f'unknown metric {metric!r}; use roc_auc, balanced_accuracy or mcc')

@@ -1,0 +1,155 @@
+"""Training on a small prepared folder of real photos (astronaut crops): resume, TensorBoard,
+fast vs slow path, load_trained, error messages."""
+import json
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import skimage.data
+from tensorboard.backend.event_processing import event_accumulator
+
+from configs import toy
+from fixtures import xlsx_builders as xb
+from gradejax import input_pipeline, nets, prepare, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  a = skimage.data.astronaut()
+  rng = np.random.default_rng(0)
+  rows = []
+  for i in range(24):
+    dy, dx = rng.integers(0, 40, 2)
+    img = a[10 + dy:266 + dy, 80 + dx:336 + dx].astype(np.float32) * rng.uniform(0.7, 1.1)
+    rows.append((f's{i:02d}', float(np.round(rng.uniform(2, 6), 1)),
+                 xb.png_bytes(np.clip(img, 0, 255).astype(np.uint8))))
+  root = tmp_path_factory.mktemp('train_data')
+  wb = xb.write_workbook(root / 'wb.xlsx', rows)
+  prepare.prepare(wb, root / 'data', prepare.Options(folds=3))
+  return root / 'data'
+
+
+def config_for(data_dir, **kw):
+  c = toy.get_config()
+  c.data_dir = str(data_dir)
+  c.evaluate = False
+  c.cv_folds = 3
+  for k, v in kw.items():
+    c[k] = v
+  return c
+
+
+def params_of(workdir):
+  _, variables, _ = train.load_trained(workdir)
+  return variables
+
+
+@pytest.fixture(scope='module')
+def full_run(data_dir, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('full')
+  metrics = train.train_and_evaluate(config_for(data_dir), str(workdir))
+  return workdir, metrics
+
+
+def test_resume_after_kill_gives_identical_metrics(data_dir, full_run, tmp_path):
+  workdir, metrics = full_run
+  first = train.train_and_evaluate(config_for(data_dir, stop_after_steps=30), str(tmp_path))
+  assert first['stopped_at'] == 40  # stops at the first checkpoint at or after step 30
+  assert not (tmp_path / 'metrics.json').exists()
+  resumed = train.train_and_evaluate(config_for(data_dir, stop_after_steps=30), str(tmp_path))
+  assert resumed == metrics
+  a, b = params_of(workdir), params_of(tmp_path)
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  # Different seed -> different head: the comparison above can fail.
+  other = train.train_and_evaluate(config_for(data_dir, seed=1), str(tmp_path / 'seed1'))
+  assert other['train'] != metrics['train']
+
+
+def test_training_learns_and_writes_config_and_features(full_run):
+  workdir, metrics = full_run
+  assert metrics['train']['loss'] < 0.69  # below chance cross-entropy on its training set
+  cfg = json.loads((workdir / 'config.json').read_text())
+  assert cfg['num_classes'] == 2 and cfg['head_input'] == 'descriptor'
+  feats = list((workdir / 'features').glob('*.npz'))
+  assert len(feats) == 1 and np.load(feats[0])['features'].shape == (2, 24, 128)
+
+
+def test_tensorboard_read_back(full_run):
+  workdir, metrics = full_run
+  acc = event_accumulator.EventAccumulator(str(workdir / 'tb'),
+                                           size_guidance={event_accumulator.TENSORS: 0})
+  acc.Reload()
+  tags = set(acc.Tags()['scalars'])
+  for split in ('train', 'valid'):
+    for name in ('loss', 'balanced_accuracy', 'roc_auc'):
+      assert f'{split}/{name}' in tags
+  assert 'train/learning_rate' in tags
+  loss = acc.Scalars('valid/loss')
+  assert [e.step for e in loss] == [20, 40, 60]
+  assert loss[-1].value == pytest.approx(metrics['valid']['loss'], rel=1e-5)
+  lr = acc.Scalars('train/learning_rate')
+  assert lr[-1].value < lr[0].value  # cosine decay
+  assert not acc.Tags()['images']  # personal data: off by default
+  texts = [t for t in acc.Tags()['tensors'] if 'model' in t or 'hparams' in t]
+  assert len(texts) == 2
+
+
+def test_load_trained_follows_nets_and_matches_features(data_dir, full_run):
+  workdir, _ = full_run
+  module, variables, config = train.load_trained(workdir)
+  data = input_pipeline.load_dataset(config)
+  images = jnp.asarray(data['images'][:3], jnp.float32) / 255.0
+  logits, acts = nets.bind(module, variables)(images)
+  assert logits.shape == (3, 2)
+  assert {'extractor/level1', 'extractor/descriptor', 'head/hidden0', 'logits'} <= set(acts)
+  feats = np.load(next((workdir / 'features').glob('*.npz')))['features'][0, :3]
+  want = module.apply(variables, jnp.asarray(feats), method='classify_features')
+  np.testing.assert_allclose(logits, want, atol=1e-4)
+
+
+def test_fast_path_equals_slow_path_on_the_same_views(data_dir, tmp_path):
+  kw = dict(steps=4, save_every=4, batch_size=4, warmup_steps=1)
+  fast = train.train_and_evaluate(config_for(data_dir, **kw), str(tmp_path / 'fast'))
+  slow = train.train_and_evaluate(config_for(data_dir, fast_path=False, **kw),
+                                  str(tmp_path / 'slow'))
+  a, b = params_of(tmp_path / 'fast'), params_of(tmp_path / 'slow')
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-5), a, b)
+  assert fast['train']['step_loss'] == pytest.approx(slow['train']['step_loss'], abs=1e-5)
+
+
+def _cli(*args):
+  return subprocess.run([sys.executable, '-m', 'gradejax.train', *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+
+
+def test_cli_names_a_wrong_config_key_and_a_missing_dataset(tmp_path):
+  r = _cli('--config', 'configs/toy.py', '--workdir', str(tmp_path), '--config.stepz=3')
+  assert r.returncode != 0 and "Unknown config key 'stepz'" in r.stderr
+  missing = tmp_path / 'no_such_data'
+  r = _cli('--config', 'configs/toy.py', '--workdir', str(tmp_path),
+           f'--config.data_dir={missing}')
+  assert r.returncode != 0
+  assert str(missing) in r.stderr and 'python -m gradejax.prepare' in r.stderr
+
+
+def test_imbalance_policies_balance_the_classes():
+  label = np.array([0, 0, 0, 0, 0, 0, 1, 1, 0])
+  mask = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0], bool)  # the last row is held out
+  c = toy.get_config()
+  c.imbalance = 'oversample'
+  probs, weight = train.sampling(c, label, mask, 2)
+  assert probs[label == 0].sum() == pytest.approx(0.5) and probs[-1] == 0
+  np.testing.assert_array_equal(weight, mask)
+  c.imbalance = 'weighted'
+  probs, weight = train.sampling(c, label, mask, 2)
+  np.testing.assert_allclose(weight[:8], [8 / 12] * 6 + [2.0] * 2)  # n / (C * n_class)
+  assert weight[-1] == 0 and probs[0] == pytest.approx(1 / 8)
+  c.imbalance = 'bogus'
+  with pytest.raises(ValueError, match='weighted, oversample or none'):
+    train.sampling(c, label, mask, 2)
