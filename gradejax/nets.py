@@ -48,33 +48,79 @@ def _flat(tree: Mapping[str, Any]) -> dict[str, Any]:
   return traverse_util.flatten_dict(dict(tree), sep='/') if tree else {}
 
 
-def bind(module: nn.Module, variables: Mapping[str, Any], **call_kwargs) -> ModelFn:
-  """Closes ``module`` over ``variables``.
+class _Static:
+  """Hashable stand-in for a module and its call kwargs (jit cache key): compared by repr,
+  since a module's fields may be lists."""
 
-  Returns ``fn(images, relu=nn.relu, perturbations=None) -> (outputs, acts)`` where ``acts`` maps
-  each tapped name to its activation (``[B, ...]``). ``perturbations`` is a flat dict name ->
-  array added at that tap (see :func:`zero_perturbations`); names not given are left alone.
-  ``call_kwargs`` are passed to the module on every call (e.g. ``train=False``).
+  def __init__(self, module: nn.Module, call_kwargs: dict[str, Any]):
+    self.module, self.call_kwargs = module, call_kwargs
+    self._key = repr((module, sorted(call_kwargs.items())))
+
+  def __hash__(self):
+    return hash(self._key)
+
+  def __eq__(self, other):
+    return isinstance(other, _Static) and self._key == other._key
+
+
+@jax.tree_util.register_pytree_node_class
+class Bound:
+  """A module closed over its variables, callable as a :class:`ModelFn`.
+
+  It is a pytree whose leaves are the variables and whose static part is the module, so it can
+  be passed to ``jax.jit`` as an ordinary argument: new params of the same shapes (a sanity
+  check's randomised copy, a checkpoint) reuse the compiled program instead of recompiling
+  with the weights baked in as constants.
   """
-  variables = {k: v for k, v in variables.items() if k not in ('intermediates', 'perturbations')}
 
-  def fn(images, relu=nn.relu, perturbations=None):
-    vs = dict(variables)
+  def __init__(self, module: nn.Module, variables: Mapping[str, Any], **call_kwargs):
+    self.module = module
+    self.variables = {k: v for k, v in variables.items()
+                      if k not in ('intermediates', 'perturbations')}
+    self.call_kwargs = call_kwargs
+
+  def tree_flatten(self):
+    return (self.variables,), _Static(self.module, self.call_kwargs)
+
+  @classmethod
+  def tree_unflatten(cls, static: _Static, children):
+    return cls(static.module, children[0], **static.call_kwargs)
+
+  def __call__(self, images, relu=nn.relu, perturbations=None):
+    module, vs = self.module, dict(self.variables)
     if perturbations is not None:
       # Once the collection is present every tap needs an entry: the rest get zeros. Keys stay
       # the module's own paths (a tap name may itself contain '/', e.g. 'level3' and
       # 'level3/block0' both exist), so nothing is re-split.
-      tree = _perturbation_shapes(module, variables, images, **call_kwargs)
+      tree = _perturbation_shapes(module, self.variables, images, **self.call_kwargs)
       unknown = set(perturbations) - {'/'.join(k) for k in tree}
       if unknown:
         raise KeyError(f'No tap named {sorted(unknown)}; taps: {sorted("/".join(k) for k in tree)}')
       vs['perturbations'] = traverse_util.unflatten_dict({
           k: perturbations.get('/'.join(k), jnp.zeros(s.shape, s.dtype)) for k, s in tree.items()})
-    out, state = module.apply(vs, images, relu=relu, mutable=['intermediates'], **call_kwargs)
+    out, state = module.apply(vs, images, relu=relu, mutable=['intermediates'], **self.call_kwargs)
     acts = {k: v[0] for k, v in _flat(state.get('intermediates', {})).items()}
     return out, acts
 
-  return fn
+
+def bind(module: nn.Module, variables: Mapping[str, Any], **call_kwargs) -> Bound:
+  """Closes ``module`` over ``variables``.
+
+  Returns ``fn(images, relu=nn.relu, perturbations=None) -> (outputs, acts)`` where ``acts`` maps
+  each tapped name to its activation (``[B, ...]``). ``perturbations`` is a flat dict name ->
+  array added at that tap (see :func:`zero_perturbations_like`); names not given are left alone.
+  ``call_kwargs`` are passed to the module on every call (e.g. ``train=False``). The result is a
+  pytree (:class:`Bound`): pass it to jitted functions as an argument, not as a static one.
+  """
+  return Bound(module, variables, **call_kwargs)
+
+
+def tap_order(fn: ModelFn, images: Array) -> list[str]:
+  """Tap names in forward order (one eager call on ``images[:1]``; jit and eval_shape would
+  return them sorted)."""
+  with jax.disable_jit():
+    _, acts = fn(jnp.asarray(images[:1]))
+  return list(acts)
 
 
 def _perturbation_shapes(module: nn.Module, variables, images: Array, **call_kwargs):

@@ -69,12 +69,17 @@ def select(arrays: dict, spec: str) -> np.ndarray:
   return np.array([where[i] for i in ids])
 
 
-def default_layer(fn: nets.ModelFn, images: np.ndarray) -> str:
-  """The last tap holding a spatial map [B, h, w, C] (taps are recorded in forward order)."""
-  spatial = [k for k, s in nets.activation_shapes(fn, images).items() if len(s) == 4]
+def default_layer(fn: nets.ModelFn, images: np.ndarray, min_side: int = 7) -> str:
+  """The last tap (in forward order) holding a spatial map [B, h, w, C] with h, w >= min_side:
+  Grad-CAM's usual choice, the deepest layer that still has a usable map (the face net's
+  level2, 8x8; its 4x4 and 2x2 levels would paint a few blocks). Falls back to the last
+  spatial tap."""
+  shapes = nets.activation_shapes(fn, images[:1])
+  spatial = [k for k in nets.tap_order(fn, images) if len(shapes[k]) == 4]
   if not spatial:
     raise ValueError('the network taps no spatial feature map; pass --layer')
-  return spatial[-1]
+  usable = [k for k in spatial if min(shapes[k][1:3]) >= min_side]
+  return (usable or spatial)[-1]
 
 
 def _inputs(name: str, fn: nets.ModelFn, x, opts: Options, layer: str) -> dict[str, Any]:
