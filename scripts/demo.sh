@@ -29,10 +29,10 @@ rm -rf "$RUN"
 $PY -m gradejax.train --config configs/demo.py --workdir "$RUN" --config.data_dir="$DATA"
 
 echo "== 4/5 attribution report"
-$PY -m gradejax.visualize --workdir "$RUN"
+$PY -m gradejax.visualize --workdir "$RUN" --truth "$WS/raw/truth.csv"
 
 echo "== 5/5 feature visualisation"
-$PY -m gradejax.featurevis --workdir "$RUN" --layer head/hidden --units 0:8 --steps 128
+$PY -m gradejax.featurevis --workdir "$RUN" --layer logits --units 0:2 --steps 128
 
 end=$(date +%s)
 cat <<MSG
