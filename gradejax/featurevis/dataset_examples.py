@@ -1,0 +1,56 @@
+"""Dataset examples: the real images that activate a unit most, and the crop around the spot
+where they do, shown beside the synthesised images."""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradejax import nets
+
+Array = jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=('layer',))
+def _unit_maps(fn, images, layer):
+  a = fn(images)[1][layer]
+  return a if a.ndim == 4 else a[:, None, None, :]
+
+
+def top_k(fn: nets.ModelFn, images: np.ndarray, layer: str, units: np.ndarray, k: int = 4,
+          batch_size: int = 64) -> dict[str, np.ndarray]:
+  """Over ``images`` [N,H,W,3] uint8 or [0,1] float: for each unit the k images with the
+  highest mean channel activation at ``layer``.
+
+  Returns ``index`` [U, k] (into images), ``score`` [U, k] and ``position`` [U, k, 2]: the
+  (row, col) of the maximum in the layer's map, in input pixels (for crops)."""
+  x = np.asarray(images)
+  x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+  n = len(x)
+  pad = (-n) % batch_size
+  xp = np.concatenate([x, np.repeat(x[-1:], pad, 0)]) if pad else x
+  means, argmax, hw = [], [], None
+  for s in range(0, len(xp), batch_size):  # one compiled program, reused per batch
+    a = np.asarray(_unit_maps(fn, xp[s:s + batch_size], layer))[..., units]
+    hw = a.shape[1:3]
+    means.append(a.mean((1, 2)))
+    argmax.append(a.reshape(a.shape[0], -1, a.shape[-1]).argmax(1))
+  means = np.concatenate(means)[:n]  # [N, U]
+  argmax = np.concatenate(argmax)[:n]
+  order = np.argsort(-means, axis=0, kind='stable')[:k].T  # [U, k]
+  score = np.take_along_axis(means.T, order, axis=1)
+  flat = np.take_along_axis(argmax.T, order, axis=1)
+  ry, rx = x.shape[1] / hw[0], x.shape[2] / hw[1]
+  position = np.stack([(flat // hw[1] + 0.5) * ry, (flat % hw[1] + 0.5) * rx], -1)
+  return {'index': order, 'score': score, 'position': position}
+
+
+def crop(image: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:
+  """A size x size crop of [H,W,C] around (row, col), shifted to stay inside the image."""
+  h, w = image.shape[:2]
+  size = min(size, h, w)
+  r = int(np.clip(round(centre[0] - size / 2), 0, h - size))
+  c = int(np.clip(round(centre[1] - size / 2), 0, w - size))
+  return image[r:r + size, c:c + size]

@@ -1,0 +1,107 @@
+"""The optimisation: the whole run is ONE jit-compiled ``lax.scan`` over steps, batched over
+images (one unit per image) and, with :func:`render_sharded`, split over every device.
+
+Per step: image = param.image(params) -> optional blur -> per-image random robustness
+transform (key folded with the step) -> network -> objective [B] -> Adam ascent on its sum
+(images are independent, so the gradient of the sum is each image's own gradient). Optional
+gradient blurring for pixel parameters.
+"""
+from __future__ import annotations
+
+import dataclasses
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from gradejax import nets
+from gradejax.featurevis import regularisers, transform
+from gradejax.featurevis.objectives import Objective
+from gradejax.featurevis.param import Param
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  steps: int = 256
+  learning_rate: float = 0.05
+  robustness: transform.Robustness = transform.Robustness()
+  image_blur: float = 0.0  # sigma (px) of a blur of the image at every step
+  grad_blur: float = 0.0  # sigma (px) of a blur of the gradient (pixel parameters only)
+  record_every: int = 16  # objective history sampled every this many steps
+
+
+def _loss(params, key, fn, objective: Objective, param: Param, s: Settings, relu):
+  img = param.image(params)
+  img = regularisers.blur(img, s.image_blur)
+  seen = transform.apply(key, img, s.robustness)
+  out, acts = fn(seen, relu=relu)
+  scores = objective(seen, out, acts)
+  return -jnp.sum(scores), scores
+
+
+def _optimise(fn, params, key, *, objective, param, settings, relu):
+  s = settings
+  opt = optax.adam(s.learning_rate)
+  grad = jax.grad(_loss, has_aux=True)
+
+  def step(carry, i):
+    p, st = carry
+    g, scores = grad(p, jax.random.fold_in(key, i), fn, objective, param, s, relu)
+    if s.grad_blur > 0:
+      g = regularisers.blur(g, s.grad_blur)
+    upd, st = opt.update(g, st, p)
+    return (optax.apply_updates(p, upd), st), scores
+
+  (params, _), history = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(s.steps))
+  return params, history
+
+
+_STATIC = ('objective', 'param', 'settings', 'relu')
+# A nets.Bound model is a pytree (params are traced arguments: one compile per shape); any other
+# callable is static.
+_optimise_bound = jax.jit(_optimise, static_argnames=_STATIC)
+_optimise_callable = jax.jit(_optimise, static_argnames=('fn',) + _STATIC)
+
+
+def render(fn: nets.ModelFn, objective: Objective, param: Param, batch: int, key: Array,
+           settings: Settings = Settings(), relu=nn.relu, params: Array | None = None
+           ) -> tuple[Array, Array, Array]:
+  """Optimises ``batch`` images. Returns (images [B,H,W,3] in [0,1], final params, objective
+  history [steps, B]: the per-image score seen at each step). ``params`` overrides the
+  initialisation (``param.init(key, batch)``)."""
+  k_init, k_run = jax.random.split(key)
+  if params is None:
+    params = param.init(k_init, batch)
+  if settings.grad_blur > 0 and params.ndim != 4:
+    raise ValueError('grad_blur needs pixel parameters [B,H,W,3]; use image_blur with '
+                     f'{param.name} parameters')
+  run = _optimise_bound if isinstance(fn, nets.Bound) else _optimise_callable
+  params, history = run(fn, params, k_run, objective=objective, param=param, settings=settings,
+                        relu=relu)
+  return param.image(params), params, history
+
+
+def render_sharded(fn: nets.ModelFn, objective_for: callable, param: Param, units: np.ndarray,
+                   key: Array, settings: Settings = Settings(), relu=nn.relu,
+                   devices=None) -> tuple[Array, Array]:
+  """Many units on every device: ``units`` is padded to a multiple of the device count (by
+  repeating the last), the parameters are sharded on the batch axis over a 1-D mesh, and
+  ``objective_for(units)`` builds the batch objective (e.g. ``lambda u:
+  objectives.channel_batch(layer, u)``). Each image's randomness comes from its own key
+  (``fold_in(key, unit position)``), so the result does not depend on the device count.
+  Returns (images [len(units),H,W,3], history [steps, len(units)])."""
+  devices = list(jax.devices() if devices is None else devices)
+  n = len(units)
+  padded = np.concatenate([units, np.repeat(units[-1:], (-n) % len(devices))])
+  mesh = Mesh(np.array(devices), ('batch',))
+  shard = NamedSharding(mesh, PartitionSpec('batch'))
+  keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(padded)))
+  params = jax.vmap(lambda k: param.init(k, 1)[0])(keys)
+  params = jax.device_put(params, shard)
+  imgs, _, history = render(fn, objective_for(padded), param, len(padded), key, settings, relu,
+                            params=params)
+  return imgs[:n], history[:, :n]

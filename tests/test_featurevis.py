@@ -1,0 +1,205 @@
+"""Feature visualisation on toy nets with known answers (gradejax/featurevis)."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import skimage.data
+import skimage.transform
+
+from gradejax import nets
+from gradejax.featurevis import dataset_examples, inversion
+from gradejax.featurevis import objectives as O
+from gradejax.featurevis import param as P
+from gradejax.featurevis import regularisers as G
+from gradejax.featurevis import render as R
+from gradejax.featurevis import transform as T
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NO_TRANSFORM = R.Settings(steps=200, learning_rate=0.05)
+
+
+class Linear(nn.Module):
+  k: int = 3
+
+  @nn.compact
+  def __call__(self, x, *, relu=nn.relu):
+    return nets.tap(self, 'logits', nn.Dense(self.k)(x.reshape(x.shape[0], -1)))
+
+
+class Conv(nn.Module):
+  @nn.compact
+  def __call__(self, x, *, relu=nn.relu):
+    h = nets.tap(self, 'pre', nn.Conv(8, (3, 3))(x))  # pre-activation: no dead units
+    h = nets.tap(self, 'conv', relu(h))
+    h = nets.tap(self, 'conv2', relu(nn.Conv(8, (3, 3), strides=2)(h)))
+    return nets.tap(self, 'logits', nn.Dense(3)(nets.tap(self, 'pool', h.mean((1, 2)))))
+
+
+@pytest.fixture(scope='module')
+def conv():
+  m = Conv()
+  x = jax.random.uniform(jax.random.key(0), (4, 24, 24, 3))
+  return nets.bind(m, m.init(jax.random.key(1), x)), x
+
+
+def test_linear_unit_under_l2_converges_to_the_weight_image():
+  # max_x w.x - lam * mean(x^2) has its optimum at x = D w / (2 lam): the weight image (lam
+  # large enough that the optimum is small and Adam reaches it).
+  m = Linear()
+  v = m.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+  fn = nets.bind(m, v)
+  obj = O.logit(1) - 50.0 * G.l2(centre=0.0)
+  img, _, hist = R.render(fn, obj, P.pixel(8, 8, squash=None), 1, jax.random.key(1),
+                          R.Settings(steps=400, learning_rate=0.01))
+  w = np.asarray(v['params']['Dense_0']['kernel'][:, 1])
+  x = np.asarray(img).reshape(-1)
+  assert x @ w / np.linalg.norm(x) / np.linalg.norm(w) > 0.99
+  assert hist[-1, 0] > hist[0, 0]
+
+
+@pytest.mark.parametrize('name', ['neuron', 'channel', 'layer', 'logit', 'probability',
+                                  'direction', 'sum', 'product', 'channel_batch'])
+def test_objective_rises_for_every_kind(conv, name):
+  fn, _ = conv
+  obj = {'neuron': O.neuron('pre', 2), 'channel': O.channel('conv', 1), 'layer': O.layer('conv'),
+         'logit': O.logit(0), 'probability': O.probability(2),
+         'direction': O.direction('pool', jnp.linspace(-1, 1, 8)),
+         'sum': O.channel('conv', 1) + 2.0 * O.neuron('pre', 3, batch=0),
+         'product': O.channel('pre', 1) * O.channel('pre', 4),
+         'channel_batch': O.channel_batch('conv2', [0, 1, 2, 3])}[name]
+  settings = R.Settings(steps=48, learning_rate=0.05,
+                        robustness=T.Robustness(pad=2, jitter=2, scale=(0.95, 1.05), rotate=5))
+  _, _, hist = R.render(fn, obj, P.fourier(24, 24), 4, jax.random.key(2), settings)
+  hist = np.asarray(hist)
+  assert hist[-4:].mean() > hist[:4].mean() + 1e-4, (hist[:4].mean(), hist[-4:].mean())
+
+
+def test_fourier_parameterisation_represents_an_image(conv):
+  fn, _ = conv
+  target = skimage.transform.resize(skimage.data.astronaut(), (32, 32), anti_aliasing=True)
+  target = jnp.asarray(0.05 + 0.9 * target, jnp.float32)[None]
+  fit = O.Objective(lambda i, o, a: -jnp.abs(i - target).reshape(1, -1).mean(1))
+  par = P.fourier(32, 32, decorrelate=True, squash=None)
+  img, _, _ = R.render(lambda x, relu=None: (x[:, 0, 0], {}), fit, par, 1, jax.random.key(0),
+                       R.Settings(steps=500, learning_rate=0.02))
+  assert float(jnp.abs(img - target).mean()) < 0.01
+
+
+def test_fixed_key_gives_identical_images_and_another_key_differs(conv):
+  fn, _ = conv
+  s = R.Settings(steps=8, robustness=T.Robustness(pad=2, jitter=2, rotate=5))
+  obj = O.channel_batch('conv', [0, 1])
+  a = R.render(fn, obj, P.fourier(24, 24), 2, jax.random.key(5), s)[0]
+  b = R.render(fn, obj, P.fourier(24, 24), 2, jax.random.key(5), s)[0]
+  c = R.render(fn, obj, P.fourier(24, 24), 2, jax.random.key(6), s)[0]
+  np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert not np.allclose(a, c)
+
+
+SHARDED = """
+import json, sys, jax, numpy as np, flax.linen as nn
+sys.path.insert(0, {tests!r})
+from test_featurevis import Conv
+from gradejax import nets
+from gradejax.featurevis import objectives as O, param as P, render as R, transform as T
+m = Conv(); x = jax.random.uniform(jax.random.key(0), (4, 24, 24, 3))
+fn = nets.bind(m, m.init(jax.random.key(1), x))
+s = R.Settings(steps=12, robustness=T.Robustness(pad=2, jitter=2, scale=(0.9, 1.1), rotate=5))
+img, hist = R.render_sharded(fn, lambda u: O.channel_batch('conv2', u), P.fourier(24, 24),
+                             np.arange(6), jax.random.key(3), s)
+np.save({out!r}, np.asarray(img))
+print(json.dumps({{'devices': len(jax.devices()), 'shards': len(img.sharding.device_set)}}))
+"""
+
+
+def _sharded_run(tmp_path, devices):
+  out = tmp_path / f'img{devices}.npy'
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             JAX_PLATFORMS='cpu', PYTHONPATH=str(ROOT))
+  code = SHARDED.format(tests=str(ROOT / 'tests'), out=str(out))
+  res = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                       timeout=300)
+  assert res.returncode == 0, res.stderr[-3000:]
+  return json.loads(res.stdout.strip().splitlines()[-1]), np.load(out)
+
+
+def test_four_cpu_devices_give_the_same_images_as_one(tmp_path):
+  info4, img4 = _sharded_run(tmp_path, 4)
+  info1, img1 = _sharded_run(tmp_path, 1)
+  assert info4['devices'] == 4 and info1['devices'] == 1
+  assert img4.shape == img1.shape == (6, 24, 24, 3)
+  np.testing.assert_allclose(img4, img1, atol=1e-5)
+
+
+def test_transforms_keep_shapes_and_range_and_identity_is_exact():
+  x = jax.random.uniform(jax.random.key(0), (3, 20, 24, 3))
+  y = T.apply(jax.random.key(1), x, T.Robustness(pad=4, jitter=3, scale=(0.8, 1.2), rotate=20))
+  assert y.shape == x.shape
+  assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+  assert not np.allclose(y[0], y[1])  # per-image draws
+  np.testing.assert_array_equal(T.apply(jax.random.key(1), x, T.Robustness()), x)
+  # A pure shift by the affine equals np.roll inside the image (bilinear at integer offsets).
+  m, o = jnp.eye(2), jnp.array([0.0, 2.0])
+  np.testing.assert_allclose(T.affine_resample(x[0], m, o, (20, 24))[:, :20],
+                             np.asarray(x[0])[:, 2:22], atol=1e-6)
+
+
+def test_diversity_lowers_pairwise_similarity(conv):
+  fn, _ = conv
+  s = R.Settings(steps=60, learning_rate=0.05)
+  same = O.channel_batch('conv2', [1, 1, 1, 1])
+  plain = R.render(fn, same, P.fourier(24, 24), 4, jax.random.key(0), s)[0]
+  diverse = R.render(fn, same + 1.0 * O.diversity('conv2'), P.fourier(24, 24), 4,
+                     jax.random.key(0), s)[0]
+  sim = lambda imgs: float(O.gram_similarity(fn(imgs)[1]['conv2']))
+  assert sim(diverse) < sim(plain)
+
+
+def test_inversion_reduces_distance_and_caricature_raises_the_dot_product(conv):
+  fn, x = conv
+  target = fn(x[:2])[1]['conv']
+  dist = lambda imgs: float(jnp.mean(inversion.representation_distance('conv', target)(
+      imgs, *fn(imgs))))
+  start = P.fourier(24, 24).image(P.fourier(24, 24).init(jax.random.key(4), 2))
+  rec, _ = inversion.invert(fn, x[:2], 'conv', jax.random.key(4), R.Settings(steps=120))
+  assert dist(rec) < 0.5 * dist(start)
+  car, hist = inversion.caricature(fn, x[:2], 'conv2', jax.random.key(5), R.Settings(steps=40))
+  dot = lambda imgs: np.asarray(inversion.layer_dot('conv2', fn(x[:2])[1]['conv2'])(
+      imgs, *fn(imgs)))
+  assert np.all(dot(car) > dot(x[:2]))
+
+
+def test_dataset_examples_match_a_direct_ranking():
+  m = Linear()
+  v = m.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+  fn = nets.bind(m, v)
+  imgs = np.asarray(jax.random.uniform(jax.random.key(1), (37, 8, 8, 3)))
+  top = dataset_examples.top_k(fn, imgs, 'logits', np.array([0, 2]), k=3, batch_size=16)
+  scores = np.asarray(m.apply(v, imgs))
+  for j, u in enumerate([0, 2]):
+    np.testing.assert_array_equal(top['index'][j], np.argsort(-scores[:, u])[:3])
+    np.testing.assert_allclose(top['score'][j], np.sort(scores[:, u])[::-1][:3], rtol=1e-5)
+
+
+def test_cli_on_the_face_network(tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(ROOT))
+  res = subprocess.run(
+      [sys.executable, '-m', 'gradejax.featurevis', '--workdir', str(tmp_path), '--net', 'face',
+       '--layer', 'level1', '--units', '3,7', '--steps', '3', '--batch', '2'],
+      env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+  assert res.returncode == 0, res.stderr[-3000:]
+  page = (tmp_path / 'featurevis' / 'index.html').read_text()
+  assert 'level1' in page and page.count('data:image/png;base64,') == 2  # one figure per unit
+  assert (tmp_path / 'featurevis' / 'unit_0003.png').is_file()
+  bad = subprocess.run(
+      [sys.executable, '-m', 'gradejax.featurevis', '--workdir', str(tmp_path), '--net', 'face',
+       '--layer', 'nope', '--steps', '1'], env=env, capture_output=True, text=True, timeout=600,
+      cwd=ROOT)
+  assert bad.returncode != 0 and "'nope' is not a tap" in bad.stderr
