@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from gradejax import cli
 from gradejax import baselines, input_pipeline, stats
 
 
@@ -122,6 +123,7 @@ def evaluate_workdir(workdir: str | pathlib.Path, config=None, data: dict | None
 
 def main(argv: Sequence[str]) -> None:
   del argv
+  cli.quiet_libraries()
   v = evaluate_workdir(flags.FLAGS.workdir)
   print(verdict_text(v), end='')
 

@@ -29,6 +29,7 @@ import orbax.checkpoint as ocp
 from flax import traverse_util
 from flax.training import train_state
 
+from gradejax import cli
 from gradejax import augment, extractor, input_pipeline, model, stats
 
 Array = jax.Array
@@ -395,6 +396,7 @@ class _QuietOrbax(logging.Filter):
 
 def main(argv) -> None:
   del argv
+  cli.quiet_libraries()
   from absl import flags
   f = flags.FLAGS
   logging.getLogger().setLevel(logging.INFO)

@@ -25,6 +25,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
+from gradejax import cli
 from gradejax import nets, render, report
 from gradejax.attribution import class_activation, faithfulness, localisation, registry, sanity
 
@@ -330,6 +331,7 @@ def _localisation_section(maps, methods, ids, masks, note, opts) -> report.Secti
 
 def main(argv: Sequence[str]) -> None:
   del argv
+  cli.quiet_libraries()
   from gradejax import dataset, train  # the loading layer; everything else is make_report
   f = flags.FLAGS
   module, variables, config = train.load_trained(f.workdir)

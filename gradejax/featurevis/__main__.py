@@ -15,6 +15,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
+from gradejax import cli
 from gradejax import nets
 from gradejax.featurevis import dataset_examples, objectives, page
 from gradejax.featurevis import param as param_lib
@@ -103,6 +104,7 @@ def run(workdir: str, layer: str, units: np.ndarray, *, net: str = 'classifier',
 
 def main(argv: Sequence[str]) -> None:
   del argv
+  cli.quiet_libraries()
   f = flags.FLAGS
   out = run(f.workdir, f.layer, parse_units(f.units), net=f.net, steps=f.steps, size=f.size,
             param=f.param, decorrelate=f.decorrelate, jitter=f.jitter, rotate=f.rotate,
