@@ -1,6 +1,6 @@
 """NumPy reader for dlib's serialized DNN files (``dlib_face_recognition_resnet_model_v1.dat``).
 
-The byte layout is described in shared/reference/dlib_resnet_format.md (the steering repo's shared folder, ../shared beside a checkout) (from dlib's
+The byte layout is described in ``../shared/reference/dlib_resnet_format.md`` (from dlib's
 ``serialize.h``, ``dnn/core.h``, ``dnn/layers.h``). In short: an ``add_loss_layer`` version and
 the loss record, then a run of wrapper version ints (outermost first; ``2`` = add_layer,
 ``1`` = tag/skip, the innermost add_layer ``3`` or ``2``), the input layer, then one *details*

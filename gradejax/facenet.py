@@ -1,6 +1,6 @@
 """dlib's face recognition ResNet (``dlib_face_recognition_resnet_model_v1``) in Flax.
 
-A line-for-line port of dlib's ``anet_type`` (see shared/reference/dlib_resnet_format.md (the steering repo's shared folder, ../shared beside a checkout)):
+A line-for-line port of dlib's ``anet_type`` (see ``../shared/reference/dlib_resnet_format.md``):
 stem conv 7x7/2 -> affine -> relu -> max pool 3x3/2, then 14 residual blocks in five levels
 (32, 64, 128, 256, 256 channels), a global average pool and a 128-D linear map without bias.
 Descriptors match dlib's ``compute_face_descriptor`` to < 1e-6 (max abs, float32; see
