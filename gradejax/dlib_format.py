@@ -303,7 +303,7 @@ def _fc(r: _Reader, version: str) -> tuple[dict, dict]:
   num_inputs = r.int('fc num_inputs')
   params = r.tensor('fc params')
   weights = r.alias('fc weights')
-  biases = r.alias('fc biases')
+  r.alias('fc biases')  # shape implied by weights and bias_mode
   bias_mode = r.int('fc bias_mode')
   mult = _multipliers(r, 'fc')
   use_bias = r.bool('fc use_bias') if version == 'fc_3' else True

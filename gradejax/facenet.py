@@ -119,6 +119,8 @@ class FaceResNet(nn.Module):
 
   Attributes:
     input_means: per-channel (R, G, B) means on the 0..255 scale, from the .dat's input layer.
+    stop_at: the tap whose output is returned (default the descriptor); an earlier tap is
+      returned globally average pooled [B, C] and the layers after it are not built.
     precision: ``lax.Precision`` (or its name) for the convolutions and the final matmul;
       None = JAX's default (on TPU/GPU that may be reduced precision; use 'highest' for parity).
 
@@ -131,23 +133,36 @@ class FaceResNet(nn.Module):
   """
   input_means: tuple[float, float, float] = DLIB_INPUT_MEANS
   precision: Any = None
+  stop_at: str = 'descriptor'
 
   @nn.compact
   def __call__(self, images: Array, *, relu: nets.Relu = nn.relu) -> Array:
+    # stop_at = an earlier tap: return it globally average pooled [B, C] and skip (and create
+    # no params for) the layers after it; a head on an intermediate layer pays only for those.
+    stop = lambda name, x: self.stop_at == name
+    gap = lambda x: jnp.mean(x, axis=(1, 2))
     x = self._normalise(images)
     prec = self.precision
     p = self.param('stem', _init_stem)
     x = relu(affine(conv(x, p['conv'], 2, prec), p['affine']))
     x = nets.tap(self, 'stem', pool(x, 'max', 3, 2))
+    if stop('stem', x):
+      return gap(x)
     c_in = STEM_CHANNELS
     for name, c, blocks, down in FACE_RESNET_LEVELS:
       p = self.param(name, _init_level, c_in, c, blocks)
       for b in range(blocks):
         x = residual_block(x, p[f'block{b}'], down and b == 0, relu, prec)
         x = nets.tap(self, f'{name}/block{b}', x)
+        if stop(f'{name}/block{b}', x):
+          return gap(x)
       x = nets.tap(self, name, x)
+      if stop(name, x):
+        return gap(x)
       c_in = c
-    x = nets.tap(self, 'pooled', jnp.mean(x, axis=(1, 2)))
+    x = nets.tap(self, 'pooled', gap(x))
+    if stop('pooled', x):
+      return x
     p = self.param('fc', _init_fc, c_in, FACE_RESNET_DESCRIPTOR_DIM)
     x = jnp.dot(x, p['kernel'], precision=prec)
     return nets.tap(self, 'descriptor', x)

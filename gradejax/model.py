@@ -34,41 +34,11 @@ def head_input_dim(head_input: str) -> int:
   return HEAD_INPUT_DIMS[name]
 
 
-class FaceTrunk(facenet.FaceResNet):
-  """FaceResNet run up to the tap ``head_input`` only, returned globally average pooled [B, D].
-
-  Same params, same taps and the same arithmetic as FaceResNet (tests check it); stopping early
-  saves the levels the head does not use. ``head_input='descriptor'`` is the whole network.
-  """
-  head_input: str = 'descriptor'
-
-  @nn.compact
-  def __call__(self, images: Array, *, relu: nets.Relu = nn.relu) -> Array:
-    stop = self.head_input
-    x = self._normalise(images)
-    prec = self.precision
-    p = self.param('stem', facenet._init_stem)
-    x = relu(facenet.affine(facenet.conv(x, p['conv'], 2, prec), p['affine']))
-    x = nets.tap(self, 'stem', facenet.pool(x, 'max', 3, 2))
-    if stop == 'stem':
-      return jnp.mean(x, axis=(1, 2))
-    c_in = facenet.STEM_CHANNELS
-    for name, c, blocks, down in FACE_RESNET_LEVELS:
-      p = self.param(name, facenet._init_level, c_in, c, blocks)
-      for b in range(blocks):
-        x = facenet.residual_block(x, p[f'block{b}'], down and b == 0, relu, prec)
-        x = nets.tap(self, f'{name}/block{b}', x)
-        if stop == f'{name}/block{b}':
-          return jnp.mean(x, axis=(1, 2))
-      x = nets.tap(self, name, x)
-      if stop == name:
-        return jnp.mean(x, axis=(1, 2))
-      c_in = c
-    x = nets.tap(self, 'pooled', jnp.mean(x, axis=(1, 2)))
-    if stop == 'pooled':
-      return x
-    p = self.param('fc', facenet._init_fc, c_in, FACE_RESNET_DESCRIPTOR_DIM)
-    return nets.tap(self, 'descriptor', jnp.dot(x, p['kernel'], precision=prec))
+def FaceTrunk(input_means=facenet.DLIB_INPUT_MEANS, head_input: str = 'descriptor'
+              ) -> facenet.FaceResNet:  # noqa: N802 - used like the module it builds
+  """FaceResNet run up to the tap ``head_input`` only, returned globally average pooled [B, D]
+  (``head_input='descriptor'`` is the whole network). Same params, taps and arithmetic."""
+  return facenet.FaceResNet(input_means=tuple(input_means), stop_at=head_input)
 
 
 class Head(nn.Module):

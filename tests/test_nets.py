@@ -1,7 +1,6 @@
 """The calling convention (gradejax/nets.py) on a toy net with known answers."""
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from gradejax import nets
