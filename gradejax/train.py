@@ -233,6 +233,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   workdir.mkdir(parents=True, exist_ok=True)
   data = input_pipeline.load_dataset(config)
   label, num_classes = data['label'], data['num_classes']
+  if config.get('shuffle_labels_seed', -1) >= 0:
+    # Adebayo et al.'s label randomisation: the same run on labels that carry no information.
+    label = np.random.default_rng(config.shuffle_labels_seed).permutation(label)
+    data['label'] = label
   ext_module, ext_vars = extractor.load_face_resnet()
   module = make_model(config, num_classes, ext_module.input_means)
   feats = input_pipeline.cached_features(config, data, workdir, ext_module, ext_vars,

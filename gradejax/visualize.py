@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import importlib
 import json
 import logging
@@ -173,8 +174,12 @@ def _verdict_section(workdir: pathlib.Path) -> report.Section:
 
 def make_report(workdir: str | pathlib.Path, module, variables, arrays: dict,
                 data_dir: str | pathlib.Path | None = None, opts: Options = Options(),
-                cue_mask_fn: CueMaskFn | None = None) -> pathlib.Path:
-  """Computes the maps and checks, writes PNGs and ``WORKDIR/report/index.html`` (its path)."""
+                cue_mask_fn: CueMaskFn | None = None,
+                retrain: Callable[[], Any] | None = None) -> pathlib.Path:
+  """Computes the maps and checks, writes PNGs and ``WORKDIR/report/index.html`` (its path).
+
+  ``retrain() -> params`` (same structure, trained on shuffled labels) enables the
+  label-randomisation check; it is called once."""
   workdir = pathlib.Path(workdir)
   data_dir = pathlib.Path(data_dir) if data_dir is not None else None
   out_dir = workdir / 'report'
@@ -229,7 +234,8 @@ def make_report(workdir: str | pathlib.Path, module, variables, arrays: dict,
       '0; signed maps: blue < 0 < red. Each map explains the predicted class.'],
       figures=figures))
   pixel_methods = [m for m in maps if registry.get(m).output != 'regions']
-  sections.append(_sanity_section(module, variables, x, targets, pixel_methods, opts, layer))
+  sections.append(_sanity_section(module, variables, x, targets, pixel_methods, opts, layer,
+                                  functools.lru_cache(None)(retrain) if retrain else None))
   sections.append(_faithfulness_section(fn, x, targets, maps, pixel_methods, opts,
                                         outputs.shape[1]))
   masks, note = cue_masks(data_dir, ids, x.shape[1], opts.truth, cue_mask_fn)
@@ -256,7 +262,8 @@ def _methods_section(opts, maps, skipped, layer) -> report.Section:
       [report.Table(('method', 'what', 'layer', 'status'), rows)])
 
 
-def _sanity_section(module, variables, x, targets, methods, opts, layer) -> report.Section:
+def _sanity_section(module, variables, x, targets, methods, opts, layer, retrain=None
+                    ) -> report.Section:
   paras = [
       'Cascading model-parameter randomisation (Adebayo et al. 2018): param subtrees are '
       're-initialised (seed %d) from the output side down, cumulatively, and each method\'s '
@@ -264,9 +271,11 @@ def _sanity_section(module, variables, x, targets, methods, opts, layer) -> repo
       'correlation stays above %.1f after full randomisation is flagged: it does not depend on '
       'what the model learned.' % (opts.seed + 1, min(opts.sanity_images, len(x)),
                                    sanity.DEFAULT_THRESHOLD),
-      'Label randomisation needs a model re-trained on shuffled labels '
-      '(attribution.sanity.label_randomization with a re-training callable); the CLI does not '
-      're-train, so it is not shown here.']
+      ('Label randomisation: the head is re-trained on shuffled labels (same config and seed, '
+       'cached features) and each method\'s maps are compared with the trained model\'s '
+       '(rows "labels shuffled"); a method that does not change is flagged.' if retrain else
+       'Label randomisation needs a model re-trained on shuffled labels '
+       '(attribution.sanity.label_randomization with a re-training callable); not run here.')]
   if not methods:
     return report.Section('Sanity checks', paras + ['No pixel-map method was computed.'])
   xs, ts = x[:opts.sanity_images], targets[:opts.sanity_images]
@@ -288,6 +297,10 @@ def _sanity_section(module, variables, x, targets, methods, opts, layer) -> repo
     for s in stages:
       rows.append((m, f'+ {s["randomized"]}', s['spearman'], s['spearman_abs'], s['ssim'],
                    s is stages[-1] and sanity.flagged(stages)))
+    if retrain is not None:
+      s = sanity.label_randomization(bind, params, retrain, xs, ts, heatmap_fn(m, opts, layer))
+      rows.append((m, 'labels shuffled', s['spearman'], s['spearman_abs'], s['ssim'],
+                   sanity.flagged(s)))
   return report.Section('Sanity checks', paras, [report.Table(
       ('method', 'randomised so far', 'Spearman', 'Spearman |map|', 'SSIM', 'flagged'), rows)])
 
@@ -341,8 +354,27 @@ def main(argv: Sequence[str]) -> None:
                  images=f.images, layer=f.layer, precision=f.precision, seed=f.seed,
                  steps=f.steps, n_samples=f.n_samples, patch=f.patch, stride=f.stride,
                  sanity_images=f.sanity_images, truth=f.truth, cam_pooled=f.cam_pooled)
-  path = make_report(f.workdir, module, variables, arrays, data_dir, opts)
+  path = make_report(f.workdir, module, variables, arrays, data_dir, opts,
+                     retrain=(lambda: _retrain_on_shuffled_labels(f.workdir, config, f.seed))
+                     if f.label_randomization else None)
   print(f'wrote {path} (a local file with students\' photos: do not share it)')
+
+
+def _retrain_on_shuffled_labels(workdir: str, config, seed: int):
+  """Trains the run's head again on permuted labels in WORKDIR/sanity/shuffled_labels (reusing
+  the run's cached features) and returns its params."""
+  import shutil
+  import ml_collections
+  from gradejax import train
+  sub = pathlib.Path(workdir) / 'sanity' / 'shuffled_labels'
+  shutil.rmtree(sub, ignore_errors=True)
+  if (pathlib.Path(workdir) / 'features').is_dir():
+    shutil.copytree(pathlib.Path(workdir) / 'features', sub / 'features')
+  cfg = ml_collections.ConfigDict(config.to_dict())
+  with cfg.unlocked():
+    cfg.shuffle_labels_seed, cfg.evaluate = seed, False
+  train.train_and_evaluate(cfg, str(sub))
+  return train.load_trained(sub)[1]['params']
 
 
 def _define_flags() -> None:
@@ -361,6 +393,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer('patch', 15, 'occlusion patch size (px)')
   flags.DEFINE_integer('stride', 15, 'occlusion stride (px)')
   flags.DEFINE_integer('sanity_images', 2, 'images used by the randomisation checks')
+  flags.DEFINE_boolean('label_randomization', True, 're-train the head on shuffled labels for '
+                       'the label-randomisation sanity check')
   flags.DEFINE_string('truth', None, 'truth.csv of a demo workbook (default: beside the data)')
 
 

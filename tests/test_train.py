@@ -153,3 +153,25 @@ def test_imbalance_policies_balance_the_classes():
   c.imbalance = 'bogus'
   with pytest.raises(ValueError, match='weighted, oversample or none'):
     train.sampling(c, label, mask, 2)
+
+
+def test_label_randomisation_retrains_on_permuted_labels(full_run):
+  # The visualize CLI's retrain hook: same config, labels permuted by the seed, cached features
+  # reused. The shuffled run records its seed, trains on exactly that permutation, and ends with
+  # a different head.
+  from gradejax import visualize
+  workdir, _ = full_run
+  _, variables, config = train.load_trained(workdir)
+  params = visualize._retrain_on_shuffled_labels(str(workdir), config, seed=3)
+  sub = workdir / 'sanity' / 'shuffled_labels'
+  saved = json.loads((sub / 'config.json').read_text())
+  assert saved['shuffle_labels_seed'] == 3 and saved['evaluate'] is False
+  labels = input_pipeline.load_dataset(config)['label']
+  permuted = np.random.default_rng(3).permutation(labels)
+  assert not np.array_equal(permuted, labels)
+  assert sorted(p.name for p in (sub / 'features').iterdir()) == sorted(
+      p.name for p in (workdir / 'features').iterdir())
+  before = jax.tree.leaves(variables['params']['head'])
+  after = jax.tree.leaves(params['head'])
+  assert len(before) == len(after)
+  assert any(not np.allclose(a, b) for a, b in zip(before, after))
