@@ -4,6 +4,9 @@ Every layer is a soft mask over the pixel grid (numpy, no loop over pixels), com
 front: background, clothes, neck, hair behind the head, face, facial features, fringe. Faces are
 drawn in a face frame ``(u, v)`` measured in face half-widths from the face centre (between the
 eyes and the mouth) and turned by a small in-plane angle, so the same shapes serve every pose.
+A small yaw turns the features on the head as on a vertical cylinder (``yaw_u``): they shift
+towards the turn and crowd together on the far side, the nose tip a little more than the eyes.
+Geometry is defined on a 260x300 reference photo and scaled to the requested size.
 
 The shading follows what dlib's HOG detector keys on in real photos: dark eye sockets and brows,
 a nose-side shadow with dark nostrils, a darker mouth line, a lit forehead and cheeks and a soft
@@ -16,7 +19,7 @@ import dataclasses
 import numpy as np
 from PIL import Image, ImageFilter
 
-WIDTH, HEIGHT = 260, 300  # photo size in pixels (portrait, like a resume photo)
+WIDTH, HEIGHT = 260, 300  # default photo size in pixels (portrait, like a resume photo)
 
 SKIN_TONES = np.array([  # RGB in [0, 1], light to dark
     [0.96, 0.80, 0.69], [0.92, 0.74, 0.62], [0.87, 0.67, 0.53], [0.80, 0.60, 0.46],
@@ -35,6 +38,7 @@ class Face:
   centre: tuple[float, float]
   scale: float
   angle: float  # radians, in-plane rotation (positive turns the face clockwise on screen)
+  yaw: float  # radians, turn about the vertical axis (positive: features move to +u)
   eyes: tuple[tuple[float, float], tuple[float, float]]  # (left on screen, right on screen)
   nose: tuple[float, float]  # nose base
   mouth: tuple[float, float]
@@ -46,15 +50,16 @@ class Face:
             self.centre[1] + self.scale * (s * u + c * v))
 
 
-def face_frame(centre: tuple[float, float], scale: float, angle: float) -> Face:
-  """The Face record of a face drawn at ``centre`` (pixels), ``scale``, ``angle`` (radians)."""
+def face_frame(centre: tuple[float, float], scale: float, angle: float, yaw: float = 0.0) -> Face:
+  """The Face record of a face drawn at ``centre`` (pixels), ``scale``, ``angle``, ``yaw`` (rad)."""
   c, s = np.cos(angle), np.sin(angle)
 
-  def at(u, v):
+  def at(u_feature, v, depth=0.0):
+    u = yaw_u(u_feature, yaw, depth)
     return (float(centre[0] + scale * (c * u - s * v)), float(centre[1] + scale * (s * u + c * v)))
 
-  return Face(tuple(map(float, centre)), float(scale), float(angle),
-              (at(-EYE_U, EYE_V), at(EYE_U, EYE_V)), at(0, NOSE_V), at(0, MOUTH_V))
+  return Face(tuple(map(float, centre)), float(scale), float(angle), float(yaw),
+              (at(-EYE_U, EYE_V), at(EYE_U, EYE_V)), at(0, NOSE_V, NOSE_DEPTH), at(0, MOUTH_V))
 
 
 # Feature positions in the face frame (units of face half-width).
@@ -64,6 +69,26 @@ NOSE_V = 0.30
 MOUTH_V = 0.63
 CHIN_V = 1.02
 TOP_V = -1.30
+HEAD_RADIUS = 1.25  # the cylinder the features turn on under yaw (face half-widths)
+NOSE_DEPTH = 0.30  # how far the nose tip stands out of that cylinder
+
+
+def yaw_u(u_feature, yaw: float, depth: float = 0.0):
+  """Where a feature drawn at ``u_feature`` (frontal) lands on screen after turning by ``yaw``.
+
+  A point on a vertical cylinder of radius HEAD_RADIUS (plus ``depth`` in front of it) seen
+  under orthographic projection; u in face half-widths.
+  """
+  r = HEAD_RADIUS
+  theta = np.arcsin(np.clip(np.asarray(u_feature) / r, -1, 1))
+  return r * np.sin(theta + yaw) + depth * np.sin(yaw)
+
+
+def unyaw_u(u, yaw: float, depth: float = 0.0):
+  """Inverse of :func:`yaw_u` on the front of the head: screen u -> frontal feature u."""
+  r = HEAD_RADIUS
+  theta = np.arcsin(np.clip((np.asarray(u) - depth * np.sin(yaw)) / r, -0.999, 0.999))
+  return r * np.sin(theta - yaw)
 
 
 def _soft(d: np.ndarray, width: float) -> np.ndarray:
@@ -118,6 +143,9 @@ def sample_params(rng: np.random.Generator) -> dict:
       fringe=rng.uniform(-1.05, -0.78),  # where the hair line sits (v)
       noise=rng.uniform(0.005, 0.02),
       seed=int(rng.integers(2 ** 31)),
+      # Drawn last so that the draws above keep their values.
+      yaw=rng.uniform(-0.15, 0.15),  # radians, about +-9 degrees
+      shine=rng.uniform(0.03, 0.08),  # additive highlights: oily skin catches the light
   )
 
 
@@ -137,49 +165,117 @@ def sample_sticker(rng: np.random.Generator) -> dict:
 
 
 def _sticker_centre(sticker: dict) -> tuple[float, float]:
+  """Frontal face-frame (u, v) of the sticker centre (before yaw)."""
   return sticker['side'] * (STICKER_U + sticker['du']), STICKER_V + sticker['dv']
 
 
 def sticker_box(face: Face, sticker: dict) -> tuple[float, float, float, float]:
   """The painted sticker's bounding box, outline included: x0 y0 x1 y1 in photo pixels."""
-  x, y = face.to_photo(*_sticker_centre(sticker))
+  su, sv = _sticker_centre(sticker)
+  x, y = face.to_photo(float(yaw_u(su, face.yaw)), sv)
   r = (STICKER_RADIUS + STICKER_OUTLINE) * face.scale
   return (x - r, y - r, x + r, y + r)
 
 
-def draw(p: dict, sticker: dict | None = None) -> tuple[np.ndarray, Face]:
-  """Renders one portrait: uint8 [HEIGHT, WIDTH, 3] RGB and where its face is.
+def _features(fu, fn, v, p: dict, s: float, face_img: np.ndarray) -> np.ndarray:
+  """Shading and features on the face skin. fu / fn: frontal u of the face / the nose [H, W]."""
+  skin = np.asarray(p['skin'])
+  # Eye sockets: broad soft shadow between brow and cheek.
+  eu, es = EYE_U, p['eye_size']
+  socket = _blob(fu, v, -eu, EYE_V, 0.26, 0.15) + _blob(fu, v, eu, EYE_V, 0.26, 0.15)
+  face_img = _shade(face_img, 1 - 0.38 * socket)
+  # Nose: a shadow down the side away from the light, a lit ridge, dark nostrils.
+  ns = -1.0 if p['light'] >= 0 else 1.0
+  nose_side = _blob(fn, v, ns * 0.11, 0.02, 0.06, 0.26)
+  ridge = _blob(fn, v, -ns * 0.03, 0.02, 0.04, 0.26)
+  under = _blob(fn, v, 0, NOSE_V + 0.05, 0.18, 0.04)
+  face_img = _shade(face_img, 1 - 0.30 * nose_side - 0.25 * under + 0.10 * ridge)
+  for side in (-1, 1):
+    face_img = _shade(face_img, 1 - 0.65 * _blob(fn, v, side * 0.08, NOSE_V, 0.045, 0.028))
+  # Highlights add light rather than scale it, so dark skin shows its relief as real skin does.
+  shine = (_blob(fu, v, 0, -0.72, 0.35, 0.16) + 0.8 * _blob(fn, v, -ns * 0.03, 0.05, 0.035, 0.2)
+           + 0.6 * (_blob(fu, v, -0.48, 0.02, 0.14, 0.08) + _blob(fu, v, 0.48, 0.02, 0.14, 0.08)))
+  face_img = face_img + p['shine'] * shine[..., None]
+  # Shadow under the lower lip and at the chin.
+  face_img = _shade(face_img, 1 - 0.18 * _blob(fu, v, 0, MOUTH_V + 0.16, 0.18, 0.05))
+  # Mouth: lips darker and redder, a dark line between them.
+  mw = p['mouth_width']
+  mu = fu / mw
+  curve = 0.04 * mu ** 2
+  lips_d = (np.sqrt(mu ** 2 + ((v - MOUTH_V) / 0.09) ** 2) - 1.0) * 0.09 * s
+  lip_col = skin * np.array([0.85, 0.55, 0.55]) * p['lip'] / 0.7
+  face_img = _over(face_img, np.clip(lip_col, 0, 1), 0.85 * _soft(lips_d, 1.0))
+  line_d = np.maximum(np.abs(v - MOUTH_V + curve) * s - 1.2, (np.abs(mu) - 1.0) * mw * s)
+  face_img = _over(face_img, np.array([0.18, 0.08, 0.07]), 0.9 * _soft(line_d, 0.8))
+  # Eyes: white, iris, pupil, dark upper lid; eyebrows as thick arcs.
+  for side in (-1, 1):
+    ec = side * eu
+    eu_ = (fu - ec) / (0.17 * es)
+    ev_ = (v - EYE_V) / (0.075 * es)
+    almond = np.abs(ev_) - (1 - eu_ ** 2)  # |v| below a parabola in u
+    eye_a = _soft(almond * 0.075 * es * s, 0.7)
+    face_img = _over(face_img, np.array([0.92, 0.90, 0.88]), eye_a)
+    iris_d = (np.hypot(fu - ec, v - EYE_V) - 0.085 * es) * s
+    face_img = _over(face_img, p['iris'], eye_a * _soft(iris_d, 0.7))
+    pupil_d = (np.hypot(fu - ec, v - EYE_V) - 0.038 * es) * s
+    face_img = _over(face_img, np.array([0.03, 0.03, 0.03]), eye_a * _soft(pupil_d, 0.6))
+    lid_d = np.maximum(np.abs(ev_ + (1 - eu_ ** 2)) * 0.075 * es * s - 1.3,
+                       (np.abs(eu_) - 1.05) * 0.17 * es * s)
+    face_img = _over(face_img, np.array([0.1, 0.07, 0.06]), 0.9 * _soft(lid_d, 0.7))
+    bu = (fu - side * 0.42) / 0.27
+    arc = BROW_V - 0.06 * (1 - bu ** 2)
+    brow_d = np.maximum(np.abs(v - arc) - p['brow_thick'] * (1 - 0.4 * np.abs(bu)), 0) * s
+    brow_d = np.where(np.abs(bu) > 1, 1e3, brow_d - 0.5)
+    # Brows stay darker than the skin even under blond hair.
+    brow_col = np.minimum(np.asarray(p['hair']) * 0.7, skin * (1 - p['brow_dark']))
+    face_img = _over(face_img, brow_col, 0.9 * _soft(brow_d, 0.9))
+  return face_img
+
+
+def draw(p: dict, sticker: dict | None = None,
+         size: tuple[int, int] = (WIDTH, HEIGHT)) -> tuple[np.ndarray, Face]:
+  """Renders one portrait: uint8 [height, width, 3] RGB and where its face is.
 
   Args:
-    p: appearance from :func:`sample_params`.
+    p: appearance from :func:`sample_params` (lengths in pixels of the 260x300 reference photo).
     sticker: from :func:`sample_sticker` to paint the cue on the cheek, or None.
+    size: (width, height) of the photo in pixels; the drawing scales with the height and stays
+      centred horizontally.
   """
-  s = p['scale']
-  cx, cy = p['centre']
-  ang = p['angle']
-  yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float64)
+  width, height = size
+  if width < 16 or height < 16:
+    raise ValueError(f'photo size {size}: width and height must be at least 16 pixels.')
+  k = height / HEIGHT
+  s = p['scale'] * k
+  cx = width / 2 + (p['centre'][0] - WIDTH / 2) * k
+  cy = p['centre'][1] * k
+  ang, yaw = p['angle'], p['yaw']
+  yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
   c, sn = np.cos(ang), np.sin(ang)
   dx, dy = xx - cx, yy - cy
   u = (c * dx + sn * dy) / s
   v = (-sn * dx + c * dy) / s
-  skin = p['skin']
+  skin = np.asarray(p['skin'])
   hair = p['hair']
 
-  t = (yy / HEIGHT)[..., None]
+  def soft(d, w):  # edge widths are given in reference pixels
+    return _soft(d, w * k)
+
+  t = (yy / height)[..., None]
   img = p['bg_top'] * (1 - t) + p['bg_bottom'] * t
-  img = _shade(img, 1.0 - 0.25 * ((xx - WIDTH / 2) / WIDTH) ** 2 * 4)
+  img = _shade(img, 1.0 - ((xx - width / 2) / width) ** 2)
 
   # Neck (behind the clothes), shadowed under the jaw.
   xs, ys = (xx - cx) / s, (yy - cy) / s
-  neck_a = _soft(np.where(ys > 0.2, (np.abs(xs) - 0.42) * s, 1e3), 1.2)
-  neck_col = np.asarray(skin)[None, None] * (0.8 - 0.25 * _soft((ys - 1.25) * s, 4))[..., None]
+  neck_a = soft(np.where(ys > 0.2, (np.abs(xs) - 0.40) * s, 1e3), 1.2)
+  neck_col = skin[None, None] * (0.8 - 0.25 * soft((ys - 1.2) * s, 4))[..., None]
   img = _over(img, neck_col, neck_a)
-  # Clothes: sloping shoulders with a round neckline; the body stays upright.
-  top = 1.55 + 0.28 * np.clip(np.abs(xs) - 0.3, 0, None) ** 1.5
+  # Clothes: a trapezius slope from the neck down to the shoulders; the body stays upright.
+  top = 1.32 + 0.42 * np.clip(np.abs(xs) - 0.35, 0, None) ** 1.3
   body_d = np.maximum((top - ys) * s, (np.abs(xs) - 2.4) * s)
-  neckline_d = -_ellipse_d(xs, ys, 0, 1.55, 0.42, 0.30 + p['neckline'], s)
-  clothes_a = _soft(np.maximum(body_d, neckline_d), 1.2)
-  cloth = np.asarray(p['clothes'])[None, None] * (1 - 0.12 * np.clip((ys - 1.5), 0, 1))[..., None]
+  neckline_d = -_ellipse_d(xs, ys, 0, 1.3, 0.40, 0.16 + p['neckline'], s)
+  clothes_a = soft(np.maximum(body_d, neckline_d), 1.2)
+  cloth = np.asarray(p['clothes'])[None, None] * (1 - 0.12 * np.clip(ys - 1.4, 0, 1))[..., None]
   img = _over(img, cloth, clothes_a)
 
   style = p['hair_style']
@@ -192,91 +288,44 @@ def draw(p: dict, sticker: dict | None = None) -> tuple[np.ndarray, Face]:
       back_d = np.maximum(back_d, (v - 1.6) * s)
     else:  # curls: a wavy outline
       back_d = back_d + 0.06 * s * np.sin(9 * np.arctan2(v + 0.25, u))
-    img = _over(img, hair, _soft(back_d, 1.5))
+    img = _over(img, hair, soft(back_d, 1.5))
   elif style == 'bun':
-    img = _over(img, hair, _soft(_ellipse_d(u, v, 0, -1.42, 0.48, 0.36, s), 1.2))
+    img = _over(img, hair, soft(_ellipse_d(u, v, 0, -1.42, 0.48, 0.36, s), 1.2))
 
   # Face outline: ellipse narrowing towards the chin.
   w_at_v = p['face_width'] * (1 - p['jaw'] * np.clip(v, 0, None) ** 2)
   w_at_v = np.where(v < 0, 1.0 - 0.15 * (v / TOP_V) ** 2, w_at_v)
   rv = np.where(v < 0, -TOP_V, CHIN_V)
-  face_d = (np.sqrt((u / w_at_v) ** 2 + (v / rv) ** 2) - 1.0) * s * 0.9
-  face_a = _soft(face_d, 1.3)
-  # Ears.
+  radial = np.sqrt((u / w_at_v) ** 2 + (v / rv) ** 2)
+  face_a = soft((radial - 1.0) * s * 0.9, 1.3)
+  # Ears: the one on the far side of a turned head hides a little behind the cheek.
   for side in (-1, 1):
-    ear_d = _ellipse_d(u, v, side * 0.98 * p['face_width'], -0.08, 0.13, 0.24, s)
-    img = _over(img, skin * 0.85, _soft(ear_d, 1.0))
+    eu = side * (0.98 * p['face_width'] - 0.25 * max(side * yaw, 0.0))
+    img = _over(img, skin * 0.85, soft(_ellipse_d(u, v, eu, -0.08, 0.13, 0.24, s), 1.0))
   # Skin with directional light, darker towards the jaw edge (the face is round).
+  fu = unyaw_u(u, yaw)  # the frontal face frame, where features are defined
+  fn = unyaw_u(u, yaw, NOSE_DEPTH)
   light = 1.0 + p['light_strength'] * p['light'] * np.clip(u, -1.2, 1.2)
-  rim = 1.0 - 0.35 * np.clip((np.sqrt((u / w_at_v) ** 2 + (v / rv) ** 2) - 0.65) / 0.35, 0, 1) ** 2
-  forehead = 1.0 + 0.10 * _blob(u, v, 0, -0.75, 0.5, 0.3)
-  cheeks = 1.0 + 0.07 * (_blob(u, v, -0.5, 0.15, 0.22, 0.18) + _blob(u, v, 0.5, 0.15, 0.22, 0.18))
-  face_shade = light * rim * forehead * cheeks
-  face_img = np.asarray(skin) * face_shade[..., None]
-
-  # Eye sockets: broad soft shadow between brow and cheek.
-  eu = EYE_U
-  es = p['eye_size']
-  socket = (_blob(u, v, -eu, EYE_V, 0.26, 0.15) + _blob(u, v, eu, EYE_V, 0.26, 0.15))
-  face_img = _shade(face_img, 1 - 0.38 * socket)
-  # Nose: a shadow down the side away from the light, a lit ridge, dark nostrils.
-  ns = -1.0 if p['light'] >= 0 else 1.0
-  nose_side = _blob(u, v, ns * 0.11, 0.02, 0.06, 0.26)
-  ridge = _blob(u, v, -ns * 0.03, 0.02, 0.04, 0.26)
-  under = _blob(u, v, 0, NOSE_V + 0.05, 0.18, 0.04)
-  face_img = _shade(face_img, 1 - 0.30 * nose_side - 0.25 * under + 0.10 * ridge)
-  for side in (-1, 1):
-    nos = _blob(u, v, side * 0.08, NOSE_V, 0.045, 0.028)
-    face_img = _shade(face_img, 1 - 0.65 * nos)
-  # Shadow under the lower lip and at the chin.
-  face_img = _shade(face_img, 1 - 0.18 * _blob(u, v, 0, MOUTH_V + 0.16, 0.18, 0.05))
-  # Mouth: lips darker and redder, a dark line between them.
-  mw = p['mouth_width']
-  mu = u / mw
-  curve = 0.04 * mu ** 2
-  lips_d = (np.sqrt(mu ** 2 + ((v - MOUTH_V) / 0.09) ** 2) - 1.0) * 0.09 * s
-  lip_col = np.asarray(skin) * np.array([0.85, 0.55, 0.55]) * p['lip'] / 0.7
-  face_img = _over(face_img, np.clip(lip_col, 0, 1), 0.85 * _soft(lips_d, 1.0))
-  line_d = np.maximum(np.abs(v - MOUTH_V + curve) * s - 1.2, (np.abs(mu) - 1.0) * mw * s)
-  face_img = _over(face_img, np.array([0.18, 0.08, 0.07]), 0.9 * _soft(line_d, 0.8))
-  # Eyes: white, iris, pupil, dark upper lid.
-  for side in (-1, 1):
-    ec = side * eu
-    eu_ = (u - ec) / (0.17 * es)
-    ev_ = (v - EYE_V) / (0.075 * es)
-    # Almond outline: |v| below a parabola in u.
-    almond = np.abs(ev_) - (1 - eu_ ** 2)
-    eye_a = _soft(almond * 0.075 * es * s, 0.7)
-    face_img = _over(face_img, np.array([0.92, 0.90, 0.88]), eye_a)
-    iris_d = (np.hypot(u - ec, v - EYE_V) - 0.085 * es) * s
-    face_img = _over(face_img, p['iris'], eye_a * _soft(iris_d, 0.7))
-    pupil_d = (np.hypot(u - ec, v - EYE_V) - 0.038 * es) * s
-    face_img = _over(face_img, np.array([0.03, 0.03, 0.03]), eye_a * _soft(pupil_d, 0.6))
-    lid_d = np.maximum(np.abs(ev_ + (1 - eu_ ** 2)) * 0.075 * es * s - 1.3,
-                       (np.abs(eu_) - 1.05) * 0.17 * es * s)
-    face_img = _over(face_img, np.array([0.1, 0.07, 0.06]), 0.9 * _soft(lid_d, 0.7))
-    # Eyebrow: a thick arc.
-    bu = (u - side * 0.42) / 0.27
-    arc = BROW_V - 0.06 * (1 - bu ** 2)
-    brow_d = np.maximum(np.abs(v - arc) - p['brow_thick'] * (1 - 0.4 * np.abs(bu)), 0) * s
-    brow_d = np.where(np.abs(bu) > 1, 1e3, brow_d - 0.5)
-    # Brows stay darker than the skin even under blond hair.
-    brow_col = np.minimum(hair * 0.7, np.asarray(skin) * (1 - p['brow_dark']))
-    face_img = _over(face_img, brow_col, 0.9 * _soft(brow_d, 0.9))
+  rim = 1.0 - 0.35 * np.clip((radial - 0.65) / 0.35, 0, 1) ** 2
+  forehead = 1.0 + 0.10 * _blob(fu, v, 0, -0.75, 0.5, 0.3)
+  cheeks = 1.0 + 0.07 * (_blob(fu, v, -0.5, 0.15, 0.22, 0.18) + _blob(fu, v, 0.5, 0.15, 0.22, 0.18))
+  face_img = skin * (light * rim * forehead * cheeks)[..., None]
+  face_img = _features(fu, fn, v, p, s, face_img)
 
   if sticker is not None:  # dark ring, bright disc, a small specular highlight
     su, sv = _sticker_centre(sticker)
+    su = float(yaw_u(su, yaw))
     dist = np.hypot(u - su, v - sv)
     face_img = _over(face_img, np.array([0.05, 0.05, 0.05]),
-                     _soft((dist - STICKER_RADIUS - STICKER_OUTLINE) * s, 0.6))
-    face_img = _over(face_img, sticker['colour'], _soft((dist - STICKER_RADIUS) * s, 0.6))
+                     soft((dist - STICKER_RADIUS - STICKER_OUTLINE) * s, 0.6))
+    face_img = _over(face_img, sticker['colour'], soft((dist - STICKER_RADIUS) * s, 0.6))
     face_img = _over(face_img, np.ones(3), 0.6 * _blob(u, v, su - 0.04, sv - 0.04, 0.025, 0.025))
   img = _over(img, np.clip(face_img, 0, 1), face_a)
 
   # Hair on top: a cap over the skull down to the fringe line, and sides.
   if style != 'bald':
     cap_d = _ellipse_d(u, v, 0, -0.2, 1.08, 1.2, s)
-    hair_line = p['fringe'] + 0.22 * (u ** 2)
+    hair_line = p['fringe'] + 0.22 * (fu ** 2)
     cap_d = np.maximum(cap_d, (v - hair_line) * s)
     # Long styles frame the face down to the ears.
     if style in ('long', 'curly'):
@@ -285,15 +334,16 @@ def draw(p: dict, sticker: dict | None = None) -> tuple[np.ndarray, Face]:
       cap_d = np.minimum(cap_d, side_d)
     sheen = 1 + 0.25 * _blob(u, v, 0.3 * p['light'], -1.1, 0.3, 0.15)  # light on the crown
     hair_img = np.asarray(hair) * sheen[..., None]
-    img = _over(img, np.clip(hair_img, 0, 1), _soft(cap_d, 1.2))
+    img = _over(img, np.clip(hair_img, 0, 1), soft(cap_d, 1.2))
 
   rng = np.random.default_rng(p['seed'])
   img = img + rng.normal(0, p['noise'], img.shape)
   out = Image.fromarray(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8))
-  out = out.filter(ImageFilter.GaussianBlur(0.7))
-  return np.asarray(out), face_frame((cx, cy), s, ang)
+  out = out.filter(ImageFilter.GaussianBlur(0.7 * k))
+  return np.asarray(out), face_frame((cx, cy), s, ang, yaw)
 
 
-def portrait(rng: np.random.Generator) -> tuple[np.ndarray, Face]:
-  """One random portrait: uint8 [HEIGHT, WIDTH, 3] RGB and where its face is."""
-  return draw(sample_params(rng))
+def portrait(rng: np.random.Generator,
+             size: tuple[int, int] = (WIDTH, HEIGHT)) -> tuple[np.ndarray, Face]:
+  """One random portrait: uint8 [height, width, 3] RGB and where its face is."""
+  return draw(sample_params(rng), size=size)

@@ -203,3 +203,104 @@ def test_cli_on_the_face_network(tmp_path):
        '--layer', 'nope', '--steps', '1'], env=env, capture_output=True, text=True, timeout=600,
       cwd=ROOT)
   assert bad.returncode != 0 and "'nope' is not a tap" in bad.stderr
+
+
+def test_sharded_render_compiles_once_per_batch_size_and_uses_each_batchs_units(conv):
+  fn, _ = conv
+  traces = []
+
+  def objective_for(u):
+    traces.append(1)  # runs only while tracing
+    return O.channel_batch('conv2', u)
+
+  par, s = P.fourier(24, 24), R.Settings(steps=6, robustness=T.Robustness(pad=2, jitter=2))
+  first, h1 = R.render_sharded(fn, objective_for, par, np.array([0, 1, 2]), jax.random.key(3), s)
+  second, h2 = R.render_sharded(fn, objective_for, par, np.array([5, 6, 7]), jax.random.key(3), s)
+  assert len(traces) == 1
+  # A fresh closure forces a new trace with units 5..7: the reused program must agree with it.
+  fresh, h3 = R.render_sharded(fn, lambda u: O.channel_batch('conv2', u), par,
+                               np.array([5, 6, 7]), jax.random.key(3), s)
+  np.testing.assert_allclose(np.asarray(second), np.asarray(fresh), atol=1e-6)
+  np.testing.assert_allclose(np.asarray(h2), np.asarray(h3), rtol=1e-5, atol=1e-6)
+  assert not np.allclose(np.asarray(h1), np.asarray(h2))
+
+
+def test_interpolation_with_a_shared_component_moves_from_unit_a_to_unit_b(conv):
+  fn, _ = conv
+  a, b = O.channel('conv', 1), O.channel('conv', 5)
+  par = P.shared(P.fourier(24, 24), weight=0.5)
+  imgs, params, hist = R.render(fn, O.interpolate(a, b, 4), par, 4, jax.random.key(7),
+                                R.Settings(steps=60, learning_rate=0.05))
+  assert params['common'].shape[0] == 1 and params['own'].shape[0] == 4
+  hist = np.asarray(hist)
+  assert hist[-4:].mean() > hist[:4].mean()
+  out, acts = fn(imgs)
+  sa, sb = np.asarray(a(imgs, out, acts)), np.asarray(b(imgs, out, acts))
+  assert sa[0] > sa[-1] and sb[-1] > sb[0], (sa, sb)
+
+
+def test_blur_and_priors():
+  checker = jnp.asarray((np.indices((16, 16)).sum(0) % 2)[None, :, :, None] * np.ones(3),
+                        jnp.float32)
+  np.testing.assert_array_equal(G.blur(checker, 0.0), checker)
+  blurred = G.blur(checker, 1.0)
+  assert blurred.shape == checker.shape
+  assert float(blurred.std()) < 0.2 * float(checker.std())  # high frequencies removed
+  np.testing.assert_allclose(float(blurred.mean()), float(checker.mean()), atol=0.02)
+  np.testing.assert_allclose(G.blur(jnp.full((1, 9, 9, 3), 0.3), 2.0), 0.3, atol=1e-6)
+  # Hand-derived TV: a vertical step of height 1 between two columns of a 4x4 image gives
+  # mean |dx| = 4 / (4 * 3) per channel and no |dy|.
+  step = jnp.zeros((1, 4, 4, 3)).at[:, :, 2:].set(1.0)
+  np.testing.assert_allclose(G.total_variation_of(step), [1 / 3], rtol=1e-6)
+
+
+def test_total_variation_prior_and_gradient_blur_smooth_the_result(conv):
+  fn, _ = conv
+  s = R.Settings(steps=60, learning_rate=0.05)
+  obj = O.channel('conv', 1)
+  tv = lambda x: float(G.total_variation_of(x).mean())
+  plain = R.render(fn, obj, P.pixel(24, 24), 2, jax.random.key(0), s)[0]
+  prior = R.render(fn, obj - 2.0 * G.total_variation(), P.pixel(24, 24), 2, jax.random.key(0),
+                   s)[0]
+  blurred, _, hist = R.render(fn, obj, P.pixel(24, 24), 2, jax.random.key(0),
+                              R.Settings(steps=60, learning_rate=0.05, grad_blur=1.0))
+  assert tv(prior) < tv(plain) and tv(blurred) < tv(plain)
+  assert np.asarray(hist)[-4:].mean() > np.asarray(hist)[:4].mean()
+  with pytest.raises(ValueError, match='grad_blur needs pixel'):
+    R.render(fn, obj, P.fourier(24, 24), 2, jax.random.key(0),
+             R.Settings(steps=2, grad_blur=1.0))
+
+
+def test_dataset_example_positions_and_crops(conv):
+  fn, _ = conv
+  imgs = np.asarray(jax.random.uniform(jax.random.key(8), (9, 24, 24, 3)))
+  top = dataset_examples.top_k(fn, imgs, 'conv', np.array([1, 5]), k=2, batch_size=4)
+  a = np.asarray(fn(jnp.asarray(imgs))[1]['conv'])
+  for j, u in enumerate([1, 5]):
+    for r, i in enumerate(top['index'][j]):
+      row, col = np.unravel_index(a[i, :, :, u].argmax(), (24, 24))
+      np.testing.assert_allclose(top['position'][j, r], [row + 0.5, col + 0.5])
+  img = np.arange(24 * 24 * 3).reshape(24, 24, 3)
+  np.testing.assert_array_equal(dataset_examples.crop(img, (12, 12), 8), img[8:16, 8:16])
+  np.testing.assert_array_equal(dataset_examples.crop(img, (0, 23), 8), img[0:8, 16:24])
+
+
+def test_page_puts_dataset_examples_beside_each_unit(tmp_path):
+  from PIL import Image
+
+  from gradejax.featurevis import page
+  rng = np.random.default_rng(0)
+  synth = rng.uniform(size=(2, 32, 32, 3)).astype(np.float32)
+  data = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+  top = {'index': np.array([[4, 0, 2], [1, 3, 0]]),
+         'position': np.full((2, 3, 2), 16.0), 'score': np.ones((2, 3))}
+  history = rng.normal(size=(10, 2))
+  out = page.write(tmp_path, 'fv', 'conv', np.array([3, 7]), synth, history, ['settings'],
+                   data, top, crop=16)
+  html = out.read_text()
+  assert html.count('data:image/png;base64,') == 2
+  for v in (history[0, 1], history[-1, 1]):  # the objective table, as report.py prints it
+    assert f'<td>{v:.3f}</td>' in html
+  one = np.asarray(Image.open(tmp_path / 'unit_0007.png'))
+  grid = np.asarray(Image.open(tmp_path / 'grid.png'))
+  assert one.shape[1] > 3 * grid.shape[1] // 2  # 1 synthesised + 3 example panels vs 1 panel

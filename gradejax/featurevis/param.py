@@ -89,6 +89,19 @@ def fourier(h: int, w: int, *, sd: float = 0.01, decay: float = 1.0, decorrelate
                'fourier')
 
 
+def shared(inner: Param, weight: float = 1.0) -> Param:
+  """Image b is ``inner``'s image of ``own[b] + weight * common``: parameters ``{'own': [B,...],
+  'common': [1,...]}`` in ``inner``'s layout (pixels or spectrum). The common part is pulled by
+  every image's objective, so a batch interpolating between two units (objectives.interpolate)
+  changes smoothly instead of giving unrelated images."""
+  def init(key, b):
+    k_own, k_common = jax.random.split(key)
+    return {'own': inner.init(k_own, b), 'common': inner.init(k_common, 1)}
+
+  return Param(init, lambda p: inner.image(p['own'] + weight * p['common']),
+               f'{inner.name} + shared')
+
+
 def from_image(images: Array, *, squash: str | None = 'sigmoid') -> Param:
   """Pixel parameters that start at ``images`` (for caricatures and inversion)."""
   x = jnp.clip(jnp.asarray(images, jnp.float32), 1e-3, 1 - 1e-3)

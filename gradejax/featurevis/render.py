@@ -60,11 +60,21 @@ def _optimise(fn, params, key, *, objective, param, settings, relu):
   return params, history
 
 
+def _optimise_units(fn, params, key, units, *, objective_for, param, settings, relu):
+  # The objective is built from traced units, so a new batch of units of the same size reuses
+  # the compiled program instead of baking the units in as constants.
+  return _optimise(fn, params, key, objective=objective_for(units), param=param,
+                   settings=settings, relu=relu)
+
+
 _STATIC = ('objective', 'param', 'settings', 'relu')
+_STATIC_UNITS = ('objective_for', 'param', 'settings', 'relu')
 # A nets.Bound model is a pytree (params are traced arguments: one compile per shape); any other
 # callable is static.
 _optimise_bound = jax.jit(_optimise, static_argnames=_STATIC)
 _optimise_callable = jax.jit(_optimise, static_argnames=('fn',) + _STATIC)
+_optimise_units_bound = jax.jit(_optimise_units, static_argnames=_STATIC_UNITS)
+_optimise_units_callable = jax.jit(_optimise_units, static_argnames=('fn',) + _STATIC_UNITS)
 
 
 def render(fn: nets.ModelFn, objective: Objective, param: Param, batch: int, key: Array,
@@ -76,7 +86,7 @@ def render(fn: nets.ModelFn, objective: Objective, param: Param, batch: int, key
   k_init, k_run = jax.random.split(key)
   if params is None:
     params = param.init(k_init, batch)
-  if settings.grad_blur > 0 and params.ndim != 4:
+  if settings.grad_blur > 0 and jnp.ndim(params) != 4:
     raise ValueError('grad_blur needs pixel parameters [B,H,W,3]; use image_blur with '
                      f'{param.name} parameters')
   run = _optimise_bound if isinstance(fn, nets.Bound) else _optimise_callable
@@ -91,7 +101,9 @@ def render_sharded(fn: nets.ModelFn, objective_for: callable, param: Param, unit
   """Many units on every device: ``units`` is padded to a multiple of the device count (by
   repeating the last), the parameters are sharded on the batch axis over a 1-D mesh, and
   ``objective_for(units)`` builds the batch objective (e.g. ``lambda u:
-  objectives.channel_batch(layer, u)``). Each image's randomness comes from its own key
+  objectives.channel_batch(layer, u)``) from the units as a traced int32 array inside the
+  compiled program: calls with the same ``objective_for``, ``param`` and ``settings`` objects
+  and as many units compile once. Each image's randomness comes from its own key
   (``fold_in(key, unit position)``), so the result does not depend on the device count.
   Returns (images [len(units),H,W,3], history [steps, len(units)])."""
   devices = list(jax.devices() if devices is None else devices)
@@ -102,6 +114,11 @@ def render_sharded(fn: nets.ModelFn, objective_for: callable, param: Param, unit
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(padded)))
   params = jax.vmap(lambda k: param.init(k, 1)[0])(keys)
   params = jax.device_put(params, shard)
-  imgs, _, history = render(fn, objective_for(padded), param, len(padded), key, settings, relu,
-                            params=params)
-  return imgs[:n], history[:, :n]
+  if settings.grad_blur > 0 and jnp.ndim(params) != 4:
+    raise ValueError('grad_blur needs pixel parameters [B,H,W,3]; use image_blur with '
+                     f'{param.name} parameters')
+  _, k_run = jax.random.split(key)  # the split render() makes: same images as before
+  run = _optimise_units_bound if isinstance(fn, nets.Bound) else _optimise_units_callable
+  params, history = run(fn, params, k_run, jnp.asarray(padded, jnp.int32),
+                        objective_for=objective_for, param=param, settings=settings, relu=relu)
+  return param.image(params)[:n], history[:, :n]
