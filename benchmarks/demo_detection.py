@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from gradejax import demo_data, workbook  # noqa: E402
+from gradejax import demo_data, portraits, workbook  # noqa: E402
 
 N = flags.DEFINE_integer('n', 430, 'rows of the demo workbook')
 SEED = flags.DEFINE_integer('seed', 0, 'workbook seed')
@@ -71,6 +71,14 @@ def main(argv) -> None:
   print(f'HOG detection rate: {found.mean():.4f} ({found.sum()}/{n}); with sticker '
         f'{found[cue].mean():.4f} ({found[cue].sum()}/{cue.sum()}), without '
         f'{found[~cue].mean():.4f} ({found[~cue].sum()}/{(~cue).sum()})')
+  # Skin tone and yaw are where a drawn face is hardest for HOG: report the rate by each.
+  params = [portraits.sample_params(np.random.default_rng([SEED.value, r, 0])) for r in range(n)]
+  dark = np.array([p['skin'].mean() for p in params]) < 0.48  # the 3 darkest of 8 tones
+  turned = np.abs([p['yaw'] for p in params]) > 0.06
+  print(f'by skin: 3 darkest of 8 tones {found[dark].mean():.4f} ({found[dark].sum()}/{dark.sum()}), '
+        f'5 lighter {found[~dark].mean():.4f} ({found[~dark].sum()}/{(~dark).sum()}); by yaw: '
+        f'|yaw| > 0.06 rad {found[turned].mean():.4f} ({found[turned].sum()}/{turned.sum()}), '
+        f'smaller {found[~turned].mean():.4f} ({found[~turned].sum()}/{(~turned).sum()})')
   print(f'detector score (found faces): median {np.nanmedian(scores):.2f}, 10th percentile '
         f'{np.nanpercentile(scores, 10):.2f}')
   print(f'HOG time: {1000 * np.median(times):.1f} ms per portrait (median), '

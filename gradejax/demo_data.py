@@ -46,6 +46,7 @@ GRADE_STEP = 0.05  # averages are reported to the nearest 0.05
 PASS_MARK = 4.0
 JPEG_QUALITY = 90
 DISPLAY_HEIGHT_PX = 150  # how large a photo shows in Excel (the JPEG keeps full resolution)
+PHOTO_SIZE = (portraits.WIDTH, portraits.HEIGHT)  # (width, height) pixels of each portrait
 
 # Row streams of default_rng([seed, row, stream]).
 _APPEARANCE, _CUE = 0, 1
@@ -67,7 +68,7 @@ class Truth:
   nose: np.ndarray
 
 
-def _check(n: int, cue_strength: float) -> None:
+def _check(n: int, cue_strength: float, photo_size: tuple[int, int] = PHOTO_SIZE) -> None:
   if n < 1:
     raise ValueError(f'n must be >= 1 (rows in the demo workbook); got {n}.')
   if n > 900_000:
@@ -75,6 +76,9 @@ def _check(n: int, cue_strength: float) -> None:
   if not 0.0 <= cue_strength <= 1.0:
     raise ValueError(f'cue_strength must lie in [0, 1] (0 = null world, 1 = perfect cue); '
                      f'got {cue_strength}.')
+  if len(photo_size) != 2 or min(photo_size) < 16:
+    raise ValueError(f'photo_size must be (width, height) in pixels, each >= 16; got '
+                     f'{photo_size!r} (dlib finds faces reliably from about (260, 300)).')
 
 
 def demo_ids(n: int, seed: int = 0) -> np.ndarray:
@@ -105,18 +109,20 @@ def cue_draws(grades: np.ndarray, seed: int, cue_strength: float) -> np.ndarray:
   return (u < p).astype(np.int32)
 
 
-def render_row(seed: int, row: int, cue: bool) -> tuple[np.ndarray, portraits.Face,
-                                                        tuple[float, ...] | None]:
+def render_row(seed: int, row: int, cue: bool,
+               photo_size: tuple[int, int] = PHOTO_SIZE) -> tuple[np.ndarray, portraits.Face,
+                                                                  tuple[float, ...] | None]:
   """The portrait of data row ``row`` (0-based): uint8 [H, W, 3], its Face, cue box or None.
 
   The appearance depends on (seed, row) only; the sticker's colour and side are drawn from the
   cue stream whether or not it is painted, so they too are independent of the grade.
+  ``photo_size`` is (width, height) in pixels.
   """
   params = portraits.sample_params(np.random.default_rng([seed, row, _APPEARANCE]))
   cue_rng = np.random.default_rng([seed, row, _CUE])
   cue_rng.uniform()  # the presence draw of cue_draws
   sticker = portraits.sample_sticker(cue_rng)
-  image, face = portraits.draw(params, sticker if cue else None)
+  image, face = portraits.draw(params, sticker if cue else None, size=photo_size)
   box = portraits.sticker_box(face, sticker) if cue else None
   return image, face, box
 
@@ -129,7 +135,8 @@ def encode_jpeg(image: np.ndarray) -> bytes:
 
 
 def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0,
-                        cue_strength: float = 0.0) -> Truth:
+                        cue_strength: float = 0.0,
+                        photo_size: tuple[int, int] = PHOTO_SIZE) -> Truth:
   """Writes the demo .xlsx at ``path`` and ``truth.csv`` in the same folder; returns the truth.
 
   Args:
@@ -138,8 +145,14 @@ def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0
     seed: the workbook's seed; the same seed gives the same ids, grades and image bytes.
     cue_strength: s in [0, 1]; P(cue) = 0.5 + s/2 at or above the median grade, 0.5 - s/2
       below (0: null world, photos carry no information about grades; 1: perfect cue).
+    photo_size: (width, height) of each portrait in pixels. The default suits dlib's HOG
+      detector (faces ~120 px wide); much smaller photos are for quick tests of the workbook.
+
+  Returns:
+    The ground truth (also written to ``truth.csv``), row r being sheet row r + 2.
   """
-  _check(n, cue_strength)
+  _check(n, cue_strength, photo_size)
+  width, height = map(int, photo_size)
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   ids, grades = demo_ids(n, seed), demo_grades(n, seed)
@@ -151,18 +164,18 @@ def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0
   ws.append(['id', 'grade', 'photo'])
   boxes = np.full((n, 4), np.nan)
   eyes, nose = np.zeros((n, 2, 2)), np.zeros((n, 2))
-  scale = DISPLAY_HEIGHT_PX / portraits.HEIGHT
-  ws.column_dimensions['C'].width = portraits.WIDTH * scale / 7 + 1  # ~7 px per character
+  scale = DISPLAY_HEIGHT_PX / height
+  ws.column_dimensions['C'].width = width * scale / 7 + 1  # ~7 px per character
   for r in range(n):
     sheet_row = r + 2
     ws.cell(sheet_row, 1, int(ids[r]))
     ws.cell(sheet_row, 2, float(grades[r])).number_format = '0.00'
-    image, face, box = render_row(seed, r, bool(cues[r]))
+    image, face, box = render_row(seed, r, bool(cues[r]), (width, height))
     if box is not None:
       boxes[r] = box
     eyes[r], nose[r] = face.eyes, face.nose
     pic = XlImage(io.BytesIO(encode_jpeg(image)))
-    pic.width, pic.height = round(portraits.WIDTH * scale), DISPLAY_HEIGHT_PX
+    pic.width, pic.height = round(width * scale), DISPLAY_HEIGHT_PX
     ws.add_image(pic, f'C{sheet_row}')
     ws.row_dimensions[sheet_row].height = DISPLAY_HEIGHT_PX * 0.75 + 2  # points
   wb.save(path)

@@ -71,6 +71,7 @@ CHIN_V = 1.02
 TOP_V = -1.30
 HEAD_RADIUS = 1.25  # the cylinder the features turn on under yaw (face half-widths)
 NOSE_DEPTH = 0.30  # how far the nose tip stands out of that cylinder
+CHIN_SWING = 1.4  # how far the chin moves sideways per unit sin(yaw)
 
 
 def yaw_u(u_feature, yaw: float, depth: float = 0.0):
@@ -144,8 +145,8 @@ def sample_params(rng: np.random.Generator) -> dict:
       noise=rng.uniform(0.005, 0.02),
       seed=int(rng.integers(2 ** 31)),
       # Drawn last so that the draws above keep their values.
-      yaw=rng.uniform(-0.15, 0.15),  # radians, about +-9 degrees
-      shine=rng.uniform(0.03, 0.08),  # additive highlights: oily skin catches the light
+      yaw=rng.uniform(-0.12, 0.12),  # radians, about +-7 degrees
+      shine=rng.uniform(0.10, 0.25),  # highlights: skin catches the light
   )
 
 
@@ -155,6 +156,7 @@ STICKER_V = 0.12  # on the cheekbone, below the eye
 STICKER_U = 0.50
 STICKER_RADIUS = 0.10  # face half-widths: with the ring ~12% of the face width across
 STICKER_OUTLINE = 0.025
+STICKER_RING = 0.5
 
 
 def sample_sticker(rng: np.random.Generator) -> dict:
@@ -192,10 +194,11 @@ def _features(fu, fn, v, p: dict, s: float, face_img: np.ndarray) -> np.ndarray:
   face_img = _shade(face_img, 1 - 0.30 * nose_side - 0.25 * under + 0.10 * ridge)
   for side in (-1, 1):
     face_img = _shade(face_img, 1 - 0.65 * _blob(fn, v, side * 0.08, NOSE_V, 0.045, 0.028))
-  # Highlights add light rather than scale it, so dark skin shows its relief as real skin does.
+  # Highlights blend towards white (screen) rather than scale the skin, so dark skin shows its
+  # relief as real skin does, and light skin does not burn out.
   shine = (_blob(fu, v, 0, -0.72, 0.35, 0.16) + 0.8 * _blob(fn, v, -ns * 0.03, 0.05, 0.035, 0.2)
            + 0.6 * (_blob(fu, v, -0.48, 0.02, 0.14, 0.08) + _blob(fu, v, 0.48, 0.02, 0.14, 0.08)))
-  face_img = face_img + p['shine'] * shine[..., None]
+  face_img = _over(face_img, np.ones(3), p['shine'] * shine)
   # Shadow under the lower lip and at the chin.
   face_img = _shade(face_img, 1 - 0.18 * _blob(fu, v, 0, MOUTH_V + 0.16, 0.18, 0.05))
   # Mouth: lips darker and redder, a dark line between them.
@@ -292,11 +295,12 @@ def draw(p: dict, sticker: dict | None = None,
   elif style == 'bun':
     img = _over(img, hair, soft(_ellipse_d(u, v, 0, -1.42, 0.48, 0.36, s), 1.2))
 
-  # Face outline: ellipse narrowing towards the chin.
+  # Face outline: ellipse narrowing towards the chin, which swings with the turn of the head.
   w_at_v = p['face_width'] * (1 - p['jaw'] * np.clip(v, 0, None) ** 2)
   w_at_v = np.where(v < 0, 1.0 - 0.15 * (v / TOP_V) ** 2, w_at_v)
   rv = np.where(v < 0, -TOP_V, CHIN_V)
-  radial = np.sqrt((u / w_at_v) ** 2 + (v / rv) ** 2)
+  uo = u - CHIN_SWING * np.sin(yaw) * np.clip(v / CHIN_V, 0, 1)
+  radial = np.sqrt((uo / w_at_v) ** 2 + (v / rv) ** 2)
   face_a = soft((radial - 1.0) * s * 0.9, 1.3)
   # Ears: the one on the far side of a turned head hides a little behind the cheek.
   for side in (-1, 1):
@@ -316,7 +320,7 @@ def draw(p: dict, sticker: dict | None = None,
     su, sv = _sticker_centre(sticker)
     su = float(yaw_u(su, yaw))
     dist = np.hypot(u - su, v - sv)
-    face_img = _over(face_img, np.array([0.05, 0.05, 0.05]),
+    face_img = _over(face_img, STICKER_RING * np.asarray(sticker['colour']) + (1 - STICKER_RING) * 0.05,
                      soft((dist - STICKER_RADIUS - STICKER_OUTLINE) * s, 0.6))
     face_img = _over(face_img, sticker['colour'], soft((dist - STICKER_RADIUS) * s, 0.6))
     face_img = _over(face_img, np.ones(3), 0.6 * _blob(u, v, su - 0.04, sv - 0.04, 0.025, 0.025))

@@ -11,9 +11,9 @@ import openpyxl
 import pytest
 from PIL import Image
 
-from gradejax import demo_data, faces, manifest, portraits, prepare, workbook
+from gradejax import demo_data, faces, manifest, paths, portraits, prepare, workbook
 
-N = 24
+N = 30
 
 
 @pytest.fixture(scope='module')
@@ -103,6 +103,76 @@ def test_portrait_does_not_depend_on_cue_strength_besides_the_sticker():
   # Only the sticker changed (the light blur spreads it by a pixel or two).
   assert xs.min() >= x0 - 3 and xs.max() <= x1 + 3 and ys.min() >= y0 - 3 and ys.max() <= y1 + 3
   assert diff.sum() > 0.5 * (x1 - x0) * (y1 - y0)
+
+
+def _truth_rows(path):
+  with open(path, newline='') as f:
+    rows = list(csv.DictReader(f))
+  return np.array([float(r['grade']) for r in rows]), np.array([int(r['cue']) for r in rows])
+
+
+def test_truth_file_cue_follows_the_median_split_at_strength_one(demo):
+  path, _ = demo
+  grade, cue = _truth_rows(path.parent / 'truth.csv')
+  np.testing.assert_array_equal(cue, (grade >= np.median(grade)).astype(int))
+  assert 0 < cue.sum() < N
+
+
+def test_truth_file_cue_ignores_the_grade_at_strength_zero(tmp_path):
+  # Small photos: this checks the workbook's truth file, not the drawing.
+  n = 400
+  demo_data.write_demo_workbook(tmp_path / 'null.xlsx', n=n, seed=2, cue_strength=0.0,
+                                photo_size=(24, 28))
+  grade, cue = _truth_rows(tmp_path / 'truth.csv')
+  high = grade >= np.median(grade)
+  se = 0.5 / np.sqrt(min(high.sum(), (~high).sum()))
+  assert abs(cue[high].mean() - 0.5) < 4 * se and abs(cue[~high].mean() - 0.5) < 4 * se
+  # Hand-derived bound on the difference of two independent rates, each with sd <= se.
+  assert abs(cue[high].mean() - cue[~high].mean()) < 4 * np.sqrt(2) * se
+
+
+def test_photo_size_scales_the_drawing(tmp_path):
+  small, face_s, box_s = demo_data.render_row(0, 4, cue=True, photo_size=(130, 150))
+  big, face_b, box_b = demo_data.render_row(0, 4, cue=True)
+  assert small.shape == (150, 130, 3) and big.shape == (300, 260, 3)
+  np.testing.assert_allclose(np.array(face_s.eyes) * 2, face_b.eyes, atol=1e-9)
+  np.testing.assert_allclose(np.array(box_s) * 2, box_b, atol=1e-9)
+  # Same picture at half the resolution: the 2x2 means of the big one match the small one.
+  halved = big.reshape(150, 2, 130, 2, 3).mean((1, 3))
+  assert np.abs(halved - small).mean() < 8, np.abs(halved - small).mean()
+  demo_data.write_demo_workbook(tmp_path / 'w.xlsx', n=2, photo_size=(40, 50))
+  for r in workbook.read_workbook(tmp_path / 'w.xlsx').rows:
+    with Image.open(io.BytesIO(r.photo.data)) as im:
+      assert im.size == (40, 50)
+  with pytest.raises(ValueError, match='photo_size'):
+    demo_data.write_demo_workbook(tmp_path / 'x.xlsx', n=1, photo_size=(8, 300))
+
+
+def test_dlib_descriptor_sees_the_sticker():
+  """The frozen face descriptor moves the same way whenever the sticker is added."""
+  models = faces.load_models('hog')
+  net = dlib.face_recognition_model_v1(str(paths.dlib_model(paths.FACE_RECOGNITION)))
+  shifts = []
+  for row in range(12):
+    plain, _, _ = demo_data.render_row(1, row, cue=False)
+    marked, _, _ = demo_data.render_row(1, row, cue=True)
+    face, _ = faces.find_face(models, plain)
+    if face is None:
+      continue
+    # The same alignment for both, so the only change in the chip is the sticker.
+    box = dlib.rectangle(*(int(round(v)) for v in face.box))
+    chips = [dlib.get_face_chip(im, models.predictor(im, box), 150, 0.25) for im in (plain, marked)]
+    a, b = (np.array(net.compute_face_descriptor(c)) for c in chips)
+    shifts.append(b - a)
+  shifts = np.array(shifts)
+  assert len(shifts) >= 10
+  unit = shifts / np.linalg.norm(shifts, axis=1, keepdims=True)
+  # Leave-one-out: how well each pair's shift points along the mean shift of the others.
+  cos = [u @ np.delete(unit, k, 0).mean(0) / np.linalg.norm(np.delete(unit, k, 0).mean(0))
+         for k, u in enumerate(unit)]
+  assert np.median(cos) > 0.3, cos
+  # dlib calls faces the same person below 0.6; the sticker alone moves a face a fair part of it.
+  assert np.median(np.linalg.norm(shifts, axis=1)) > 0.05
 
 
 @pytest.mark.parametrize('seed', [0, 1, 2])

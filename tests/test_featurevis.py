@@ -95,10 +95,10 @@ def test_fourier_parameterisation_represents_an_image(conv):
 def test_fixed_key_gives_identical_images_and_another_key_differs(conv):
   fn, _ = conv
   s = R.Settings(steps=8, robustness=T.Robustness(pad=2, jitter=2, rotate=5))
-  obj = O.channel_batch('conv', [0, 1])
-  a = R.render(fn, obj, P.fourier(24, 24), 2, jax.random.key(5), s)[0]
-  b = R.render(fn, obj, P.fourier(24, 24), 2, jax.random.key(5), s)[0]
-  c = R.render(fn, obj, P.fourier(24, 24), 2, jax.random.key(6), s)[0]
+  obj, par = O.channel_batch('conv', [0, 1]), P.fourier(24, 24)  # one compiled program
+  a = R.render(fn, obj, par, 2, jax.random.key(5), s)[0]
+  b = R.render(fn, obj, par, 2, jax.random.key(5), s)[0]
+  c = R.render(fn, obj, par, 2, jax.random.key(6), s)[0]
   np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert not np.allclose(a, c)
 
@@ -303,4 +303,5 @@ def test_page_puts_dataset_examples_beside_each_unit(tmp_path):
     assert f'<td>{v:.3f}</td>' in html
   one = np.asarray(Image.open(tmp_path / 'unit_0007.png'))
   grid = np.asarray(Image.open(tmp_path / 'grid.png'))
-  assert one.shape[1] > 3 * grid.shape[1] // 2  # 1 synthesised + 3 example panels vs 1 panel
+  assert one.shape[1] > 3 * grid.shape[1] // 2  # 1 synthesised + 3 examples vs 2 panels
+  assert grid.shape[0] < 3 * one.shape[0] // 2  # the 2 units side by side, not a column

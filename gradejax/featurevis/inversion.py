@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from gradejax import nets
 from gradejax.featurevis import param as param_lib
 from gradejax.featurevis import regularisers
-from gradejax.featurevis.objectives import Objective
+from gradejax.featurevis.objectives import Objective, _act
 from gradejax.featurevis.render import Settings, render
 
 Array = jax.Array
@@ -39,7 +39,7 @@ def caricature(fn: nets.ModelFn, images: Array, layer: str, key: Array,
                relu=nn.relu) -> tuple[Array, Array]:
   """Starts at ``images`` [B,H,W,3] in [0,1] and maximises the layer's dot product with the
   original's activation (minus a TV prior). Returns (caricatures, history [steps, B])."""
-  target = fn(jnp.asarray(images))[1][layer]
+  target = _act(fn(jnp.asarray(images))[1], layer)
   obj = layer_dot(layer, target) - tv_weight * regularisers.total_variation()
   out, _, hist = render(fn, obj, param_lib.from_image(images), images.shape[0], key, settings,
                         relu)
@@ -53,7 +53,7 @@ def invert(fn: nets.ModelFn, images: Array, layer: str, key: Array,
   (Fourier + decorrelated colour by default): minimises the normalised representation distance
   plus ``tv_weight`` * total variation. Returns (reconstructions, history of -loss)."""
   images = jnp.asarray(images)
-  target = fn(images)[1][layer]
+  target = _act(fn(images)[1], layer)
   h, w = images.shape[1:3]
   param = param or param_lib.fourier(h, w)
   obj = -representation_distance(layer, target) - tv_weight * regularisers.total_variation()

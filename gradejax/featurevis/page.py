@@ -22,7 +22,8 @@ def write(out_dir: str | pathlib.Path, title: str, layer: str, units: np.ndarray
           images: np.ndarray, history: np.ndarray, settings_text: Sequence[str],
           data: np.ndarray | None = None, top: dict | None = None, crop: int = 64,
           note: str = '') -> pathlib.Path:
-  """Writes ``grid.png`` (all synthesised images), one PNG per unit and ``index.html``."""
+  """Writes ``grid.png`` (all synthesised images, ceil(sqrt(U)) per row), one PNG per unit
+  and ``index.html``."""
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   rows = []
@@ -34,7 +35,9 @@ def write(out_dir: str | pathlib.Path, title: str, layer: str, units: np.ndarray
     row = unit_row(int(u), images[j], ex)
     render.save_png(render.grid([row]), out_dir / f'unit_{int(u):04d}.png')
     rows.append(row)
-  grid = render.grid([r[:1] for r in rows])
+  per_row = max(1, int(np.ceil(np.sqrt(len(rows)))))  # near-square, not a 256-tall column
+  grid = render.grid([[r[0] for r in rows[i:i + per_row]]
+                      for i in range(0, len(rows), per_row)])
   render.save_png(grid, out_dir / 'grid.png')
   start, end = history[0], history[-1]
   table = report.Table(('unit', 'objective at step 0', 'objective at the end'),

@@ -31,7 +31,6 @@ class Settings:
   robustness: transform.Robustness = transform.Robustness()
   image_blur: float = 0.0  # sigma (px) of a blur of the image at every step
   grad_blur: float = 0.0  # sigma (px) of a blur of the gradient (pixel parameters only)
-  record_every: int = 16  # objective history sampled every this many steps
 
 
 def _loss(params, key, fn, objective: Objective, param: Param, s: Settings, relu):
