@@ -200,6 +200,21 @@ class Writer:
   def text(self, tag: str, markdown: str) -> None:
     self._w.add_text(tag, markdown, 0)
 
+  def hparams(self, config, metric_tags) -> None:
+    """The flattened config for TensorBoard's HParams dashboard (experiment + session start),
+    with ``metric_tags`` (scalar tags of this run) as its metrics; ``end_session`` closes it."""
+    from tensorboardX.summary import hparams
+    flat = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+            for k, v in traverse_util.flatten_dict(config.to_dict(), sep='.').items()}
+    experiment, start, _ = hparams(flat, {t: 0.0 for t in metric_tags})
+    for summary in (experiment, start):
+      self._w._get_file_writer().add_summary(summary)
+
+  def end_session(self) -> None:
+    from tensorboardX.summary import hparams
+    _, _, end = hparams({}, {})  # the SessionEndInfo summary, status success
+    self._w._get_file_writer().add_summary(end)
+
   def close(self) -> None:
     self._w.close()
 
@@ -266,6 +281,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if int(state.step) == 0:
     writer.text('model', param_table(state.params, ext_vars['params'], config))
     writer.text('hparams', hparam_table(config))
+    writer.hparams(config, [f'{split}/{name}' for split in ('train', 'valid')
+                            for name in ('loss', 'balanced_accuracy', 'roc_auc')])
   lr_fn = learning_rate_fn(config)
   frozen = None
   if config.fast_path:
@@ -318,6 +335,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       writer.close()
       mngr.close()
       return {'stopped_at': step, **metrics}
+  writer.end_session()
   writer.close()
   mngr.close()
   (workdir / 'metrics.json').write_text(json.dumps(metrics, indent=2))

@@ -96,8 +96,20 @@ def test_tensorboard_read_back(full_run):
   lr = acc.Scalars('train/learning_rate')
   assert lr[-1].value < lr[0].value  # cosine decay
   assert not acc.Tags()['images']  # personal data: off by default
-  texts = [t for t in acc.Tags()['tensors'] if 'model' in t or 'hparams' in t]
+  texts = [t for t in acc.Tags()['tensors'] if t.startswith(('model', 'hparams'))]
   assert len(texts) == 2
+  # The HParams dashboard's records, parsed by tensorboard's own hparams plugin.
+  from tensorboard.plugins.hparams import api_pb2, metadata as hp_meta
+  records = acc.PluginTagToContent(hp_meta.PLUGIN_NAME)
+  start = hp_meta.parse_session_start_info_plugin_data(records[hp_meta.SESSION_START_INFO_TAG])
+  config = train.load_config(workdir)
+  assert start.hparams['learning_rate'].number_value == pytest.approx(config.learning_rate)
+  assert start.hparams['steps'].number_value == config.steps
+  assert start.hparams['head_input'].string_value == config.head_input
+  experiment = hp_meta.parse_experiment_plugin_data(records[hp_meta.EXPERIMENT_TAG])
+  assert {m.name.tag for m in experiment.metric_infos} >= {'valid/roc_auc', 'valid/loss'}
+  end = hp_meta.parse_session_end_info_plugin_data(records[hp_meta.SESSION_END_INFO_TAG])
+  assert end.status == api_pb2.STATUS_SUCCESS  # the run finished
 
 
 def test_load_trained_follows_nets_and_matches_features(data_dir, full_run):
