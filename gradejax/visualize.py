@@ -48,6 +48,7 @@ class Options:
   noise_level: float = 0.15
   patch: int = 15  # occlusion
   stride: int = 15
+  fill: float = 0.5  # occluder value in [0, 1]: mid-grey, near the mean pixel
   sanity_images: int = 2
   faithfulness_steps: int = 10
   pointing_tolerance: float = 4.0
@@ -88,7 +89,7 @@ def _inputs(name: str, fn: nets.ModelFn, x, opts: Options, layer: str) -> dict[s
   """Per-method inputs and options (CAM's weights are re-derived for every fn)."""
   kw = dict(layer=layer, key=jax.random.key(opts.seed), precision=opts.precision,
             steps=opts.steps, n_samples=opts.n_samples, noise_level=opts.noise_level,
-            patch=min(opts.patch, *x.shape[1:3]), stride=opts.stride)
+            patch=min(opts.patch, *x.shape[1:3]), stride=opts.stride, fill=opts.fill)
   if name == 'cam':
     kw['weights'] = class_activation.linear_head_weights(fn, x, opts.cam_pooled,
                                                          key=jax.random.key(opts.seed))
@@ -258,7 +259,7 @@ def _methods_section(opts, maps, skipped, layer) -> report.Section:
   return report.Section('Methods', [
       f'Matmul/convolution precision: {opts.precision}. Integrated gradients: {opts.steps} '
       f'steps from black; SmoothGrad: {opts.n_samples} samples at noise {opts.noise_level}; '
-      f'occlusion: {opts.patch} px patches, stride {opts.stride}, fill 0.'],
+      f'occlusion: {opts.patch} px patches, stride {opts.stride}, fill {opts.fill:g}.'],
       [report.Table(('method', 'what', 'layer', 'status'), rows)])
 
 
@@ -353,6 +354,7 @@ def main(argv: Sequence[str]) -> None:
   opts = Options(methods=tuple(m.strip() for m in f.methods.split(',') if m.strip()),
                  images=f.images, layer=f.layer, precision=f.precision, seed=f.seed,
                  steps=f.steps, n_samples=f.n_samples, patch=f.patch, stride=f.stride,
+                 fill=f.fill,
                  sanity_images=f.sanity_images, truth=f.truth, cam_pooled=f.cam_pooled)
   path = make_report(f.workdir, module, variables, arrays, data_dir, opts,
                      retrain=(lambda: _retrain_on_shuffled_labels(f.workdir, config, f.seed))
@@ -392,6 +394,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer('n_samples', 16, 'SmoothGrad samples')
   flags.DEFINE_integer('patch', 15, 'occlusion patch size (px)')
   flags.DEFINE_integer('stride', 15, 'occlusion stride (px)')
+  flags.DEFINE_float('fill', 0.5, 'occluder value in [0, 1] (0.5: mid-grey; 0: black, as '
+                     'captum\'s default baseline, reads as a dark object to a face network)')
   flags.DEFINE_integer('sanity_images', 2, 'images used by the randomisation checks')
   flags.DEFINE_boolean('label_randomization', True, 're-train the head on shuffled labels for '
                        'the label-randomisation sanity check')

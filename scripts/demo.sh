@@ -28,11 +28,11 @@ echo "== 3/5 train + evaluate -> $RUN"
 rm -rf "$RUN"
 $PY -m gradejax.train --config configs/demo.py --workdir "$RUN" --config.data_dir="$DATA"
 
-echo "== 4/5 attribution report"
-$PY -m gradejax.visualize --workdir "$RUN" --truth "$WS/raw/truth.csv"
-
-echo "== 5/5 feature visualisation"
+echo "== 4/5 feature visualisation"
 $PY -m gradejax.featurevis --workdir "$RUN" --layer logits --units 0:2 --steps 128
+
+echo "== 5/5 attribution report (links the feature visualisation)"
+$PY -m gradejax.visualize --workdir "$RUN" --truth "$WS/raw/truth.csv"
 
 end=$(date +%s)
 cat <<MSG
