@@ -245,6 +245,19 @@ def test_smoothgrad_independent_of_chunking(images, relu_net):
                                rtol=1e-5, atol=1e-7)
 
 
+def test_single_chunk_runs_without_a_loop(images, relu_net):
+  # JAX lowers a length-1 scan to a while loop even when unrolled; XLA on CPU ran the face
+  # ResNet's gradients ~3x slower inside it, so one chunk is called directly.
+  def hlo(f, **kw):
+    return f.jitted.lower(relu_net, images, TARGETS, **kw).as_text()
+  assert 'while' not in hlo(attr.integrated_gradients, steps=4, chunk=4, unroll=False)
+  assert 'while' in hlo(attr.integrated_gradients, steps=4, chunk=2, unroll=False)
+  assert 'while' not in hlo(attr.occlusion_grid, patch=4, stride=4, chunk=16, unroll=False)
+  one = attr.integrated_gradients(relu_net, images, TARGETS, steps=4, chunk=4)
+  two = attr.integrated_gradients(relu_net, images, TARGETS, steps=4, chunk=2, unroll=False)
+  np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize('name', list(registry.METHODS))
 def test_jit_equals_eager(name, images, relu_net):
   kwargs = dict(layer='features', key=jax.random.key(7), n_samples=3, steps=4, patch=4,

@@ -91,10 +91,23 @@ def scan_unroll(unroll: int | bool | None) -> int | bool:
   return unroll
 
 
+def chunk_scan(body: Callable, init, xs, unroll: int | bool | None = None):
+  """``lax.scan(body, init, xs)`` with :func:`scan_unroll`; a single chunk runs straight.
+
+  JAX emits a while loop for a length-1 scan even when asked to unroll it fully, and XLA on
+  CPU ran the face ResNet's 128-image gradient ~3x slower inside that one-trip loop (7.7 s vs
+  2.7 s); one chunk needs no loop to bound its memory, so it is called directly.
+  """
+  if jax.tree.leaves(xs)[0].shape[0] == 1:
+    carry, y = body(init, jax.tree.map(lambda a: a[0], xs))
+    return carry, jax.tree.map(lambda a: a[None], y)
+  return lax.scan(body, init, xs, unroll=scan_unroll(unroll))
+
+
 def chunked_map(f: Callable[[Array], Array], xs: Array, unroll: int | bool | None = None
                 ) -> Array:
-  """``lax.map(f, xs)`` as a scan with :func:`scan_unroll`."""
-  return lax.scan(lambda _, x: (None, f(x)), None, xs, unroll=scan_unroll(unroll))[1]
+  """``lax.map(f, xs)`` as a :func:`chunk_scan`."""
+  return chunk_scan(lambda _, x: (None, f(x)), None, xs, unroll)[1]
 
 
 def to_heatmap(attr: Array, reduce: str = 'sum') -> Array:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from gradejax import nets
-from gradejax.attribution.common import as_targets, input_gradient, method, scan_unroll
+from gradejax.attribution.common import as_targets, chunk_scan, input_gradient, method
 
 Array = jax.Array
 
@@ -70,7 +69,7 @@ def smoothgrad(fn: nets.ModelFn, images: Array, targets: Array, key: Array, *,
     return acc + jnp.tensordot(w, g, axes=1), None
 
   idx = jnp.arange(n_steps * chunk).reshape(n_steps, chunk)
-  total, _ = lax.scan(body, jnp.zeros_like(images), idx, unroll=scan_unroll(unroll))
+  total, _ = chunk_scan(body, jnp.zeros_like(images), idx, unroll)
   return total / n_samples
 
 
@@ -100,5 +99,5 @@ def integrated_gradients(fn: nets.ModelFn, images: Array, targets: Array,
     return acc + jnp.tensordot(w, g, axes=1), None
 
   idx = jnp.arange(n_steps * chunk).reshape(n_steps, chunk)
-  total, _ = lax.scan(body, jnp.zeros_like(images), idx, unroll=scan_unroll(unroll))
+  total, _ = chunk_scan(body, jnp.zeros_like(images), idx, unroll)
   return delta * total / steps
