@@ -120,6 +120,11 @@ def test_bad_files_raise_clear_errors(tmp_path):
   locked = xb.write_encrypted_container(tmp_path / 'locked.xlsx')
   with pytest.raises(workbook.WorkbookError, match=r'locked\.xlsx: the workbook is password-protected'):
     workbook.read_workbook(locked)
+  # A real encrypted workbook (ECMA-376 agile, made by msoffcrypto-tool: fixtures/README.md).
+  real = pathlib.Path(__file__).parent / 'fixtures' / 'encrypted_grades.xlsx'
+  with pytest.raises(workbook.WorkbookError,
+                     match=r'encrypted_grades\.xlsx: the workbook is password-protected'):
+    workbook.read_workbook(real)
   with pytest.raises(workbook.WorkbookError, match='no such file'):
     workbook.read_workbook(tmp_path / 'missing.xlsx')
   broken = tmp_path / 'broken.xlsx'
