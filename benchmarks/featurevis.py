@@ -8,6 +8,10 @@ GPU (when jax's default backend is gpu): seconds per batch of 64 and 256 units a
 achieved TFLOP/s, counting 3 forward passes per step (forward + backward) at 0.542 GFLOP each.
 
   .venv/bin/python benchmarks/featurevis.py [--steps 64 --batch 4 --sequential 2]
+      [--mode auto|cpu|gpu] [--gpu_batches 64,256] [--gpu_steps 512]
+
+``--mode gpu`` forces the GPU report on any backend (small ``--gpu_batches``/``--gpu_steps``
+check the script on a CPU).
 """
 from __future__ import annotations
 
@@ -25,6 +29,10 @@ flags.DEFINE_integer('steps', 64, 'Adam steps (CPU run)')
 flags.DEFINE_integer('batch', 4, 'units in one batched program (CPU run)')
 flags.DEFINE_integer('sequential', 2, 'units in the one-at-a-time loop (CPU run)')
 flags.DEFINE_string('layer', 'level2', 'tap whose channels are visualised')
+flags.DEFINE_enum('mode', 'auto', ['auto', 'cpu', 'gpu'],
+                  'which report: auto = gpu when jax\'s default backend is gpu')
+flags.DEFINE_list('gpu_batches', ['64', '256'], 'units per batch in the GPU report')
+flags.DEFINE_integer('gpu_steps', 512, 'Adam steps in the GPU report')
 GFLOP_PER_FORWARD = 0.542
 
 
@@ -52,15 +60,16 @@ def main(argv):
   fn = nets.bind(module, variables)
   backend = jax.default_backend()
   print(f'backend {backend}, devices {len(jax.devices())}, layer {FLAGS.layer}')
-  if backend == 'gpu':
-    go = make_renderer(fn, 512)
-    for b in (64, 256):
+  if FLAGS.mode == 'gpu' or (FLAGS.mode == 'auto' and backend == 'gpu'):
+    steps = FLAGS.gpu_steps
+    go = make_renderer(fn, steps)
+    for b in map(int, FLAGS.gpu_batches):
       units = np.arange(b) % 128
       first = timed(go, units, 0)  # compile + run
       secs = timed(go, (units + 1) % 128, 1)  # other units, same program
-      tflops = 512 * b * 3 * GFLOP_PER_FORWARD / secs / 1e3
-      print(f'batch {b}: {secs:.2f} s per batch at 512 steps (first call {first:.1f} s incl. '
-            f'compile), {tflops:.1f} TFLOP/s')
+      tflops = steps * b * 3 * GFLOP_PER_FORWARD / secs / 1e3
+      print(f'batch {b}: {secs:.2f} s per batch at {steps} steps (first call {first:.1f} s '
+            f'incl. compile), {tflops:.3f} TFLOP/s', flush=True)
     return
   go = make_renderer(fn, FLAGS.steps)
   first_b = timed(go, np.arange(FLAGS.batch), 0)

@@ -83,7 +83,7 @@ def encode_png(image: np.ndarray) -> bytes:
     raise ValueError(f'expected uint8 [H, W, 3], got {image.dtype} {image.shape}')
   buf = io.BytesIO()
   # A fresh image from an array carries no info dict, so Pillow writes only IHDR/IDAT/IEND.
-  Image.fromarray(image, 'RGB').save(buf, format='PNG', optimize=False)
+  Image.fromarray(image).save(buf, format='PNG', optimize=False)  # uint8 [H, W, 3] is RGB
   return buf.getvalue()
 
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The GPU halves of the extractor, attribution and feature-visualisation benchmarks (issues 3, 5,
+# 6: the H100 targets), in one command on a machine whose python3 has jax with CUDA.
+#
+#   here:       bash benchmarks/gpu_carry.sh
+#   on the GPU: bash benchmarks/gpu.sh [extractor] [attribution] [featurevis]   (default: all)
+#               with .gpu carried; logs go to $OUT (or benchmarks/gpu_out/).
+# SMOKE=1 shrinks every size so the script can be checked on a CPU in a minute
+# (PYTHON=.venv/bin/python SMOKE=1 bash benchmarks/gpu.sh).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-benchmarks/gpu_out}
+mkdir -p "$out"
+export PYTHONPATH="$PWD:$PWD/.gpu/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+py=${PYTHON:-python3}
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(extractor attribution featurevis)
+if [ "${SMOKE:-0}" = 1 ]; then
+  ext=(--mode gpu --gpu_batches 2 --ceiling_n 256 --repeats 1)
+  att=(--batch 2 --naive_images 1 --repeats 1 --methods saliency,integrated_gradients,occlusion)
+  fv=(--mode gpu --gpu_batches 2 --gpu_steps 2)
+else
+  ext=(--repeats 10)
+  att=(--batch 64 --naive_images 4 --repeats 5)
+  fv=()
+fi
+{ date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true
+  "$py" -c 'import jax, flax; print("jax", jax.__version__, "flax", flax.__version__, jax.devices())'
+} 2>&1 | tee "$out/machine.txt"
+rc=0
+for part in "${parts[@]}"; do
+  case $part in
+    extractor) args=("${ext[@]}") ;;
+    attribution) args=("${att[@]}") ;;
+    featurevis) args=("${fv[@]}") ;;
+    *) echo "unknown part $part (extractor, attribution, featurevis)"; exit 2 ;;
+  esac
+  echo "== benchmarks/$part.py ${args[*]}" | tee "$out/$part.txt"
+  "$py" "benchmarks/$part.py" "${args[@]}" 2>&1 | grep -v '^[IW][0-9]\{4\} ' | tee -a "$out/$part.txt"
+  status=${PIPESTATUS[0]}
+  [ "$status" -ne 0 ] && { echo "benchmarks/$part.py failed with $status"; rc=1; }
+done
+exit $rc
