@@ -102,6 +102,45 @@ def test_linear_gradient_x_input_ig_deeplift_smoothgrad(images, linear):
                                              n_samples=5, chunk=2), wk, rtol=1e-5)
 
 
+class CubicNet(nn.Module):
+  """outputs[b, k] = sum_{h,w,c} c[h,w,c,k] x[b,h,w,c]^3: the gradient 3 c x^2 depends on x, so
+  SmoothGrad's noise shows: over the noise eps ~ N(0, sigma^2), E[3 c (x + eps)^2] =
+  3 c (x^2 + sigma^2)."""
+  classes: int = 3
+
+  @nn.compact
+  def __call__(self, images, *, relu=nn.relu):
+    del relu
+    c = self.param('c', nn.initializers.normal(1.0), images.shape[1:] + (self.classes,))
+    x = nets.tap(self, 'input', images)
+    return nets.tap(self, 'logits', jnp.einsum('bhwc,hwck->bk', x ** 3, c))
+
+
+def test_smoothgrad_noise_is_scaled_by_the_image_range(images):
+  fn, variables = _bind(CubicNet())
+  ck = _per_image_w(np.asarray(variables['params']['c'], np.float64), TARGETS)
+  x = np.asarray(images, np.float64)
+  x = x * np.array([1.0, 3.0])[:, None, None, None]  # image 1 spans 3x image 0's range
+  span = x.max(axis=(1, 2, 3), keepdims=True) - x.min(axis=(1, 2, 3), keepdims=True)
+  sigma = 0.2 * span
+  key, n = jax.random.key(5), 6
+  got = np.asarray(attr.smoothgrad(fn, jnp.asarray(x, jnp.float32), TARGETS, key,
+                                   noise_level=0.2, n_samples=n, chunk=4))
+  # Sample i's noise is normal(fold_in(key, i)) (the documented scheme); the mean gradient of
+  # the cubic, worked out by hand in float64:
+  eps = np.stack([np.asarray(jax.random.normal(jax.random.fold_in(key, i), x.shape))
+                  for i in range(n)])
+  want = np.mean(3 * ck[None] * (x[None] + sigma[None] * eps) ** 2, axis=0)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  # Many samples: the expectation 3 c (x^2 + sigma^2), within Monte Carlo error (a sigma off
+  # by 10% moves the mean by ~0.2 sigma^2 |3c|, far above the tolerance used here).
+  many = np.asarray(attr.smoothgrad(fn, jnp.asarray(x, jnp.float32), TARGETS, key,
+                                    noise_level=0.2, n_samples=4096, chunk=4096))
+  expect = 3 * ck * (x ** 2 + sigma ** 2)
+  mc_sd = 3 * np.abs(ck) * np.sqrt(4 * x ** 2 * sigma ** 2 + 2 * sigma ** 4) / np.sqrt(4096)
+  assert np.all(np.abs(many - expect) < 5 * mc_sd + 1e-5)
+
+
 def test_linear_occlusion_is_patch_sums(images, linear):
   fn, w = linear
   wx = _per_image_w(w, TARGETS) * np.asarray(images)
@@ -114,6 +153,19 @@ def test_linear_occlusion_is_patch_sums(images, linear):
     for j in range(ny):
       win = wx[:, i * stride:i * stride + patch, j * stride:j * stride + patch]
       np.testing.assert_allclose(grid[:, i, j], win.sum(axis=(1, 2, 3)), rtol=1e-4, atol=1e-5)
+  # A grey occluder (fill 0.5, as the report uses) replaces x by 0.5: drop = sum w (x - 0.5);
+  # an array fill [H, W, C] replaces each pixel by its own value.
+  wk = _per_image_w(w, TARGETS)
+  x = np.asarray(images)
+  fill_img = np.asarray(jax.random.uniform(jax.random.key(7), (H, W, 3)))
+  for fill, occluder in ((0.5, np.full((H, W, 3), 0.5)), (fill_img, fill_img)):
+    grey = np.asarray(attr.occlusion_grid(fn, images, TARGETS, patch=patch, stride=stride,
+                                          fill=fill, chunk=4))
+    for i in range(ny):
+      for j in range(ny):
+        sl = np.s_[i * stride:i * stride + patch, j * stride:j * stride + patch]
+        want = (wk[(slice(None),) + sl] * (x[(slice(None),) + sl] - occluder[sl])).sum((1, 2, 3))
+        np.testing.assert_allclose(grey[:, i, j], want, rtol=1e-4, atol=1e-5)
   # Non-overlapping patches: every pixel of a patch gets that patch's drop.
   pix = np.asarray(attr.occlusion(fn, images, TARGETS, patch=4, stride=4))
   grid4 = np.asarray(attr.occlusion_grid(fn, images, TARGETS, patch=4, stride=4))

@@ -81,6 +81,52 @@ def test_objective_rises_for_every_kind(conv, name):
   assert hist[-4:].mean() > hist[:4].mean() + 1e-4, (hist[:4].mean(), hist[-4:].mean())
 
 
+def test_objective_values_on_hand_made_activations():
+  # A [4, 3, 5, 6] tap (odd, unequal sides: the centre is (1, 2)) and outputs [4, 3], scored by
+  # each objective and by explicit numpy loops over images, positions and channels.
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(4, 3, 5, 6)).astype(np.float32)
+  out = rng.normal(size=(4, 3)).astype(np.float32)
+  acts, imgs = {'t': jnp.asarray(a), 'v': jnp.asarray(a[:, 0, 0])}, jnp.zeros((4, 2, 2, 3))
+  score = lambda obj: np.asarray(obj(imgs, jnp.asarray(out), acts))
+
+  def loop(f):
+    return np.array([f(b) for b in range(4)], np.float32)
+
+  def mean_over_positions(b, g):
+    return np.mean([g(a[b, y, x]) for y in range(3) for x in range(5)])
+
+  close = lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  close(score(O.channel('t', 4)), loop(lambda b: mean_over_positions(b, lambda v: v[4])))
+  close(score(O.neuron('t', 4)), loop(lambda b: a[b, 1, 2, 4]))
+  close(score(O.neuron('t', 4, y=0, x=3)), loop(lambda b: a[b, 0, 3, 4]))
+  close(score(O.neuron('v', 5)), loop(lambda b: a[b, 0, 0, 5]))  # a [B, C] tap
+  close(score(O.layer('t')), loop(lambda b: np.mean(a[b] ** 2)))
+  vec = rng.normal(size=6).astype(np.float32)
+  close(score(O.direction('t', vec)), loop(lambda b: mean_over_positions(b, lambda v: v @ vec)))
+  close(score(O.logit(2)), out[:, 2])
+  soft = np.exp(out) / np.exp(out).sum(1, keepdims=True)
+  close(score(O.probability(1)), soft[:, 1])
+  # batch=i scores image i only; the batched forms give image i unit units[i].
+  close(score(O.channel('t', 4, batch=2)), [0, 0, mean_over_positions(2, lambda v: v[4]), 0])
+  units = [3, 0, 5, 1]
+  close(score(O.channel_batch('t', units)),
+        loop(lambda b: mean_over_positions(b, lambda v: v[units[b]])))
+  close(score(O.neuron_batch('t', units)), loop(lambda b: a[b, 1, 2, units[b]]))
+  # Composition: sums, constants, weights and products, image by image.
+  ch, ne, lo = (score(O.channel('t', 4)), score(O.neuron('t', 4)), score(O.logit(2)))
+  close(score((O.channel('t', 4) + 2 * O.neuron('t', 4)) * O.logit(2) - 1),
+        (ch + 2 * ne) * lo - 1)
+  close(score(O.interpolate(O.neuron('t', 4), O.logit(2), 4)),
+        [(1 - t) * n + t * l for t, n, l in zip([0, 1 / 3, 2 / 3, 1], ne, lo)])
+  # Diversity: minus the mean cosine similarity of each image's Gram matrix to the others'.
+  grams = [sum(np.outer(a[b, y, x], a[b, y, x]) for y in range(3) for x in range(5)).ravel()
+           for b in range(4)]
+  cos = lambda u, v: u @ v / np.linalg.norm(u) / np.linalg.norm(v)
+  close(score(O.diversity('t')),
+        loop(lambda b: -np.mean([cos(grams[b], grams[c]) for c in range(4) if c != b])))
+
+
 def test_fourier_parameterisation_represents_an_image(conv):
   fn, _ = conv
   target = skimage.transform.resize(skimage.data.astronaut(), (32, 32), anti_aliasing=True)
