@@ -79,7 +79,8 @@ def verdict_text(v: dict[str, Any]) -> str:
       f'(95% bootstrap CI {v["ci95"][0]:.3f}-{v["ci95"][1]:.3f}; chance {v["chance"]:.3f})',
       f'Permutation test: p = {v["p_value"]:.4f} ({v["num_permutations"]} label shuffles; '
       f'alpha {v["alpha"]}); shuffled labels score {v["null_mean"]:.3f} on average.',
-      f'Baselines: majority class {v["baselines"]["majority_class"]:.3f}',
+      f'Baselines: majority class {v["baselines"]["majority_class"]["cv_score"]:.3f} (plain '
+      f'accuracy {v["baselines"]["majority_class"]["accuracy"]:.3f})',
   ]
   if 'image_statistics' in v['baselines']:
     b = v['baselines']['image_statistics']

@@ -4,9 +4,10 @@ import json
 import jax
 import numpy as np
 import pytest
+import scipy.stats
 
 from configs import toy
-from gradejax import baselines, evaluate, labels
+from gradejax import baselines, evaluate, input_pipeline, labels
 
 
 def make(n=120, d=16, shift=0.0, seed=0):
@@ -31,7 +32,31 @@ def test_separable_features_are_predictable():
   assert v['p_value'] < 0.01 and v['p_value'] == pytest.approx(1 / 101)
   assert v['cv_score'] > 0.9 and v['ci95'][0] > 0.5
   assert v['verdict'] == 'predictable'
-  assert v['baselines']['majority_class'] == 0.5
+  # 80 negatives, 40 positives: every training fold's majority is class 0, right on 2/3 of the
+  # examples; any constant prediction scores chance (0.5) in ROC-AUC.
+  assert v['baselines']['majority_class'] == {'cv_score': 0.5, 'accuracy': pytest.approx(2 / 3)}
+
+
+def test_bootstrap_ci_is_the_percentile_interval_of_resampled_aucs():
+  # Recomputed from the documented recipe: examples resampled with replacement by
+  # default_rng(seed + 2), each resample's out-of-fold ROC-AUC from scipy's Mann-Whitney U
+  # (ties count 1/2), averaged over repeats, and the 2.5th and 97.5th percentiles.
+  x, y, fold = make(shift=0.7, seed=6)
+  c = cfg(cv_repeats=2)
+  v = evaluate.evaluate_features(c, x, y, fold, 2)
+  h = baselines.from_config(c, 2)
+  folds = input_pipeline.cv_folds(y, fold, c.cv_folds, c.cv_repeats, c.seed)
+  _, oof = baselines.observed(h, x, y, folds, jax.random.fold_in(jax.random.key(c.seed), 2))
+  oof = oof.astype(np.float64)
+
+  def auc(labels, scores):
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    return scipy.stats.mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg))
+
+  assert v['cv_score'] == pytest.approx(np.mean([auc(y, o[:, 1]) for o in oof]), abs=1e-5)
+  idx = np.random.default_rng(c.seed + 2).integers(0, len(y), size=(c.bootstrap, len(y)))
+  ref = [np.mean([auc(y[i], o[i, 1]) for o in oof]) for i in idx]
+  np.testing.assert_allclose(v['ci95'], np.percentile(ref, [2.5, 97.5]), atol=1e-5)
 
 
 def test_noise_is_not_predictable():
@@ -86,6 +111,23 @@ def test_image_statistics_warning_and_files(tmp_path):
   text = (tmp_path / 'eval' / 'verdict.txt').read_text()
   assert text.startswith('Verdict: PREDICTABLE') and 'WARNING' in text
   assert f'p = {v["p_value"]:.4f}' in text
+
+
+def test_no_warning_when_image_statistics_know_nothing(tmp_path):
+  # The features carry the label, the photos do not (label-independent noise): predictable,
+  # and the image-statistics baseline stays at chance, so no confound warning anywhere.
+  rng = np.random.default_rng(5)
+  x, y, fold = make(shift=3.0)
+  images = rng.integers(0, 256, (len(y), 8, 8, 3), dtype=np.uint8)
+  v = evaluate.evaluate_features(cfg(), x, y, fold, 2, images=images)
+  assert v['verdict'] == 'predictable'
+  stat = v['baselines']['image_statistics']
+  assert stat['ci95'][0] < 0.5 < stat['ci95'][1]
+  assert 'warning' not in v
+  evaluate.write_verdict(tmp_path, v)
+  text = (tmp_path / 'eval' / 'verdict.txt').read_text()
+  assert 'WARNING' not in text and 'image statistics only' in text
+  assert 'warning' not in json.loads((tmp_path / 'eval' / 'verdict.json').read_text())
 
 
 def _demo_run(root, cue_strength):
