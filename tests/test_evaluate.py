@@ -56,7 +56,7 @@ def test_bootstrap_ci_is_the_percentile_interval_of_resampled_aucs():
   assert v['cv_score'] == pytest.approx(np.mean([auc(y, o[:, 1]) for o in oof]), abs=1e-5)
   idx = np.random.default_rng(c.seed + 2).integers(0, len(y), size=(c.bootstrap, len(y)))
   ref = [np.mean([auc(y[i], o[i, 1]) for o in oof]) for i in idx]
-  np.testing.assert_allclose(v['ci95'], np.percentile(ref, [2.5, 97.5]), atol=1e-5)
+  np.testing.assert_allclose(v['ci95'], np.percentile(ref, [2.5, 97.5]), atol=1e-6)
 
 
 def test_noise_is_not_predictable():
@@ -128,6 +128,31 @@ def test_no_warning_when_image_statistics_know_nothing(tmp_path):
   text = (tmp_path / 'eval' / 'verdict.txt').read_text()
   assert 'WARNING' not in text and 'image statistics only' in text
   assert 'warning' not in json.loads((tmp_path / 'eval' / 'verdict.json').read_text())
+
+
+@pytest.mark.parametrize('case', ['null_world', 'weak_photo_cue'])
+def test_no_warning_unless_image_statistics_beat_chance_and_match_the_cnn(case):
+  # The alarm needs both halves of its condition; each case makes exactly one of them true.
+  # null_world: features and photos are noise. The image statistics overlap the (chance) CNN's
+  #   CI but are not above chance -> no warning.
+  # weak_photo_cue: brightness carries a weak label cue (above chance), the features a strong
+  #   one; the image statistics are far below the CNN's CI -> no warning.
+  rng = np.random.default_rng(7)
+  if case == 'null_world':
+    x, y, fold = make(shift=0.0, seed=1)
+    images = rng.integers(0, 256, (len(y), 8, 8, 3), dtype=np.uint8)
+  else:
+    x, y, fold = make(shift=3.0)
+    bright = 120 + 15 * y + rng.normal(0, 12, len(y))
+    images = np.clip(rng.normal(bright[:, None, None, None], 20, (len(y), 8, 8, 3)), 0,
+                     255).astype(np.uint8)
+  v = evaluate.evaluate_features(cfg(), x, y, fold, 2, images=images)
+  stat = v['baselines']['image_statistics']
+  if case == 'null_world':
+    assert stat['ci95'][0] < 0.5 and stat['cv_score'] >= v['ci95'][0]
+  else:
+    assert stat['ci95'][0] > 0.5 and stat['ci95'][1] < v['ci95'][0]
+  assert 'warning' not in v and 'WARNING' not in evaluate.verdict_text(v)
 
 
 def _demo_run(root, cue_strength):
