@@ -5,7 +5,10 @@ CPU (default): seconds per unit at --steps (64) for a batch of --batch units in 
 next to a sequential one-unit-at-a-time loop in the same run, and their ratio. Every timed call
 after the first of its batch size reuses the compiled program (units are traced arguments).
 GPU (when jax's default backend is gpu): seconds per batch of 64 and 256 units at 512 steps and
-achieved TFLOP/s, counting 3 forward passes per step (forward + backward) at 0.542 GFLOP each.
+achieved TFLOP/s. FLOPs per unit and step: XLA's cost analysis of the network's forward pass and
+the input gradient of one channel of --layer (XLA drops the layers after it), measured on CPU;
+the parameterisation's FFT and the transforms are not counted. On a GPU, XLA's cost analysis
+leaves out the convolutions it hands to cuDNN, so a GPU run uses the CPU counts in STEP_GFLOP.
 
   .venv/bin/python benchmarks/featurevis.py [--steps 64 --batch 4 --sequential 2]
       [--mode auto|cpu|gpu] [--gpu_batches 64,256] [--gpu_steps 512]
@@ -33,7 +36,22 @@ flags.DEFINE_enum('mode', 'auto', ['auto', 'cpu', 'gpu'],
                   'which report: auto = gpu when jax\'s default backend is gpu')
 flags.DEFINE_list('gpu_batches', ['64', '256'], 'units per batch in the GPU report')
 flags.DEFINE_integer('gpu_steps', 512, 'Adam steps in the GPU report')
-GFLOP_PER_FORWARD = 0.542
+# GFLOP per image and step, forward + input gradient of one channel of the layer, XLA's CPU count
+# (step_gflop on CPU, 2026-11-26). 'level4' is the first level after the stem.
+STEP_GFLOP = {'level4': 0.368, 'level3': 0.667, 'level2': 0.845, 'level1': 0.974,
+              'level0': 0.977, 'descriptor': 0.977}
+
+
+def step_gflop(fn, layer):
+  """GFLOP per image of one step's network work: XLA's count where the backend is the CPU,
+  else the CPU count recorded in STEP_GFLOP (NaN for a layer not recorded)."""
+  if jax.default_backend() != 'cpu':
+    return STEP_GFLOP.get(layer, float('nan'))
+  x = np.zeros((8, 150, 150, 3), np.float32)
+  grad = lambda fn, x: jax.grad(lambda x: fn(x)[1][layer][..., 0].sum())(x)
+  cost = jax.jit(grad).lower(fn, x).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return cost['flops'] / 8 / 1e9
 
 
 def make_renderer(fn, steps):
@@ -59,7 +77,9 @@ def main(argv):
   module, variables = extractor.load_face_resnet()
   fn = nets.bind(module, variables)
   backend = jax.default_backend()
-  print(f'backend {backend}, devices {len(jax.devices())}, layer {FLAGS.layer}')
+  gflop_step = step_gflop(fn, FLAGS.layer)
+  print(f'backend {backend}, devices {len(jax.devices())}, layer {FLAGS.layer}, '
+        f'{gflop_step:.3f} GFLOP per unit and step (forward + input gradient)')
   if FLAGS.mode == 'gpu' or (FLAGS.mode == 'auto' and backend == 'gpu'):
     steps = FLAGS.gpu_steps
     go = make_renderer(fn, steps)
@@ -67,7 +87,7 @@ def main(argv):
       units = np.arange(b) % 128
       first = timed(go, units, 0)  # compile + run
       secs = timed(go, (units + 1) % 128, 1)  # other units, same program
-      tflops = steps * b * 3 * GFLOP_PER_FORWARD / secs / 1e3
+      tflops = steps * b * gflop_step / secs / 1e3
       print(f'batch {b}: {secs:.2f} s per batch at {steps} steps (first call {first:.1f} s '
             f'incl. compile), {tflops:.3f} TFLOP/s', flush=True)
     return
@@ -86,7 +106,7 @@ def main(argv):
   print(f'| sequential, one unit at a time | {FLAGS.sequential} | {per_unit_s:.2f} | '
         f'{first_s:.1f} s |')
   print(f'ratio sequential / batched per unit: {per_unit_s / per_unit_b:.2f}x')
-  gflop = FLAGS.steps * FLAGS.batch * 3 * GFLOP_PER_FORWARD
+  gflop = FLAGS.steps * FLAGS.batch * gflop_step
   print(f'achieved (batched): {gflop / secs_b:.1f} GFLOP/s')
 
 

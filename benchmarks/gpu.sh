@@ -21,12 +21,17 @@ if [ "${SMOKE:-0}" = 1 ]; then
   fv=(--mode gpu --gpu_batches 2 --gpu_steps 2)
 else
   ext=(--repeats 10)
-  att=(--batch 64 --naive_images 4 --repeats 5)
+  # the four methods with targets first, so a part cut off by its time limit has them
+  att=(--batch 64 --naive_images 4 --repeats 5 --methods saliency,guided_backprop,integrated_gradients,occlusion,gradient_x_input,smoothgrad,deconvnet,cam,grad_cam,guided_grad_cam,deeplift)
   fv=()
 fi
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true
   "$py" -c 'import jax, flax; print("jax", jax.__version__, "flax", flax.__version__, jax.devices())'
 } 2>&1 | tee "$out/machine.txt"
+# Each part's wall-clock limit in seconds (LIMIT_<part>), so one slow part cannot use up a lease:
+# the parts print each result as it comes, and what a part printed before its limit stays in $out.
+declare -A limit=([extractor]=${LIMIT_extractor:-120} [attribution]=${LIMIT_attribution:-290}
+                  [featurevis]=${LIMIT_featurevis:-150})
 rc=0
 for part in "${parts[@]}"; do
   case $part in
@@ -36,8 +41,9 @@ for part in "${parts[@]}"; do
     *) echo "unknown part $part (extractor, attribution, featurevis)"; exit 2 ;;
   esac
   echo "== benchmarks/$part.py ${args[*]}" | tee "$out/$part.txt"
-  "$py" "benchmarks/$part.py" "${args[@]}" 2>&1 | grep -v '^[IW][0-9]\{4\} ' | tee -a "$out/$part.txt"
+  timeout "${limit[$part]}" "$py" "benchmarks/$part.py" "${args[@]}" 2>&1 | grep -v '^[IW][0-9]\{4\} ' | tee -a "$out/$part.txt"
   status=${PIPESTATUS[0]}
+  [ "$status" -eq 124 ] && echo "benchmarks/$part.py stopped at its ${limit[$part]} s limit" | tee -a "$out/$part.txt"
   [ "$status" -ne 0 ] && { echo "benchmarks/$part.py failed with $status"; rc=1; }
 done
 exit $rc

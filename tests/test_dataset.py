@@ -48,7 +48,8 @@ def prepared(tmp_path_factory):
 
 
 def test_read_back_in_fresh_process(prepared, tmp_path):
-  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                 filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
   npz = tmp_path / 'arrays.npz'
   run = subprocess.run([sys.executable, '-c', READER, str(prepared), str(npz)], cwd=tmp_path,
                        env=env, capture_output=True, text=True, timeout=120)

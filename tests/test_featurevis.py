@@ -168,7 +168,8 @@ print(json.dumps({{'devices': len(jax.devices()), 'shards': len(img.sharding.dev
 def _sharded_run(tmp_path, devices):
   out = tmp_path / f'img{devices}.npy'
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu', PYTHONPATH=str(ROOT))
+             JAX_PLATFORMS='cpu', PYTHONPATH=os.pathsep.join(
+                 filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
   code = SHARDED.format(tests=str(ROOT / 'tests'), out=str(out))
   res = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
                        timeout=300)
@@ -235,7 +236,8 @@ def test_dataset_examples_match_a_direct_ranking():
 
 
 def test_cli_on_the_face_network(tmp_path):
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(ROOT))
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=os.pathsep.join(
+                 filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
   res = subprocess.run(
       [sys.executable, '-m', 'gradejax.featurevis', '--workdir', str(tmp_path), '--net', 'face',
        '--layer', 'level1', '--units', '3,7', '--steps', '3', '--batch', '2'],

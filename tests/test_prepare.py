@@ -227,7 +227,8 @@ def test_stratified_folds_are_balanced_and_seeded():
 
 
 def _cli(*args):
-  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+                 filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
   return subprocess.run([sys.executable, '-m', 'gradejax.prepare', *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=120)
 
