@@ -44,7 +44,7 @@ PRECISION = flags.DEFINE_string('precision', 'default',
                                 'matmul precision for every method: default (the targets), high, '
                                 'highest (what the report uses)')
 LAYER = 'level1'
-# GFLOP per image at batch 64 as XLA's CPU cost analysis counts them (benchmarks/RESULTS.md, the
+# GFLOP per image as XLA's CPU cost analysis counts them (benchmarks/RESULTS.md, the
 # issue's settings). On a GPU, XLA's cost analysis leaves out the convolutions it hands to cuDNN
 # as custom calls (an H200 run counted 0.01 GFLOP for saliency), so a GPU run uses these counts:
 # the program, and hence its arithmetic, is the same on every backend.

@@ -1,7 +1,5 @@
 """The TFDS dataset: built by prepare, read back in a fresh process without TensorFlow."""
 import json
-import os
-import pathlib
 import subprocess
 import sys
 
@@ -11,8 +9,7 @@ import skimage.data
 
 from fixtures import xlsx_builders as xb
 from gradejax import images, manifest, prepare
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from helpers import child_env
 
 READER = r'''
 import json, sys
@@ -48,8 +45,7 @@ def prepared(tmp_path_factory):
 
 
 def test_read_back_in_fresh_process(prepared, tmp_path):
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-                 filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
+  env = child_env()
   npz = tmp_path / 'arrays.npz'
   run = subprocess.run([sys.executable, '-c', READER, str(prepared), str(npz)], cwd=tmp_path,
                        env=env, capture_output=True, text=True, timeout=120)

@@ -1,7 +1,5 @@
 """Feature visualisation on toy nets with known answers (gradejax/featurevis)."""
 import json
-import os
-import pathlib
 import subprocess
 import sys
 
@@ -20,8 +18,8 @@ from gradejax.featurevis import param as P
 from gradejax.featurevis import regularisers as G
 from gradejax.featurevis import render as R
 from gradejax.featurevis import transform as T
+from helpers import ROOT, child_env
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 NO_TRANSFORM = R.Settings(steps=200, learning_rate=0.05)
 
 
@@ -167,9 +165,8 @@ print(json.dumps({{'devices': len(jax.devices()), 'shards': len(img.sharding.dev
 
 def _sharded_run(tmp_path, devices):
   out = tmp_path / f'img{devices}.npy'
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu', PYTHONPATH=os.pathsep.join(
-                 filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
+  env = child_env(XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+                  JAX_PLATFORMS='cpu')
   code = SHARDED.format(tests=str(ROOT / 'tests'), out=str(out))
   res = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
                        timeout=300)
@@ -236,8 +233,7 @@ def test_dataset_examples_match_a_direct_ranking():
 
 
 def test_cli_on_the_face_network(tmp_path):
-  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=os.pathsep.join(
-                 filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
+  env = child_env(JAX_PLATFORMS='cpu')
   res = subprocess.run(
       [sys.executable, '-m', 'gradejax.featurevis', '--workdir', str(tmp_path), '--net', 'face',
        '--layer', 'level1', '--units', '3,7', '--steps', '3', '--batch', '2'],

@@ -3,7 +3,6 @@ import collections
 import csv
 import io
 import json
-import os
 import pathlib
 import struct
 import subprocess
@@ -17,8 +16,8 @@ from PIL import Image
 
 from fixtures import xlsx_builders as xb
 from gradejax import faces, images, labels, manifest, prepare
+from helpers import ROOT, child_env
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 
 
@@ -227,8 +226,7 @@ def test_stratified_folds_are_balanced_and_seeded():
 
 
 def _cli(*args):
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-                 filter(None, [str(ROOT), os.environ.get('PYTHONPATH')])))
+  env = child_env()
   return subprocess.run([sys.executable, '-m', 'gradejax.prepare', *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=120)
 
