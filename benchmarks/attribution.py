@@ -31,7 +31,8 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from gradejax import facenet, nets  # noqa: E402
+from gradejax.nets import facenet  # noqa: E402
+from gradejax import nets
 from gradejax.attribution import class_activation, registry  # noqa: E402
 
 BATCH = flags.DEFINE_integer('batch', 64, 'images per batched call')
@@ -57,7 +58,7 @@ OPTIONS = dict(steps=32, chunk=16, n_samples=16, patch=15, stride=8)
 
 def load_net():
   try:
-    from gradejax import extractor
+    from gradejax.nets import extractor
     module, variables = extractor.load_face_resnet()
     return module, variables, 'dlib weights (extractor.load_face_resnet)'
   except Exception as e:  # noqa: BLE001 - any failure of the dlib route: same FLOPs at random

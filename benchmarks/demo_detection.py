@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from gradejax import demo_data, portraits, workbook  # noqa: E402
+from gradejax.data import demo_data, portraits, workbook  # noqa: E402
 
 N = flags.DEFINE_integer('n', 430, 'rows of the demo workbook')
 SEED = flags.DEFINE_integer('seed', 0, 'workbook seed')

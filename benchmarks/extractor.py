@@ -27,7 +27,8 @@ import numpy as np  # noqa: E402
 import skimage.data  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from gradejax import extractor, paths  # noqa: E402
+from gradejax.nets import extractor  # noqa: E402
+from gradejax import paths
 
 GFLOP_PER_CHIP = 0.542
 FLAGS = flags.DEFINE_integer('repeats', 5, 'timed repetitions per measurement (median kept)')

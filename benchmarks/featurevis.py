@@ -24,7 +24,8 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from gradejax import extractor, nets
+from gradejax.nets import extractor
+from gradejax import nets
 from gradejax.featurevis import objectives, param, render, transform
 
 FLAGS = flags.FLAGS

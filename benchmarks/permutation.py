@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from configs import default  # noqa: E402
-from gradejax import baselines, labels, stats  # noqa: E402
+from gradejax.evaluation import crossval, stats  # noqa: E402
+from gradejax.data import labels
 
 flags.DEFINE_integer('permutations', 1000, 'permutations in the vectorised test')
 flags.DEFINE_integer('chunk', 100, 'permutations per compiled call')
@@ -37,7 +38,7 @@ N, D, K = 430, 128, 5
 
 def reference(h, x, y, folds, key, perms) -> tuple[np.ndarray, float]:
   """One head at a time: Python loops over permutations and folds."""
-  fit = jax.jit(baselines.fit_predict, static_argnums=0)
+  fit = jax.jit(crossval.fit_predict, static_argnums=0)
   fkeys = jax.random.split(jax.random.split(key, 1)[0], K)
   x_j = jnp.asarray(x)
   fit(h, x_j, jnp.asarray(y), jnp.asarray(folds[0] != 0), fkeys[0]).block_until_ready()
@@ -60,14 +61,14 @@ def main(argv) -> None:
   x = rng.normal(size=(N, D)).astype(np.float32)
   x[:, :4] += 0.3 * y[:, None]
   folds = labels.stratified_folds(y, K, 0)[None]
-  h = baselines.from_config(default.get_config(), 2)
+  h = crossval.from_config(default.get_config(), 2)
   key = jax.random.key(0)
   # Warm-up compiles the chunk program once (reported separately).
   t0 = time.perf_counter()
-  baselines.permutation_scores(h, x, y, folds, key, FLAGS.chunk, FLAGS.chunk, 0)
+  crossval.permutation_scores(h, x, y, folds, key, FLAGS.chunk, FLAGS.chunk, 0)
   compile_s = time.perf_counter() - t0
   t0 = time.perf_counter()
-  null = baselines.permutation_scores(h, x, y, folds, key, FLAGS.permutations, FLAGS.chunk, 0)
+  null = crossval.permutation_scores(h, x, y, folds, key, FLAGS.permutations, FLAGS.chunk, 0)
   fast_s = time.perf_counter() - t0
   rng0 = np.random.default_rng(0)  # the fast path's first permutations
   perms = np.stack([rng0.permutation(N) for _ in range(FLAGS.reference)])

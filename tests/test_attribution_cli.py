@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gradejax import dataset, manifest, nets, visualize
+from gradejax.data import dataset, manifest
+from gradejax import nets
+from gradejax.report import attribution_report
 from gradejax.attribution import localisation, registry
 
 SIZE = 16
@@ -79,9 +81,9 @@ def toy_run(tmp_path_factory):
 
 def test_report_end_to_end(toy_run):
   work, data, module, variables, arrays = toy_run
-  opts = visualize.Options(methods=tuple(registry.METHODS), images='s01,s02,s03', steps=4,
+  opts = attribution_report.Options(methods=tuple(registry.METHODS), images='s01,s02,s03', steps=4,
                            n_samples=2, patch=4, stride=4, faithfulness_steps=4)
-  path = visualize.make_report(work, module, variables, arrays, data, opts,
+  path = attribution_report.make_report(work, module, variables, arrays, data, opts,
                                cue_mask_fn=toy_cue_mask)
   assert path == work / 'report' / 'index.html'
   text = path.read_text(encoding='utf-8')
@@ -122,9 +124,9 @@ def test_report_end_to_end(toy_run):
 
 def test_report_without_truth_or_verdict_says_why(toy_run, tmp_path):
   _, data, module, variables, arrays = toy_run
-  opts = visualize.Options(methods=('saliency',), images='2', sanity_images=1,
+  opts = attribution_report.Options(methods=('saliency',), images='2', sanity_images=1,
                            faithfulness_steps=2, truth=str(tmp_path / 'none.csv'))
-  text = visualize.make_report(tmp_path, module, variables, arrays, data, opts,
+  text = attribution_report.make_report(tmp_path, module, variables, arrays, data, opts,
                                cue_mask_fn=toy_cue_mask).read_text(encoding='utf-8')
   assert 'Localisation not measured: no truth.csv' in text
   assert 'No eval/verdict.json yet' in text
@@ -133,10 +135,10 @@ def test_report_without_truth_or_verdict_says_why(toy_run, tmp_path):
 
 def test_image_selection_errors(toy_run):
   arrays = toy_run[4]
-  np.testing.assert_array_equal(visualize.select(arrays, '4'), [0, 1, 2, 3])
-  np.testing.assert_array_equal(visualize.select(arrays, 's05, s00'), [5, 0])
+  np.testing.assert_array_equal(attribution_report.select(arrays, '4'), [0, 1, 2, 3])
+  np.testing.assert_array_equal(attribution_report.select(arrays, 's05, s00'), [5, 0])
   with pytest.raises(ValueError, match=r"\['nobody'\] are not in the prepared data"):
-    visualize.select(arrays, 's01,nobody')
+    attribution_report.select(arrays, 's01,nobody')
   with pytest.raises(ValueError, match='unknown attribution method'):
-    visualize.make_report(toy_run[0], toy_run[2], toy_run[3], arrays,
-                          opts=visualize.Options(methods=('lime',)))
+    attribution_report.make_report(toy_run[0], toy_run[2], toy_run[3], arrays,
+                          opts=attribution_report.Options(methods=('lime',)))

@@ -6,7 +6,7 @@ import pytest
 import skimage.data
 from scipy import ndimage
 
-from gradejax import augment
+from gradejax.training import augment
 
 
 @pytest.fixture(scope='module')

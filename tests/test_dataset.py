@@ -8,14 +8,14 @@ import pytest
 import skimage.data
 
 from fixtures import xlsx_builders as xb
-from gradejax import images, manifest, prepare
+from gradejax.data import images, manifest, prepare
 from helpers import child_env
 
 READER = r'''
 import json, sys
 import numpy as np
 import tensorflow_datasets as tfds
-from gradejax import dataset
+from gradejax.data import dataset
 out = sys.argv[1]
 arrays = dataset.load_arrays(out)
 source = tfds.data_source('grade_chips', data_dir=out + '/tfds', split='train')

@@ -11,7 +11,8 @@ import openpyxl
 import pytest
 from PIL import Image
 
-from gradejax import demo_data, faces, manifest, paths, portraits, prepare, workbook
+from gradejax.data import demo_data, faces, manifest, portraits, prepare, workbook
+from gradejax import paths
 
 N = 30
 
@@ -297,11 +298,11 @@ def test_cli_and_import_defines_no_flags(tmp_path):
 
 
 def test_visualize_reads_truth_csv_and_maps_the_cue(demo, prepared):
-  from gradejax import visualize  # the consumer of truth.csv and cue_mask_in_chip
+  from gradejax.report import attribution_report  # the consumer of truth.csv and cue_mask_in_chip
   path, truth = demo
   out, _ = prepared
   used = [e for e in manifest.read(out / 'manifest.csv') if e.status == 'used']
-  masks, _ = visualize.cue_masks(out, [e.id for e in used], 150, str(path.parent / 'truth.csv'))
+  masks, _ = attribution_report.cue_masks(out, [e.id for e in used], 150, str(path.parent / 'truth.csv'))
   expected = {e.id for e in used if truth.cue[list(truth.id).index(e.id)]}
   assert set(masks) == expected and expected
   for e in used:

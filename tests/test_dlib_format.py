@@ -5,8 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from gradejax import dlib_format, paths
-from gradejax.dlib_format import DlibFormatError
+from gradejax.nets import dlib_format
+from gradejax import paths
+from gradejax.nets.dlib_format import DlibFormatError
 
 DAT = paths.dlib_model(paths.FACE_RECOGNITION)
 

@@ -7,7 +7,9 @@ import pytest
 import scipy.stats
 
 from configs import toy
-from gradejax import baselines, evaluate, input_pipeline, labels
+from gradejax.evaluation import crossval, evaluate
+from gradejax.training import input_pipeline
+from gradejax.data import labels
 
 
 def make(n=120, d=16, shift=0.0, seed=0):
@@ -44,9 +46,9 @@ def test_bootstrap_ci_is_the_percentile_interval_of_resampled_aucs():
   x, y, fold = make(shift=0.7, seed=6)
   c = cfg(cv_repeats=2)
   v = evaluate.evaluate_features(c, x, y, fold, 2)
-  h = baselines.from_config(c, 2)
+  h = crossval.from_config(c, 2)
   folds = input_pipeline.cv_folds(y, fold, c.cv_folds, c.cv_repeats, c.seed)
-  _, oof = baselines.observed(h, x, y, folds, jax.random.fold_in(jax.random.key(c.seed), 2))
+  _, oof = crossval.observed(h, x, y, folds, jax.random.fold_in(jax.random.key(c.seed), 2))
   oof = oof.astype(np.float64)
 
   def auc(labels, scores):
@@ -79,16 +81,16 @@ def test_same_seed_same_result_other_seed_differs():
 
 def test_permutations_in_chunks_equal_one_chunk_and_p_formula():
   x, y, fold = make(shift=1.0, seed=3)
-  h = baselines.CVHead(steps=50)
+  h = crossval.CVHead(steps=50)
   folds = fold[None]
   key = jax.random.key(0)
-  a = baselines.permutation_scores(h, x, y, folds, key, 30, 30, 0)
-  b = baselines.permutation_scores(h, x, y, folds, key, 30, 8, 0)  # 4 chunks, last padded
+  a = crossval.permutation_scores(h, x, y, folds, key, 30, 30, 0)
+  b = crossval.permutation_scores(h, x, y, folds, key, 30, 8, 0)  # 4 chunks, last padded
   np.testing.assert_allclose(a, b, atol=1e-6)
-  assert baselines.p_value(0.7, np.array([0.5, 0.7, 0.9])) == pytest.approx(3 / 4)
+  assert crossval.p_value(0.7, np.array([0.5, 0.7, 0.9])) == pytest.approx(3 / 4)
   # Out-of-fold scores of the first permutation equal a direct CV on those labels.
   perm = np.random.default_rng(0).permutation(len(y))
-  direct, _ = baselines.observed(h, x, y[perm], folds, key)
+  direct, _ = crossval.observed(h, x, y[perm], folds, key)
   assert a[0] == pytest.approx(direct, abs=1e-6)
 
 
@@ -156,7 +158,8 @@ def test_no_warning_unless_image_statistics_beat_chance_and_match_the_cnn(case):
 
 
 def _demo_run(root, cue_strength):
-  from gradejax import demo_data, prepare, train
+  from gradejax.data import demo_data, prepare
+  from gradejax.training import train
   demo_data.write_demo_workbook(root / 'wb.xlsx', n=160, seed=0, cue_strength=cue_strength)
   prepare.prepare(root / 'wb.xlsx', root / 'data', prepare.Options(pivot='median'))
   c = toy.get_config()

@@ -23,7 +23,8 @@ import pytest
 import skimage.data
 import skimage.transform
 
-from gradejax import extractor, facenet, nets, paths
+from gradejax.nets import extractor, facenet
+from gradejax import nets, paths
 
 N_LFW = 15
 

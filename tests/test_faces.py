@@ -5,7 +5,7 @@ import pytest
 import skimage.data
 from scipy import ndimage
 
-from gradejax import faces
+from gradejax.data import faces
 
 
 @pytest.fixture(scope='module')

@@ -332,7 +332,7 @@ def test_dataset_example_positions_and_crops(conv):
 def test_page_puts_dataset_examples_beside_each_unit(tmp_path):
   from PIL import Image
 
-  from gradejax.featurevis import page
+  from gradejax.report import featurevis_page as page
   rng = np.random.default_rng(0)
   synth = rng.uniform(size=(2, 32, 32, 3)).astype(np.float32)
   data = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)

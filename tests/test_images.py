@@ -8,7 +8,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-from gradejax import images
+from gradejax.data import images
 
 
 def _encode(im: Image.Image, fmt: str = 'PNG', **kw) -> bytes:

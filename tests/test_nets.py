@@ -1,4 +1,4 @@
-"""The calling convention (gradejax/nets.py) on a toy net with known answers."""
+"""The calling convention (gradejax/nets/convention.py) on a toy net with known answers."""
 import flax.linen as nn
 import jax
 import numpy as np

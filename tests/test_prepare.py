@@ -15,7 +15,7 @@ import skimage.data
 from PIL import Image
 
 from fixtures import xlsx_builders as xb
-from gradejax import faces, images, labels, manifest, prepare
+from gradejax.data import faces, images, labels, manifest, prepare
 from helpers import ROOT, child_env
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
@@ -262,7 +262,7 @@ def test_no_usable_rows_still_explains_every_row(tmp_path):
 
 
 def test_ids_become_safe_unique_file_names(tmp_path, photos):
-  from gradejax import workbook
+  from gradejax.data import workbook
   path = xb.write_workbook(tmp_path / 'w.xlsx', [('a/b', 4, photos['face']), ('a_b', 5, photos['face']),
                                                  (17, 4, photos['face']), ('.x', 4, photos['face'])])
   entries = prepare._ids_and_grades(workbook.read_workbook(path), prepare.Options())

@@ -16,7 +16,9 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from configs import toy
 from fixtures import xlsx_builders as xb
-from gradejax import input_pipeline, nets, prepare, train
+from gradejax.training import input_pipeline, train
+from gradejax import nets
+from gradejax.data import prepare
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -186,10 +188,10 @@ def test_label_randomisation_retrains_on_permuted_labels(full_run, tmp_path, mon
   # The visualize CLI's retrain hook: same config, labels permuted by the seed, cached features
   # reused. The shuffled run records its seed, trains on exactly that permutation, and ends with
   # a different head.
-  from gradejax import visualize
+  from gradejax.report import attribution_report
   workdir, _ = full_run
   _, variables, config = train.load_trained(workdir)
-  params = visualize._retrain_on_shuffled_labels(str(workdir), config, seed=3)
+  params = attribution_report._retrain_on_shuffled_labels(str(workdir), config, seed=3)
   sub = workdir / 'sanity' / 'shuffled_labels'
   saved = json.loads((sub / 'config.json').read_text())
   assert saved['shuffle_labels_seed'] == 3 and saved['evaluate'] is False

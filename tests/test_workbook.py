@@ -8,7 +8,7 @@ import openpyxl
 import pytest
 
 from fixtures import xlsx_builders as xb
-from gradejax import workbook
+from gradejax.data import workbook
 
 FIXTURES = pathlib.Path(__file__).parent / 'fixtures'
 

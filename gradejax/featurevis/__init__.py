@@ -4,5 +4,5 @@ One idea per module: ``objectives`` (what to maximise), ``param`` (how the image
 represented), ``transform`` (robustness jitter), ``regularisers`` (priors), ``render`` (the
 optimisation, one compiled ``lax.scan`` over steps, batched over units and sharded over
 devices), ``inversion`` (caricature, feature inversion), ``dataset_examples`` (top-k real images),
-``page`` (HTML). The CLI is ``python -m gradejax.featurevis``.
+the page is ``gradejax.report.featurevis_page``. The CLI is ``python -m gradejax.featurevis``.
 """

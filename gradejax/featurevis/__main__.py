@@ -15,9 +15,10 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from gradejax import cli
+from gradejax import logs
 from gradejax import nets
-from gradejax.featurevis import dataset_examples, objectives, page
+from gradejax.featurevis import dataset_examples, objectives
+from gradejax.report import featurevis_page as page
 from gradejax.featurevis import param as param_lib
 from gradejax.featurevis import render, transform
 
@@ -36,15 +37,15 @@ def parse_units(spec: str) -> np.ndarray:
 def load(net: str, workdir: str, data_dir: str | None):
   """-> (ModelFn, images uint8 [N,150,150,3] or None, a note)."""
   if net == 'face':
-    from gradejax import extractor
+    from gradejax.nets import extractor
     module, variables = extractor.load_face_resnet()
   else:
-    from gradejax import train
+    from gradejax.training import train
     module, variables, config = train.load_trained(workdir)
     data_dir = data_dir or config.get('data_dir')
   images = None
   if data_dir:
-    from gradejax import dataset
+    from gradejax.data import dataset
     try:
       images = dataset.load_arrays(data_dir)['images']
     except (FileNotFoundError, ValueError) as e:
@@ -104,7 +105,7 @@ def run(workdir: str, layer: str, units: np.ndarray, *, net: str = 'classifier',
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  cli.quiet_libraries()
+  logs.quiet_libraries()
   f = flags.FLAGS
   out = run(f.workdir, f.layer, parse_units(f.units), net=f.net, steps=f.steps, size=f.size,
             param=f.param, decorrelate=f.decorrelate, jitter=f.jitter, rotate=f.rotate,
@@ -135,6 +136,11 @@ def _define_flags() -> None:
   flags.DEFINE_string('data_dir', None, 'prepared data (default: the run config\'s data_dir)')
 
 
-if __name__ == '__main__':
+def command() -> None:
+  """The ``gradejax.featurevis`` command: defines its flags, parses argv, runs :func:`main`."""
   _define_flags()
   app.run(main)
+
+
+if __name__ == '__main__':
+  command()

@@ -1,6 +1,6 @@
 """The grade classifier: dlib's face ResNet (frozen) -> head input -> MLP head -> logits.
 
-Follows gradejax/nets.py: ``__call__(images, *, relu=nn.relu, train=False)`` with images
+Follows gradejax/nets/convention.py: ``__call__(images, *, relu=nn.relu, train=False)`` with images
 ``[B, 150, 150, 3]`` in [0, 1]; taps are the extractor's under ``extractor/`` (``extractor/level1``,
 ``extractor/descriptor``, ...), then ``head/hidden0``.. and ``logits``.
 
@@ -17,8 +17,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gradejax import facenet, nets
-from gradejax.dlib_format import FACE_RESNET_DESCRIPTOR_DIM, FACE_RESNET_LEVELS
+from gradejax.nets import facenet
+from gradejax import nets
+from gradejax.nets.dlib_format import FACE_RESNET_DESCRIPTOR_DIM, FACE_RESNET_LEVELS
 
 Array = jax.Array
 HEAD_INPUT_DIMS = {'descriptor': FACE_RESNET_DESCRIPTOR_DIM, 'pooled': 256, 'stem': 32}

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gradejax import model, stats
+from gradejax.nets import classifier
+from gradejax.evaluation import stats
 
 Array = jax.Array
 
@@ -52,7 +53,7 @@ def fit_predict(h: CVHead, x: Array, y: Array, train: Array, key: Array) -> Arra
   mean = (mask @ x) / jnp.sum(mask)
   std = jnp.sqrt((mask @ (x - mean) ** 2) / jnp.sum(mask)) + 1e-6
   z = (x - mean) / std
-  net = model.Head(h.num_classes, h.widths, 0.0)
+  net = classifier.Head(h.num_classes, h.widths, 0.0)
   params = net.init(key, z[:1])['params']
   norm = {'mean': jnp.zeros(x.shape[1]), 'std': jnp.ones(x.shape[1])}
   apply = lambda p: net.apply({'params': p, 'norm': norm}, z)

@@ -18,7 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradejax import augment, dataset, extractor, labels, model
+from gradejax.training import augment
+from gradejax.data import dataset, labels
+from gradejax.nets import extractor, classifier
 
 CACHE_FORMAT = 1
 
@@ -99,7 +101,7 @@ def to_float(images: np.ndarray) -> np.ndarray:
 def make_feature_fn(head_input: str, input_means, p: augment.AugmentParams):
   """jitted ``(params, images uint8/float [B,...], views int [B], index int [B], key)`` ->
   head-input features ``[B, D]`` of those views."""
-  trunk = model.FaceTrunk(input_means=input_means, head_input=head_input)
+  trunk = classifier.FaceTrunk(input_means=input_means, head_input=head_input)
 
   @jax.jit
   def fn(params, images, view, index, key):

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from gradejax import render
+from gradejax.report import figures
 
 PRIVACY_NOTE = ('This report shows photos of students and facts about their grades. It is a '
                 'local file: keep it on this machine, do not upload, e-mail or publish it, and '
@@ -56,7 +56,7 @@ class Section:
 
 
 def data_uri(img: Image.Image) -> str:
-  return 'data:image/png;base64,' + base64.b64encode(render.png_bytes(img)).decode('ascii')
+  return 'data:image/png;base64,' + base64.b64encode(figures.png_bytes(img)).decode('ascii')
 
 
 def _cell(v: Any) -> str:

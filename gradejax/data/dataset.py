@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 import tensorflow_datasets as tfds
 
-from gradejax import manifest
+from gradejax.data import manifest
 
 NAME = 'grade_chips'
 VERSION = '1.0.0'

@@ -8,13 +8,13 @@ from typing import Sequence
 
 import numpy as np
 
-from gradejax import render, report
+from gradejax.report import figures, document
 from gradejax.featurevis import dataset_examples
 
 
 def unit_row(unit: int, synth: np.ndarray, examples: Sequence[np.ndarray] = ()) -> list:
-  panels = [render.image_panel(render.to_uint8(synth), f'unit {unit}')]
-  panels += [render.image_panel(e, f'top {j + 1}') for j, e in enumerate(examples)]
+  panels = [figures.image_panel(figures.to_uint8(synth), f'unit {unit}')]
+  panels += [figures.image_panel(e, f'top {j + 1}') for j, e in enumerate(examples)]
   return panels
 
 
@@ -33,14 +33,14 @@ def write(out_dir: str | pathlib.Path, title: str, layer: str, units: np.ndarray
       ex = [dataset_examples.crop(data[i], top['position'][j, r], crop)
             for r, i in enumerate(top['index'][j])]
     row = unit_row(int(u), images[j], ex)
-    render.save_png(render.grid([row]), out_dir / f'unit_{int(u):04d}.png')
+    figures.save_png(figures.grid([row]), out_dir / f'unit_{int(u):04d}.png')
     rows.append(row)
   per_row = max(1, int(np.ceil(np.sqrt(len(rows)))))  # near-square, not a 256-tall column
-  grid = render.grid([[r[0] for r in rows[i:i + per_row]]
+  grid = figures.grid([[r[0] for r in rows[i:i + per_row]]
                       for i in range(0, len(rows), per_row)])
-  render.save_png(grid, out_dir / 'grid.png')
+  figures.save_png(grid, out_dir / 'grid.png')
   start, end = history[0], history[-1]
-  table = report.Table(('unit', 'objective at step 0', 'objective at the end'),
+  table = document.Table(('unit', 'objective at step 0', 'objective at the end'),
                        [(int(u), float(start[j]), float(end[j])) for j, u in enumerate(units)])
   paras = [f'Layer {layer}: each image maximises one unit. ' + ' '.join(settings_text)]
   if note:
@@ -48,7 +48,7 @@ def write(out_dir: str | pathlib.Path, title: str, layer: str, units: np.ndarray
   if top is not None:
     paras.append(f'Beside each: the {top["index"].shape[1]} prepared chips whose mean activation '
                  'of the unit is highest, cropped around its maximum.')
-  sections = [report.Section('Synthesised images', paras, [table],
-                             [report.Figure(render.grid([r]), f'unit {int(u)}')
+  sections = [document.Section('Synthesised images', paras, [table],
+                             [document.Figure(figures.grid([r]), f'unit {int(u)}')
                               for u, r in zip(units, rows)])]
-  return report.write(out_dir / 'index.html', title, sections)
+  return document.write(out_dir / 'index.html', title, sections)

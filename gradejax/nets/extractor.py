@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from gradejax import dlib_format, facenet, paths
+from gradejax.nets import dlib_format, facenet
+from gradejax import paths
 
 Params = dict[str, Any]
 CACHE_FORMAT = 1  # bump when the conversion changes, so stale caches are rebuilt

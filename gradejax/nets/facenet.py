@@ -37,7 +37,7 @@ import numpy as np
 from jax import lax
 
 from gradejax import nets
-from gradejax.dlib_format import (FACE_RESNET_CHIP_SIZE, FACE_RESNET_DESCRIPTOR_DIM,
+from gradejax.nets.dlib_format import (FACE_RESNET_CHIP_SIZE, FACE_RESNET_DESCRIPTOR_DIM,
                                   FACE_RESNET_LEVELS)
 
 Array = jax.Array

@@ -1,0 +1,252 @@
+"""The embedded demo workbook: a synthetic stand-in for the school's Excel file.
+
+``write_demo_workbook`` writes a real .xlsx (headers ``id``, ``grade``, ``photo``; one JPEG
+portrait anchored in each photo cell, as Excel does for a picture dropped on a cell) and
+``truth.csv`` beside it with the ground truth of the planted cue.
+
+The cue world. ``cue_strength`` s in [0, 1] plants a bright round sticker on one cheek, inside
+the region the aligned face chip covers, with probability
+
+    P(cue) = 0.5 + s/2  for students at or above the median grade,
+    P(cue) = 0.5 - s/2  below it.
+
+s = 0 is the null world: the photo carries no information about the grade (every other
+attribute -- skin tone, hair, background, lighting, pose, the sticker's colour and side -- is
+drawn independently of the grade), so an honest pipeline must find nothing. s = 1 makes the
+sticker a perfect predictor of the median split. The portrait of a row does not depend on s:
+only the sticker's presence does.
+
+All randomness comes from numpy Generators seeded per row, ``default_rng([seed, row, stream])``,
+so a workbook is reproducible row by row.
+
+CLI::
+
+  python -m gradejax.demo_data --out FILE.xlsx [--n 430] [--seed 0] [--cue_strength 0.0]
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import pathlib
+from typing import Sequence
+
+import numpy as np
+import openpyxl
+from openpyxl.drawing.image import Image as XlImage
+from PIL import Image
+from scipy import stats
+
+from gradejax.data import portraits
+
+GRADE_MEDIAN = 4.75
+# Chosen so that about 7% fail (grade < 4.0): ~30 of 430, like the school's cohort.
+GRADE_SD = 0.51
+GRADE_STEP = 0.05  # averages are reported to the nearest 0.05
+PASS_MARK = 4.0
+JPEG_QUALITY = 90
+DISPLAY_HEIGHT_PX = 150  # how large a photo shows in Excel (the JPEG keeps full resolution)
+PHOTO_SIZE = (portraits.WIDTH, portraits.HEIGHT)  # (width, height) pixels of each portrait
+
+# Row streams of default_rng([seed, row, stream]).
+_APPEARANCE, _CUE = 0, 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Truth:
+  """Ground truth of a demo workbook, one entry per data row (row r is sheet row r + 2).
+
+  id: str [N] (6-digit ids); grade: float64 [N]; cue: int32 [N] 0/1; cue_box: float64 [N, 4]
+  x0 y0 x1 y1 in photo pixels (NaN where cue = 0); eyes float64 [N, 2, 2] and nose float64
+  [N, 2] (x, y) in photo pixels, where the portrait's eyes and nose base were drawn.
+  """
+  id: np.ndarray
+  grade: np.ndarray
+  cue: np.ndarray
+  cue_box: np.ndarray
+  eyes: np.ndarray
+  nose: np.ndarray
+
+
+def _check(n: int, cue_strength: float, photo_size: tuple[int, int] = PHOTO_SIZE) -> None:
+  if n < 1:
+    raise ValueError(f'n must be >= 1 (rows in the demo workbook); got {n}.')
+  if n > 900_000:
+    raise ValueError(f'n={n}: at most 900000 rows (ids are unique 6-digit numbers).')
+  if not 0.0 <= cue_strength <= 1.0:
+    raise ValueError(f'cue_strength must lie in [0, 1] (0 = null world, 1 = perfect cue); '
+                     f'got {cue_strength}.')
+  if len(photo_size) != 2 or min(photo_size) < 16:
+    raise ValueError(f'photo_size must be (width, height) in pixels, each >= 16; got '
+                     f'{photo_size!r} (dlib finds faces reliably from about (260, 300)).')
+
+
+def demo_ids(n: int, seed: int = 0) -> np.ndarray:
+  """Unique random 6-digit ids: str [n]."""
+  rng = np.random.default_rng([seed, 1_000_003])
+  return np.array([str(v) for v in rng.choice(900_000, n, replace=False) + 100_000])
+
+
+def demo_grades(n: int, seed: int = 0) -> np.ndarray:
+  """Grades on the Swiss scale: float64 [n] in [1, 6], rounded to 0.05.
+
+  Stratified normal quantiles (median 4.75, sd 0.51) in random order, so any n gets the
+  cohort's shape: for n = 430 about 400 pass and 30 fail at 4.0, median 4.75.
+  """
+  rng = np.random.default_rng([seed, 1_000_004])
+  q = (rng.permutation(n) + rng.uniform(size=n)) / n
+  g = GRADE_MEDIAN + GRADE_SD * stats.norm.ppf(q)
+  return np.clip(np.round(g / GRADE_STEP) * GRADE_STEP, 1.0, 6.0).round(2)
+
+
+def cue_draws(grades: np.ndarray, seed: int, cue_strength: float) -> np.ndarray:
+  """Whether each row carries the cue: int32 [n] 0/1 (see the module docstring for P(cue))."""
+  grades = np.asarray(grades, np.float64)
+  _check(len(grades), cue_strength)
+  high = grades >= np.median(grades)
+  p = np.where(high, 0.5 + cue_strength / 2, 0.5 - cue_strength / 2)
+  u = np.array([np.random.default_rng([seed, r, _CUE]).uniform() for r in range(len(grades))])
+  return (u < p).astype(np.int32)
+
+
+def render_row(seed: int, row: int, cue: bool,
+               photo_size: tuple[int, int] = PHOTO_SIZE) -> tuple[np.ndarray, portraits.Face,
+                                                                  tuple[float, ...] | None]:
+  """The portrait of data row ``row`` (0-based): uint8 [H, W, 3], its Face, cue box or None.
+
+  The appearance depends on (seed, row) only; the sticker's colour and side are drawn from the
+  cue stream whether or not it is painted, so they too are independent of the grade.
+  ``photo_size`` is (width, height) in pixels.
+  """
+  params = portraits.sample_params(np.random.default_rng([seed, row, _APPEARANCE]))
+  cue_rng = np.random.default_rng([seed, row, _CUE])
+  cue_rng.uniform()  # the presence draw of cue_draws
+  sticker = portraits.sample_sticker(cue_rng)
+  image, face = portraits.draw(params, sticker if cue else None, size=photo_size)
+  box = portraits.sticker_box(face, sticker) if cue else None
+  return image, face, box
+
+
+def encode_jpeg(image: np.ndarray) -> bytes:
+  """uint8 [H, W, 3] -> JPEG bytes (no EXIF or other metadata)."""
+  buf = io.BytesIO()
+  Image.fromarray(image).save(buf, format='JPEG', quality=JPEG_QUALITY)
+  return buf.getvalue()
+
+
+def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0,
+                        cue_strength: float = 0.0,
+                        photo_size: tuple[int, int] = PHOTO_SIZE) -> Truth:
+  """Writes the demo .xlsx at ``path`` and ``truth.csv`` in the same folder; returns the truth.
+
+  Args:
+    path: the .xlsx to write (its folder is created).
+    n: rows (students).
+    seed: the workbook's seed; the same seed gives the same ids, grades and image bytes.
+    cue_strength: s in [0, 1]; P(cue) = 0.5 + s/2 at or above the median grade, 0.5 - s/2
+      below (0: null world, photos carry no information about grades; 1: perfect cue).
+    photo_size: (width, height) of each portrait in pixels. The default suits dlib's HOG
+      detector (faces ~120 px wide); much smaller photos are for quick tests of the workbook.
+
+  Returns:
+    The ground truth (also written to ``truth.csv``), row r being sheet row r + 2.
+  """
+  _check(n, cue_strength, photo_size)
+  width, height = map(int, photo_size)
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  ids, grades = demo_ids(n, seed), demo_grades(n, seed)
+  cues = cue_draws(grades, seed, cue_strength)
+
+  wb = openpyxl.Workbook()
+  ws = wb.active
+  ws.title = 'students'
+  ws.append(['id', 'grade', 'photo'])
+  boxes = np.full((n, 4), np.nan)
+  eyes, nose = np.zeros((n, 2, 2)), np.zeros((n, 2))
+  scale = DISPLAY_HEIGHT_PX / height
+  ws.column_dimensions['C'].width = width * scale / 7 + 1  # ~7 px per character
+  for r in range(n):
+    sheet_row = r + 2
+    ws.cell(sheet_row, 1, int(ids[r]))
+    ws.cell(sheet_row, 2, float(grades[r])).number_format = '0.00'
+    image, face, box = render_row(seed, r, bool(cues[r]), (width, height))
+    if box is not None:
+      boxes[r] = box
+    eyes[r], nose[r] = face.eyes, face.nose
+    pic = XlImage(io.BytesIO(encode_jpeg(image)))
+    pic.width, pic.height = round(width * scale), DISPLAY_HEIGHT_PX
+    ws.add_image(pic, f'C{sheet_row}')
+    ws.row_dimensions[sheet_row].height = DISPLAY_HEIGHT_PX * 0.75 + 2  # points
+  wb.save(path)
+
+  truth = Truth(ids, grades, cues, boxes, eyes, nose)
+  write_truth_csv(path.parent / 'truth.csv', truth)
+  return truth
+
+
+def write_truth_csv(path: str | pathlib.Path, truth: Truth) -> None:
+  """truth.csv: id, grade, cue (0/1), cue_box "x0 y0 x1 y1" (photo pixels; empty if no cue)."""
+  with open(path, 'w', newline='', encoding='utf-8') as f:
+    w = csv.writer(f)
+    w.writerow(['id', 'grade', 'cue', 'cue_box'])
+    for i, g, c, b in zip(truth.id, truth.grade, truth.cue, truth.cue_box):
+      w.writerow([i, f'{g:.2f}', int(c), ' '.join(f'{v:.2f}' for v in b) if c else ''])
+
+
+def _numbers(value, count: int, what: str) -> np.ndarray:
+  if isinstance(value, str):
+    value = value.split()
+  a = np.asarray(value, np.float64).ravel()
+  if a.size != count:
+    raise ValueError(f'{what}: expected {count} numbers, got {a.size} ({value!r}).')
+  return a
+
+
+def cue_mask_in_chip(box: Sequence[float] | str, chip_affine: np.ndarray | Sequence[float] | str,
+                     size: int = 150) -> np.ndarray:
+  """The cue box carried into the aligned chip: bool [size, size].
+
+  Args:
+    box: x0 y0 x1 y1 in photo pixels (4 numbers, or the truth.csv string).
+    chip_affine: photo -> chip map, chip_x = a*x + b*y + c, chip_y = d*x + e*y + f, as float
+      [2, 3], 6 numbers "a b c d e f" (the manifest's ``chip_affine``) or their string.
+    size: chip side in pixels.
+
+  Returns:
+    True at the chip pixels (centres on integer coordinates, as in dlib) inside the mapped
+    quadrilateral, i.e. whose photo pre-image lies in the box.
+  """
+  x0, y0, x1, y1 = _numbers(box, 4, 'cue box')
+  a = _numbers(chip_affine, 6, 'chip_affine').reshape(2, 3)
+  if abs(np.linalg.det(a[:, :2])) < 1e-12:
+    raise ValueError(f'chip_affine {a.ravel().tolist()} is singular; cannot map the cue box.')
+  inv = np.linalg.inv(a[:, :2])
+  yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+  pts = np.stack([xx - a[0, 2], yy - a[1, 2]], axis=-1) @ inv.T  # [size, size, 2] photo (x, y)
+  lo_x, hi_x = min(x0, x1), max(x0, x1)
+  lo_y, hi_y = min(y0, y1), max(y0, y1)
+  return ((pts[..., 0] >= lo_x) & (pts[..., 0] <= hi_x) &
+          (pts[..., 1] >= lo_y) & (pts[..., 1] <= hi_y))
+
+
+def main(argv: Sequence[str]) -> None:
+  from absl import flags
+  del argv
+  f = flags.FLAGS
+  truth = write_demo_workbook(f.out, n=f.n, seed=f.seed, cue_strength=f.cue_strength)
+  fail = int((truth.grade < PASS_MARK).sum())
+  print(f'wrote {f.out}: {len(truth.id)} rows ({len(truth.id) - fail} pass, {fail} fail at '
+        f'{PASS_MARK}), cue on {int(truth.cue.sum())} photos (strength {f.cue_strength}); '
+        f'ground truth in {pathlib.Path(f.out).parent / "truth.csv"}')
+
+
+def command() -> None:
+  """The ``gradejax.demo_data`` command: defines its flags, parses argv, runs :func:`main`."""
+  from absl import app, flags
+  flags.DEFINE_string('out', None, 'the .xlsx to write (truth.csv goes beside it)')
+  flags.DEFINE_integer('n', 430, 'rows (students)')
+  flags.DEFINE_integer('seed', 0, 'seed: same seed, same workbook')
+  flags.DEFINE_float('cue_strength', 0.0, 'planted cue strength in [0, 1]; 0 = null world')
+  flags.mark_flag_as_required('out')
+  app.run(main)

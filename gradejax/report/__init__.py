@@ -1,0 +1,1 @@
+"""Stage 5's output: figures (PNG panels), self-contained HTML documents, the report pages."""

@@ -1,0 +1,1 @@
+"""Stage 3, train: augmentation, the input pipeline (cached features), the training loop."""
