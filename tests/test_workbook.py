@@ -175,10 +175,10 @@ def test_absolute_anchor_and_photo_column_preference(tmp_path):
   wb = openpyxl.load_workbook(path)
   ws = wb.active
   ws.row_dimensions[2].height = 60  # row 2 is 60 pt high, others the default 15 pt
-  # Row 3 starts at 15 + 60 = 75 pt; a picture placed at y = 80 pt lies in row 3.
+  # Row 3 spans 75-90 pt (15 + 60 above it); a picture at y = 80-90 pt lies in row 3.
   img = XlImage(io.BytesIO(_photo(2)))
   img.anchor = AbsoluteAnchor(pos=XDRPoint2D(x=0, y=80 * 12700),
-                              ext=XDRPositiveSize2D(cx=500000, cy=500000))
+                              ext=XDRPositiveSize2D(cx=500000, cy=10 * 12700))
   ws.add_image(img)
   logo = XlImage(io.BytesIO(_photo(7)))  # a second picture in row 2, outside the photo column
   ws.add_image(logo, 'E2')
