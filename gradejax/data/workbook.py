@@ -22,6 +22,7 @@ the spreadsheet stored it.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import numbers
 import pathlib
@@ -135,12 +136,40 @@ def check_package(path: str | pathlib.Path) -> None:
       if 'mimetype' in names and zf.read('mimetype').startswith(b'application/vnd.oasis'):
         raise WorkbookError(
             f'{path}: an OpenDocument file (.ods), not .xlsx. Save it as .xlsx first.')
+      if 'xl/workbook.bin' in names:
+        raise WorkbookError(
+            f'{path}: an Excel binary workbook (.xlsb), not .xlsx. Open it in Excel and save it '
+            'as "Excel Workbook (.xlsx)".')
+      _check_sizes(path, zf)
       if 'xl/workbook.xml' not in names and not any(n.endswith('workbook.xml') for n in names):
         raise WorkbookError(
             f'{path}: a zip file but not an .xlsx workbook (no xl/workbook.xml inside). '
             'Save the spreadsheet as "Excel Workbook (.xlsx)".')
   except zipfile.BadZipFile as e:
     raise WorkbookError(f'{path}: damaged zip package ({e}); re-save it from Excel.') from e
+
+
+# A zip bomb (e.g. a sharedStrings.xml of gigabytes that compresses to a few MB) would exhaust
+# memory in the XML parser: parts are refused above these sizes. Real school workbooks are far
+# below (a 1000-row sheet is ~100 KB of XML; photos are already compressed, ratio ~1).
+MAX_PART_BYTES = 512 << 20
+MAX_PACKAGE_BYTES = 2 << 30
+MAX_RATIO = 200  # uncompressed / compressed, for parts above 16 MiB
+
+
+def _check_sizes(path: pathlib.Path, zf: zipfile.ZipFile) -> None:
+  total = 0
+  for info in zf.infolist():
+    total += info.file_size
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size > MAX_PART_BYTES or (info.file_size > 16 << 20 and ratio > MAX_RATIO):
+      raise WorkbookError(
+          f'{path}: the part {info.filename} would unpack to {info.file_size / 2**20:.0f} MiB '
+          f'(compressed {ratio:.0f}x); refused as a possible zip bomb. If the workbook is '
+          'genuine, open it in Excel and save a copy as .xlsx.')
+  if total > MAX_PACKAGE_BYTES:
+    raise WorkbookError(f'{path}: the package would unpack to {total / 2**30:.1f} GiB; refused '
+                        'as a possible zip bomb.')
 
 
 class _Package:
@@ -442,6 +471,9 @@ def parse_grade(value: Any, scale: tuple[float, float] = (1.0, 6.0)) -> tuple[fl
       grade = float(s.replace(',', '.'))
     else:
       return None, f'grade_not_a_number: {value.strip()[:40]!r} is not a number'
+  elif isinstance(value, (datetime.date, datetime.time, datetime.timedelta)):
+    return None, (f'grade_not_a_number: {value} is a date or time (the cell is formatted as a '
+                  'date); format the grade column as Number and check the values')
   else:
     return None, f'grade_not_a_number: a {type(value).__name__} value is not a number'
   if not math.isfinite(grade):
