@@ -407,3 +407,35 @@ def test_a_failing_write_keeps_the_previous_output(tmp_path, small_workbook):
   assert 'the previous output is untouched' in run.stderr
   assert (out / 'manifest.csv').read_text() == before
   assert sorted(p.name for p in tmp_path.iterdir()) == ['data']
+
+
+def test_next_run_restores_an_output_moved_away_before_anything_else(tmp_path, small_workbook):
+  out = tmp_path / 'data'
+  prepare.prepare(small_workbook, out, prepare.Options(folds=2))
+  before = (out / 'manifest.csv').read_text()
+  out.rename(tmp_path / '.data.old-999999999-abc123')  # killed between the two renames
+  # Restored first, so the refusal comes before any work (not after detecting every face).
+  with pytest.raises(prepare.OutputExistsError, match='already exists; pass --overwrite'):
+    prepare.prepare(small_workbook, out, prepare.Options(folds=2))
+  assert (out / 'manifest.csv').read_text() == before
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['data']
+
+
+def test_read_only_output_folder_is_a_message(tmp_path, small_workbook):
+  import os
+  ro = tmp_path / 'ro'
+  ro.mkdir()
+  if os.geteuid() != 0:
+    ro.chmod(0o555)
+  elif subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', str(ro)],
+                      capture_output=True).returncode != 0:
+    pytest.skip('running as root without permission to mount a read-only file system')
+  try:
+    with pytest.raises(prepare.OutputError, match=r'cannot write in .*ro \(read-only or no '
+                       r'permission\)'):
+      prepare.prepare(small_workbook, ro / 'out', prepare.Options(folds=2))
+  finally:
+    if os.geteuid() == 0:
+      subprocess.run(['umount', str(ro)], check=True)
+    else:
+      ro.chmod(0o755)

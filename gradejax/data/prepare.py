@@ -171,6 +171,8 @@ def prepare(workbook_path: str | os.PathLike, out: str | os.PathLike,
   o = options
   _check_options(o)
   out = pathlib.Path(out).absolute()
+  for line in clean_leftovers(out):  # first, so a run killed mid-swap gets its output back
+    print(line, file=sys.stderr)
   check_output(out, o.overwrite)
   start = time.time()
   table = workbook.read_workbook(workbook_path, sheet=o.sheet, id_column=o.id_column,
