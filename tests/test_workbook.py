@@ -326,3 +326,22 @@ def test_macro_workbook_old_xls_xlsb_and_zip_bomb(tmp_path):
   with pytest.raises(workbook.WorkbookError, match=r'bomb\.xlsx: the part xl/sharedStrings\.xml '
                      r'would unpack to 40 MiB \(compressed \d+x\); refused as a possible zip bomb'):
     workbook.read_workbook(bomb)
+
+
+def test_a_logo_across_rows_outside_the_photo_column_is_ignored(tmp_path):
+  from openpyxl.drawing.image import Image as XlImage
+  from openpyxl.drawing.spreadsheet_drawing import AnchorMarker, TwoCellAnchor
+  path = xb.write_workbook(tmp_path / 'w.xlsx', [('a', 4, _photo(1)), ('b', 5, _photo(2))])
+  for name, col in (('logo', 4), ('stray', 2)):  # E2:E3 and C2:C3, each half in row 2, half in 3
+    wb = openpyxl.load_workbook(path)
+    ws = wb.active
+    img = XlImage(io.BytesIO(_photo(7)))
+    img.anchor = TwoCellAnchor(_from=AnchorMarker(col=col, row=1, rowOff=95250),
+                               to=AnchorMarker(col=col + 1, row=2, rowOff=95250))
+    ws.add_image(img)
+    wb.save(tmp_path / f'{name}.xlsx')
+  logo = workbook.read_workbook(tmp_path / 'logo.xlsx')
+  assert [(r.photo.data, r.photo_problem) for r in logo.rows] == [(_photo(1), None),
+                                                                   (_photo(2), None)]
+  stray = workbook.read_workbook(tmp_path / 'stray.xlsx')  # in the photo column: both skipped
+  assert [_code(r.photo_problem) for r in stray.rows] == ['photo_ambiguous'] * 2

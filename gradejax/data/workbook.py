@@ -606,7 +606,8 @@ def _sheet_extras(pkg: _Package, sheet_name: str) -> _SheetExtras:
 MAJORITY = 2 / 3
 
 
-def _assign_photos(photos: list[Photo], rows: _Rows, data_rows: set[int], first_row: int
+def _assign_photos(photos: list[Photo], rows: _Rows, data_rows: set[int], first_row: int,
+                   photo_col: int | None = None
                    ) -> tuple[dict[int, list[Photo]], dict[int, str]]:
   """Decides which row owns each picture, from where the picture lies, not its anchor cell.
 
@@ -614,8 +615,9 @@ def _assign_photos(photos: list[Photo], rows: _Rows, data_rows: set[int], first_
   offsets can push a picture mostly into the next row), so the anchor's top-left cell is not a
   reliable owner. A picture belongs to the only student row it covers; covering several, to
   the one holding at least ``MAJORITY`` of it; otherwise it is ambiguous and every row it
-  covers gets a problem instead of a guess. Pictures above ``first_row`` (logos over the header)
-  are ignored. In-cell pictures belong to their cell.
+  covers gets a problem instead of a guess, unless it lies outside the photo column (a logo):
+  then it is ignored. Pictures above ``first_row`` (logos over the header) are ignored too.
+  In-cell pictures belong to their cell.
 
   Returns:
     row -> owned pictures, and row -> 'photo_ambiguous: ...' reasons.
@@ -638,6 +640,8 @@ def _assign_photos(photos: list[Photo], rows: _Rows, data_rows: set[int], first_
         best = max(students, key=students.get)
         if students[best] >= MAJORITY * height:
           owner = best
+        elif photo_col is not None and p.cols and photo_col not in p.cols:
+          continue
         else:
           shares = ' / '.join(f'row {r}: {100 * pts / height:.0f}%'
                               for r, pts in sorted(students.items()))
@@ -738,7 +742,7 @@ def _rows(path: str, sheet: str, values: list[list[Any]], header_row: int,
                for c, v in enumerate(row_values))
 
   data_rows = {r for r in range(header_row + 1, len(values) + 1) if non_blank(r)}
-  owned, ambiguous = _assign_photos(photos, geometry, data_rows, header_row + 1)
+  owned, ambiguous = _assign_photos(photos, geometry, data_rows, header_row + 1, columns['photo'])
   last = max([len(values)] + list(owned) + list(ambiguous))
   moved = _moved_from_hidden(owned, ambiguous, geometry.hidden, data_rows, header_row)
   rows, blank = [], 0
