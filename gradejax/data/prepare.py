@@ -4,8 +4,11 @@ r"""Workbook -> aligned face chips, manifest, summary and a TFDS dataset.
       [--pivot 4.0|median] [--bins N] [--folds 5] [--seed 0] [--overwrite]
 
 Everything is built in a hidden sibling folder and renamed into place at the end, so ``--out``
-holds either nothing, the previous complete run, or this complete run. Each workbook row ends
-in ``manifest.csv`` exactly once, ``used`` or ``skipped`` with its reason.
+holds either nothing, the previous complete run, or this complete run, whatever interrupts the
+run (Ctrl-C and SIGTERM remove the half-built folder; after a SIGKILL the next run cleans up and,
+if the kill fell between the two renames, puts the previous output back). Each workbook row ends
+in ``manifest.csv`` exactly once, ``used`` or ``skipped`` with its reason. ``--check`` prints the
+row -> photo mapping and every problem without detecting faces or writing anything.
 """
 from __future__ import annotations
 
@@ -166,6 +169,7 @@ def prepare(workbook_path: str | os.PathLike, out: str | os.PathLike,
   Raises:
     workbook.WorkbookError: unreadable workbook, missing sheet or columns.
     OutputExistsError: ``out`` exists and ``options.overwrite`` is False.
+    OutputError: ``out`` cannot be written (see :func:`check_output`), or writing failed.
     ValueError: invalid options, or a labelling that cannot be made (e.g. collapsing bins).
   """
   o = options
