@@ -3,7 +3,9 @@ import collections
 import csv
 import io
 import json
+import os
 import pathlib
+import re
 import struct
 import subprocess
 import sys
@@ -439,3 +441,17 @@ def test_read_only_output_folder_is_a_message(tmp_path, small_workbook):
       subprocess.run(['umount', str(ro)], check=True)
     else:
       ro.chmod(0o755)
+
+
+def test_swap_by_two_renames_where_renameat2_is_missing(tmp_path):
+  out, tmp = tmp_path / 'data', tmp_path / '.data.tmp-1-x'
+  for folder, text in ((out, 'old run'), (tmp, 'new run')):
+    folder.mkdir()
+    (folder / 'manifest.csv').write_text(text)
+  old = prepare._swap_by_renames(tmp, out)
+  assert (out / 'manifest.csv').read_text() == 'new run'
+  assert (old / 'manifest.csv').read_text() == 'old run'
+  assert re.fullmatch(rf'\.data\.old-{os.getpid()}-\w+', old.name) and not tmp.exists()
+  # Killed right there, before removing the old run: the next run removes it (out is complete).
+  assert prepare.clean_leftovers(out) == [f'removed {old.name}, left by an interrupted run']
+  assert (out / 'manifest.csv').read_text() == 'new run' and not old.exists()

@@ -345,3 +345,24 @@ def test_a_logo_across_rows_outside_the_photo_column_is_ignored(tmp_path):
                                                                    (_photo(2), None)]
   stray = workbook.read_workbook(tmp_path / 'stray.xlsx')  # in the photo column: both skipped
   assert [_code(r.photo_problem) for r in stray.rows] == ['photo_ambiguous'] * 2
+
+
+def test_a_logo_mostly_in_the_header_is_not_a_photo(tmp_path):
+  from openpyxl.drawing.image import Image as XlImage
+  from openpyxl.drawing.spreadsheet_drawing import AnchorMarker, TwoCellAnchor
+  path = xb.write_workbook(tmp_path / 'w.xlsx', [('a', 4, None), ('b', 5, None)],
+                           headers=('id', 'grade', 'remarks'))  # no photo column
+  wb = openpyxl.load_workbook(path)
+  ws = wb.active
+  for row_off in (0, 10):  # 15 pt rows: a 20 pt logo in E1 spills 5 pt into row 2, then 15 pt
+    img = XlImage(io.BytesIO(_photo(7)))
+    img.anchor = TwoCellAnchor(_from=AnchorMarker(col=4, row=0, rowOff=row_off * 12700),
+                               to=AnchorMarker(col=5, row=1, rowOff=(row_off + 5) * 12700))
+    ws.add_image(img)
+    wb.save(tmp_path / f'logo{row_off}.xlsx')
+    wb = openpyxl.load_workbook(path)
+    ws = wb.active
+  rows = workbook.read_workbook(tmp_path / 'logo0.xlsx').rows
+  assert [(r.photo, r.photo_problem) for r in rows] == [(None, None), (None, None)]
+  rows = workbook.read_workbook(tmp_path / 'logo10.xlsx').rows  # 3/4 in row 2: its picture
+  assert rows[0].photo is not None and rows[0].photo.data == _photo(7) and rows[1].photo is None

@@ -350,14 +350,19 @@ def _swap_in(tmp: pathlib.Path, out: pathlib.Path) -> pathlib.Path | None:
       return None
     if _exchange(tmp, out):  # one atomic swap; tmp now holds the old run
       return tmp
-    old = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.old-{os.getpid()}-', dir=out.parent))
-    old.rmdir()
-    out.rename(old)
-    tmp.rename(out)
-    return old
+    return _swap_by_renames(tmp, out)
   finally:
     if masked:
       signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _swap_by_renames(tmp: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
+  """Where renameat2 is missing: ``out`` -> ``.NAME.old-PID-*``, then ``tmp`` -> ``out``."""
+  old = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.old-{os.getpid()}-', dir=out.parent))
+  old.rmdir()
+  out.rename(old)
+  tmp.rename(out)
+  return old
 
 
 def _write_atomically(out: pathlib.Path, entries, chips, summary, labelling, o: Options) -> None:

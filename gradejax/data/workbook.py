@@ -629,11 +629,14 @@ def _assign_photos(photos: list[Photo], rows: _Rows, data_rows: set[int], first_
     if p.placement == 'anchored' and p.span is not None and p.span[1] > p.span[0]:
       height = p.span[1] - p.span[0]
       # Touching a row by a sliver (rounding of offsets) does not count as covering it.
-      cover = {r: pts for r, pts in rows.overlaps(p.span).items()
+      overlaps = rows.overlaps(p.span)
+      if sum(pts for r, pts in overlaps.items() if r < first_row) >= 0.5 * height:
+        continue  # mostly in the header or above: a logo, not a student's photo
+      cover = {r: pts for r, pts in overlaps.items()
                if r >= first_row and pts > max(0.5, 0.02 * height)}
       students = {r: pts for r, pts in cover.items() if r in data_rows}
       if not cover:
-        continue  # above the first data row: a logo or a header picture
+        continue
       if len(students) == 1:
         owner = next(iter(students))
       elif students:
