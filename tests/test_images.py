@@ -129,3 +129,28 @@ def test_png_written_without_metadata(tmp_path, face):
     pos += 12 + n
   assert set(chunks) == {'IHDR', 'IDAT', 'IEND'}
   np.testing.assert_array_equal(images.read_png(path), face)
+
+
+@pytest.mark.parametrize('fmt,kw', [('WEBP', {'lossless': True}), ('TIFF', {}), ('GIF', {}),
+                                    ('BMP', {}), ('TIFF', {'compression': 'tiff_lzw'})])
+def test_other_raster_formats_decode_like_pillow(face, fmt, kw):
+  data = _encode(Image.fromarray(face), fmt, **kw)
+  out, reason = images.decode_photo(data)
+  assert reason is None
+  ref = np.asarray(Image.open(io.BytesIO(data)).convert('RGB'))
+  np.testing.assert_array_equal(out, ref)
+  if fmt != 'GIF':  # GIF is palette-quantised
+    np.testing.assert_array_equal(out, face)
+
+
+def test_vector_pictures_are_named():
+  from fixtures.make_xlsxwriter_grades import emf
+  out, reason = images.decode_photo(emf())
+  assert out is None and reason.startswith('image_unsupported: a vector drawing (WMF)')
+  out, reason = images.decode_photo(b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>')
+  assert out is None and 'it looks like SVG' in reason
+
+
+def test_one_pixel_image():
+  out, reason = images.decode_photo(_encode(Image.new('RGB', (1, 1))))
+  assert out is None and reason == 'image_too_small: 1x1 px, the shorter side must be >= 64 px'

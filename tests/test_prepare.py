@@ -3,7 +3,9 @@ import collections
 import csv
 import io
 import json
+import os
 import pathlib
+import re
 import struct
 import subprocess
 import sys
@@ -269,3 +271,187 @@ def test_ids_become_safe_unique_file_names(tmp_path, photos):
   assert [(e.id, e.status, e.reason_code) for e in entries] == [
       ('a/b', 'used', ''), ('a_b', 'skipped', 'duplicate_id'), ('17', 'used', ''), ('.x', 'used', '')]
   assert [prepare.file_stem(e.id) for e in entries] == ['a_b', 'a_b', '17', '_.x']
+
+
+# --- issue 14: LibreOffice round trip end to end, --check, output safety ---------------------
+
+from fixtures.make_xlsxwriter_grades import photo_colour  # noqa: E402
+
+
+def test_round_trip_end_to_end_every_chip_is_its_rows_photo(tmp_path):
+  # Plain-colour photos have no face: centre crops keep each photo's colour in its chip.
+  opts = prepare.Options(folds=2, no_face='centre', min_side=32, pivot='median')
+  s = prepare.prepare(FIXTURES / 'xlsxwriter_libreoffice.xlsx', tmp_path / 'rt', opts)
+  entries = manifest.read(tmp_path / 'rt' / 'manifest.csv')
+  assert [e.source_row for e in entries] == list(range(2, 12))  # every row accounted for
+  used = {e.id: e for e in entries if e.status == 'used'}
+  assert sorted(used) == ['x01', 'x02', 'x03', 'x04', 'x05', 'x10']
+  for sid, e in used.items():
+    chip = images.read_png(tmp_path / 'rt' / e.file)
+    np.testing.assert_array_equal(chip[75, 75], photo_colour(int(sid[1:])))
+  reasons = {e.id: e.reason_code for e in entries if e.status == 'skipped'}
+  assert reasons == {'x06': 'no_photo', 'x07': 'photo_uncertain', 'x08': 'no_photo',
+                     'x09': 'no_photo'}
+  assert [e.id for e in entries if e.hidden] == ['x06']
+  assert s['hidden_rows'] == {'used': 0, 'skipped': 1}
+  # The hidden row itself is used and reported (XlsxWriter's own file keeps its picture).
+  s = prepare.prepare(FIXTURES / 'xlsxwriter_grades.xlsx', tmp_path / 'xw', opts)
+  assert s['hidden_rows'] == {'used': 1, 'skipped': 0} and s['used'] == 9
+  assert 'of which hidden rows' in prepare.format_summary(s)
+  hidden = [e for e in manifest.read(tmp_path / 'xw' / 'manifest.csv') if e.hidden]
+  assert [(e.id, e.status) for e in hidden] == [('x06', 'used')]
+  skip = prepare.check(FIXTURES / 'xlsxwriter_grades.xlsx',
+                       prepare.Options(min_side=32, hidden_rows='skip'))[0]
+  assert [(e.id, e.reason_code) for e in skip if e.source_row == 7] == [('x06', 'hidden_row')]
+
+
+def test_check_prints_the_mapping_without_writing(tmp_path):
+  run = _cli('--workbook', str(FIXTURES / 'xlsxwriter_libreoffice.xlsx'), '--check',
+             '--sheet', 'Ambiguous', '--min_side', '32')
+  assert run.returncode == 0, run.stderr
+  lines = run.stdout.splitlines()
+  assert "sheet 'Ambiguous', header row 1, columns id=A, grade=B, photo=C" in lines[0]
+  by_row = {int(l.split()[0]): l for l in lines[2:-1]}
+  assert sorted(by_row) == list(range(2, 11))
+  assert 'C7 anchored 64x64' in by_row[7] and by_row[7].endswith('ready')
+  assert 'photo_ambiguous' in by_row[2] and 'several_photos' in by_row[10]
+  assert '[hidden row]' in by_row[9]
+  assert lines[-1].startswith('9 rows: 1 ready for face detection, 8 skipped')
+  assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def _started(path, workbook_path, *args):
+  return subprocess.Popen([sys.executable, '-m', 'gradejax.prepare', '--workbook', str(workbook_path),
+                           '--out', str(path), '--folds', '2', *args], cwd=ROOT, env=child_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope='module')
+def small_workbook(tmp_path_factory, photos):
+  return xb.write_workbook(tmp_path_factory.mktemp('small') / 'small.xlsx', [
+      ('a', 4.5, photos['face']), ('b', 3.5, photos['face_dark']), ('c', 5, photos['face_shift'])])
+
+
+@pytest.mark.parametrize('sig', ['SIGINT', 'SIGTERM'])
+def test_interrupt_keeps_the_previous_output(tmp_path, small_workbook, sig):
+  import signal
+  import time
+  out = tmp_path / 'data'
+  prepare.prepare(small_workbook, out, prepare.Options(folds=2, pivot='median'))
+  before = {p.relative_to(out): p.read_bytes() for p in out.rglob('*') if p.is_file()}
+  proc = _started(out, small_workbook, '--overwrite', '--no_face', 'centre')
+  deadline = time.time() + 100
+  while not list(tmp_path.glob('.data.tmp-*')) and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.01)
+  assert proc.poll() is None, 'prepare finished before its temporary folder was seen'
+  proc.send_signal(getattr(signal, sig))
+  _, err = proc.communicate(timeout=60)
+  assert proc.returncode != 0 and 'Traceback' not in err and 'interrupted' in err
+  after = {p.relative_to(out): p.read_bytes() for p in out.rglob('*') if p.is_file()}
+  assert after == before
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['data']
+
+
+def test_leftovers_of_a_killed_run_are_cleaned_or_restored(tmp_path, small_workbook):
+  out = tmp_path / 'data'
+  prepare.prepare(small_workbook, out, prepare.Options(folds=2))
+  manifest_text = (out / 'manifest.csv').read_text()
+  # A SIGKILL in the worst window (old output moved away, new one not yet in) leaves this:
+  old = tmp_path / '.data.old-999999999-abc123'
+  out.rename(old)
+  (tmp_path / '.data.tmp-999999999-def456' / 'chips').mkdir(parents=True)
+  (tmp_path / '.data.tmp-zz9').mkdir()  # named by an older version, without a pid
+  alive = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+  try:
+    busy = tmp_path / f'.data.tmp-{alive.pid}-ghi789'  # a run still at work: left alone
+    busy.mkdir()
+    done = prepare.clean_leftovers(out)
+    assert (out / 'manifest.csv').read_text() == manifest_text
+    assert any('restored' in d for d in done)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [busy.name, 'data']
+  finally:
+    alive.kill()
+    alive.wait()
+  assert prepare.clean_leftovers(out) == [f'removed {busy.name}, left by an interrupted run']
+
+
+def test_output_path_problems_are_messages(tmp_path, small_workbook):
+  blocker = tmp_path / 'afile'
+  blocker.write_text('x')
+  run = _cli('--workbook', str(small_workbook), '--out', str(blocker / 'sub' / 'out'))
+  assert run.returncode != 0 and 'Traceback' not in run.stderr
+  assert f'{blocker} is a file, not a folder' in run.stderr
+  mine = tmp_path / 'thesis'
+  mine.mkdir()
+  (mine / 'chapter1.tex').write_text('precious')
+  with pytest.raises(prepare.OutputError, match='a folder prepare did not write'):
+    prepare.prepare(small_workbook, mine, prepare.Options(overwrite=True))
+  assert (mine / 'chapter1.tex').read_text() == 'precious'
+
+
+def test_a_failing_write_keeps_the_previous_output(tmp_path, small_workbook):
+  import resource
+  import signal
+  out = tmp_path / 'data'
+  prepare.prepare(small_workbook, out, prepare.Options(folds=2, pivot='median'))
+  before = (out / 'manifest.csv').read_text()
+
+  def small_files():  # files may not grow past 4 KiB: a real write error, as on a full disk
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+  run = subprocess.run([sys.executable, '-m', 'gradejax.prepare', '--workbook', str(small_workbook),
+                        '--out', str(out), '--overwrite', '--folds', '2'], cwd=ROOT,
+                       env=child_env(), capture_output=True, text=True, timeout=120,
+                       preexec_fn=small_files)
+  assert run.returncode != 0 and 'Traceback' not in run.stderr, run.stderr
+  assert 'writing failed: File too large' in run.stderr
+  assert 'the previous output is untouched' in run.stderr
+  assert (out / 'manifest.csv').read_text() == before
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['data']
+
+
+def test_next_run_restores_an_output_moved_away_before_anything_else(tmp_path, small_workbook):
+  out = tmp_path / 'data'
+  prepare.prepare(small_workbook, out, prepare.Options(folds=2))
+  before = (out / 'manifest.csv').read_text()
+  out.rename(tmp_path / '.data.old-999999999-abc123')  # killed between the two renames
+  # Restored first, so the refusal comes before any work (not after detecting every face).
+  with pytest.raises(prepare.OutputExistsError, match='already exists; pass --overwrite'):
+    prepare.prepare(small_workbook, out, prepare.Options(folds=2))
+  assert (out / 'manifest.csv').read_text() == before
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['data']
+
+
+def test_read_only_output_folder_is_a_message(tmp_path, small_workbook):
+  import os
+  ro = tmp_path / 'ro'
+  ro.mkdir()
+  if os.geteuid() != 0:
+    ro.chmod(0o555)
+  elif subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', str(ro)],
+                      capture_output=True).returncode != 0:
+    pytest.skip('running as root without permission to mount a read-only file system')
+  try:
+    with pytest.raises(prepare.OutputError, match=r'cannot write in .*ro \(read-only or no '
+                       r'permission\)'):
+      prepare.prepare(small_workbook, ro / 'out', prepare.Options(folds=2))
+  finally:
+    if os.geteuid() == 0:
+      subprocess.run(['umount', str(ro)], check=True)
+    else:
+      ro.chmod(0o755)
+
+
+def test_swap_by_two_renames_where_renameat2_is_missing(tmp_path):
+  out, tmp = tmp_path / 'data', tmp_path / '.data.tmp-1-x'
+  for folder, text in ((out, 'old run'), (tmp, 'new run')):
+    folder.mkdir()
+    (folder / 'manifest.csv').write_text(text)
+  old = prepare._swap_by_renames(tmp, out)
+  assert (out / 'manifest.csv').read_text() == 'new run'
+  assert (old / 'manifest.csv').read_text() == 'old run'
+  assert re.fullmatch(rf'\.data\.old-{os.getpid()}-\w+', old.name) and not tmp.exists()
+  # Killed right there, before removing the old run: the next run removes it (out is complete).
+  assert prepare.clean_leftovers(out) == [f'removed {old.name}, left by an interrupted run']
+  assert (out / 'manifest.csv').read_text() == 'new run' and not old.exists()

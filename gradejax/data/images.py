@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 DEFAULT_MIN_SIDE = 64  # pixels; smaller photos give blurry 150x150 chips.
+VECTOR_FORMATS = ('WMF', 'EMF')  # Pillow identifies them but can only draw them on Windows.
 
 
 def decode_photo(data: bytes, *, min_side: int = DEFAULT_MIN_SIDE
@@ -34,12 +35,16 @@ def decode_photo(data: bytes, *, min_side: int = DEFAULT_MIN_SIDE
     with warnings.catch_warnings():
       warnings.simplefilter('error', Image.DecompressionBombWarning)
       with Image.open(io.BytesIO(data)) as im:
+        if im.format in VECTOR_FORMATS:
+          return None, (f'image_unsupported: a vector drawing ({im.format}), not a photo; '
+                        'replace it with the JPEG or PNG photo')
         im.load()
         rgb = _to_rgb(_upright(im))
   except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
     return None, f'image_too_large: decompression bomb guard ({e})'
   except Image.UnidentifiedImageError:
-    return None, 'image_unsupported: not an image format Pillow can read (use JPEG or PNG)'
+    kind = ' (it looks like SVG, a vector drawing)' if b'<svg' in data[:2048] else ''
+    return None, f'image_unsupported: not an image format Pillow can read{kind} (use JPEG or PNG)'
   except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
           IndexError, TypeError) as e:
     return None, f'image_corrupt: cannot decode the picture ({type(e).__name__}: {e})'

@@ -12,7 +12,7 @@ from typing import Iterable
 import numpy as np
 
 COLUMNS = ('id', 'grade', 'label', 'class_name', 'source_row', 'status', 'reason', 'face_box',
-           'detector_score', 'file', 'fold', 'chip_affine', 'centre_crop')
+           'detector_score', 'file', 'fold', 'chip_affine', 'centre_crop', 'hidden')
 
 
 @dataclasses.dataclass
@@ -31,6 +31,7 @@ class Entry:
   fold: int | None = None
   chip_affine: np.ndarray | None = None  # float [2, 3]
   centre_crop: bool = False
+  hidden: bool = False  # the row is hidden in the workbook
 
   @property
   def reason_code(self) -> str:
@@ -57,6 +58,7 @@ def _row(e: Entry) -> dict[str, str]:
       'chip_affine': ('' if e.chip_affine is None else
                       ' '.join(f'{v:.9g}' for v in np.asarray(e.chip_affine).ravel())),
       'centre_crop': '1' if e.centre_crop else '0',
+      'hidden': '1' if e.hidden else '0',
   }
 
 
@@ -82,5 +84,5 @@ def read(path: str | pathlib.Path) -> list[Entry]:
           status=r['status'], reason=r['reason'], label=opt('label', int),
           class_name=r['class_name'], face_box=box, detector_score=opt('detector_score', float),
           file=r['file'], fold=opt('fold', int), chip_affine=aff,
-          centre_crop=r['centre_crop'] == '1'))
+          centre_crop=r['centre_crop'] == '1', hidden=r.get('hidden') == '1'))
   return out

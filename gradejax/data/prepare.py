@@ -4,19 +4,24 @@ r"""Workbook -> aligned face chips, manifest, summary and a TFDS dataset.
       [--pivot 4.0|median] [--bins N] [--folds 5] [--seed 0] [--overwrite]
 
 Everything is built in a hidden sibling folder and renamed into place at the end, so ``--out``
-holds either nothing, the previous complete run, or this complete run. Each workbook row ends
-in ``manifest.csv`` exactly once, ``used`` or ``skipped`` with its reason.
+holds either nothing, the previous complete run, or this complete run, whatever interrupts the
+run (Ctrl-C and SIGTERM remove the half-built folder; after a SIGKILL the next run cleans up and,
+if the kill fell between the two renames, puts the previous output back). Each workbook row ends
+in ``manifest.csv`` exactly once, ``used`` or ``skipped`` with its reason. ``--check`` prints the
+row -> photo mapping and every problem without detecting faces or writing anything.
 """
 from __future__ import annotations
 
 import collections
 import ctypes
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -55,6 +60,7 @@ class Options:
   multi_face_min_score: float = 0.5
   detect_max_side: int = 1024
   duplicates: str = 'first'  # 'first': keep the first row of an id; 'all': skip every copy
+  hidden_rows: str = 'use'  # rows hidden in the workbook: 'use' (and report them) or 'skip'
   folds: int = 5
   seed: int = 0
   overwrite: bool = False
@@ -67,7 +73,8 @@ class Options:
 
 def _check_options(o: Options) -> None:
   choices = {'detector': ('hog', 'cnn'), 'no_face': ('skip', 'centre'),
-             'multi_face': ('best', 'largest', 'skip'), 'duplicates': ('first', 'all')}
+             'multi_face': ('best', 'largest', 'skip'), 'duplicates': ('first', 'all'),
+             'hidden_rows': ('use', 'skip')}
   for name, allowed in choices.items():
     if getattr(o, name) not in allowed:
       raise ValueError(f'--{name} must be one of {", ".join(allowed)}; got {getattr(o, name)!r}')
@@ -90,8 +97,15 @@ def _ids_and_grades(table: workbook.Table, o: Options) -> list[Entry]:
   """First pass: id and grade checks (cheap), in row order."""
   entries, first_row, stems = [], {}, {}
   for row in table.rows:
-    e = Entry(source_row=row.source_row)
+    e = Entry(source_row=row.source_row, hidden=row.hidden)
     entries.append(e)
+    if row.hidden and o.hidden_rows == 'skip':
+      e.id = workbook.parse_id(row.id_value) or ''
+      e.reason = 'hidden_row: the row is hidden in the workbook (--hidden_rows=skip)'
+      continue
+    if row.id_problem:
+      e.reason = row.id_problem
+      continue
     sid = workbook.parse_id(row.id_value)
     if sid is None:
       e.reason = 'missing_id: the id cell is empty'
@@ -106,9 +120,15 @@ def _ids_and_grades(table: workbook.Table, o: Options) -> list[Entry]:
       e.reason = f'duplicate_id: same file name {stem!r} as the id in row {stems[stem]}'
       continue
     stems[stem] = row.source_row
+    if row.grade_problem:
+      e.reason = row.grade_problem
+      continue
     e.grade, reason = workbook.parse_grade(row.grade_value, (o.grade_min, o.grade_max))
     if reason:
       e.reason = reason
+      continue
+    if row.photo_problem:  # e.g. several pictures, or one lying across several rows
+      e.reason = row.photo_problem
       continue
     if row.photo is None:
       e.reason = 'no_photo: no picture anchored to or placed in this row'
@@ -149,14 +169,15 @@ def prepare(workbook_path: str | os.PathLike, out: str | os.PathLike,
   Raises:
     workbook.WorkbookError: unreadable workbook, missing sheet or columns.
     OutputExistsError: ``out`` exists and ``options.overwrite`` is False.
+    OutputError: ``out`` cannot be written (see :func:`check_output`), or writing failed.
     ValueError: invalid options, or a labelling that cannot be made (e.g. collapsing bins).
   """
   o = options
   _check_options(o)
   out = pathlib.Path(out).absolute()
-  if out.exists() and not o.overwrite:
-    raise OutputExistsError(f'{out} already exists; pass --overwrite to replace it, or choose '
-                            'another --out.')
+  for line in clean_leftovers(out):  # first, so a run killed mid-swap gets its output back
+    print(line, file=sys.stderr)
+  check_output(out, o.overwrite)
   start = time.time()
   table = workbook.read_workbook(workbook_path, sheet=o.sheet, id_column=o.id_column,
                                  grade_column=o.grade_column, photo_column=o.photo_column)
@@ -206,6 +227,8 @@ def _summary(table, entries, labelling, o: Options, workbook_path) -> dict:
       'columns': {k: workbook.column_label(v) for k, v in table.columns.items()},
       'rows_read': len(entries),
       'blank_rows_ignored': table.blank_rows,
+      'hidden_rows': {'used': sum(1 for e in used if e.hidden),
+                      'skipped': sum(1 for e in entries if e.hidden and e.status != 'used')},
       'used': len(used),
       'faces_found': sum(1 for e in used if not e.centre_crop),
       'centre_crops': sum(1 for e in used if e.centre_crop),
@@ -221,6 +244,83 @@ def _summary(table, entries, labelling, o: Options, workbook_path) -> dict:
   }
 
 
+class OutputError(OSError):
+  """``--out`` cannot be written (a file in the way, read-only or full disk); says what to do."""
+
+
+def check_output(out: pathlib.Path, overwrite: bool) -> None:
+  """Refuses an ``--out`` that cannot work before any long step runs.
+
+  Raises:
+    OutputExistsError: ``out`` exists and ``overwrite`` is False.
+    OutputError: a file is in the way, ``out`` is a folder that is not a prepare output (it is
+      never replaced: ``--overwrite`` replaces only what prepare wrote), or the nearest
+      existing folder above it is not writable.
+  """
+  for above in [out, *out.parents]:
+    if above.exists() or above.is_symlink():
+      break
+  if above != out and not above.is_dir():
+    raise OutputError(f'--out {out}: {above} is a file, not a folder; choose an --out inside a '
+                      'folder.')
+  if out.exists():
+    if not out.is_dir():
+      raise OutputError(f'--out {out} is a file, not a folder; remove it or choose another --out.')
+    if not overwrite:
+      raise OutputExistsError(f'{out} already exists; pass --overwrite to replace it, or choose '
+                              'another --out.')
+    if any(out.iterdir()) and not ((out / 'manifest.csv').is_file()
+                                   or (out / 'summary.json').is_file()):
+      raise OutputError(f'--out {out} is a folder prepare did not write (no manifest.csv); '
+                        '--overwrite replaces only an earlier prepare output. Choose another '
+                        '--out.')
+    above = out.parent
+  if not os.access(above, os.W_OK | os.X_OK):
+    raise OutputError(f'--out {out}: cannot write in {above} (read-only or no permission); '
+                      'choose another --out.')
+
+
+_LEFTOVER = r'\.{name}\.(tmp|old)-(?:(\d+)-)?[A-Za-z0-9_]+'
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def clean_leftovers(out: pathlib.Path) -> list[str]:
+  """Removes what an interrupted run left beside ``out``; restores ``out`` if it was moved away.
+
+  Names carry the writer's pid (``.NAME.tmp-PID-xxxx`` is a run being built, ``.NAME.old-PID-xxxx``
+  the previous output while the new one is moved in); folders of a process still running are
+  left alone. Returns one line per thing done, for the log.
+  """
+  done = []
+  if not out.parent.is_dir():
+    return done
+  pattern = re.compile(_LEFTOVER.format(name=re.escape(out.name)))
+  found = []
+  for p in out.parent.iterdir():
+    m = pattern.fullmatch(p.name)
+    if m and p.is_dir() and not (m.group(2) and int(m.group(2)) != os.getpid()
+                                 and _alive(int(m.group(2)))):
+      found.append((m.group(1), p))
+  olds = sorted((p for kind, p in found if kind == 'old'), key=lambda p: p.stat().st_mtime)
+  if olds and not out.exists():
+    olds[-1].rename(out)  # The interrupted swap had moved the previous output away.
+    done.append(f'restored {out} from {olds[-1].name} (an interrupted run had moved it away)')
+  for kind, p in found:
+    if p.exists():
+      shutil.rmtree(p, ignore_errors=True)
+      done.append(f'removed {p.name}, left by an interrupted run')
+  return done
+
+
 def _exchange(a: pathlib.Path, b: pathlib.Path) -> bool:
   """Swaps two paths atomically with Linux renameat2(RENAME_EXCHANGE); False if unsupported."""
   try:
@@ -231,9 +331,44 @@ def _exchange(a: pathlib.Path, b: pathlib.Path) -> bool:
   return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
+_SIGNALS = tuple(getattr(signal, n) for n in ('SIGINT', 'SIGTERM', 'SIGHUP') if hasattr(signal, n))
+
+
+def _swap_in(tmp: pathlib.Path, out: pathlib.Path) -> pathlib.Path | None:
+  """Moves the finished ``tmp`` to ``out``; returns the folder now holding the old run, if any.
+
+  Interrupt signals are held back for the two renames, so Ctrl-C cannot fall between them (it
+  takes effect right after); a SIGKILL or power cut there leaves ``.NAME.old-*``, which the next
+  run puts back (:func:`clean_leftovers`). At no moment do ``out``'s contents mix two runs.
+  """
+  masked = hasattr(signal, 'pthread_sigmask')
+  if masked:
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+  try:
+    if not out.exists():
+      tmp.rename(out)
+      return None
+    if _exchange(tmp, out):  # one atomic swap; tmp now holds the old run
+      return tmp
+    return _swap_by_renames(tmp, out)
+  finally:
+    if masked:
+      signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _swap_by_renames(tmp: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
+  """Where renameat2 is missing: ``out`` -> ``.NAME.old-PID-*``, then ``tmp`` -> ``out``."""
+  old = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.old-{os.getpid()}-', dir=out.parent))
+  old.rmdir()
+  out.rename(old)
+  tmp.rename(out)
+  return old
+
+
 def _write_atomically(out: pathlib.Path, entries, chips, summary, labelling, o: Options) -> None:
   out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-', dir=out.parent))
+  clean_leftovers(out)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-{os.getpid()}-', dir=out.parent))
   try:
     for name in labelling.class_names:
       (tmp / 'chips' / name).mkdir(parents=True)
@@ -247,22 +382,68 @@ def _write_atomically(out: pathlib.Path, entries, chips, summary, labelling, o: 
       import tensorflow_datasets as tfds
       tfds.disable_progress_bar()
       dataset.build(tmp, labelling.class_names, o.chip_size)
-    if out.exists():
-      if not o.overwrite:
-        raise OutputExistsError(f'{out} appeared while preparing; pass --overwrite to replace it.')
-      if _exchange(tmp, out):  # one atomic swap; tmp now holds the old run
-        shutil.rmtree(tmp, ignore_errors=True)
-      else:  # Two renames: `out` is briefly absent, but never a mix of two runs.
-        old = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.old-', dir=out.parent))
-        old.rmdir()
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-      tmp.rename(out)
-  except BaseException:
+    if out.exists() and not o.overwrite:
+      raise OutputExistsError(f'{out} appeared while preparing; pass --overwrite to replace it.')
+    old = _swap_in(tmp, out)
+  except BaseException as e:
     shutil.rmtree(tmp, ignore_errors=True)
+    if isinstance(e, OSError) and not isinstance(e, (OutputError, FileExistsError)):
+      kept = 'the previous output is untouched' if out.exists() else 'nothing was written'
+      where = f' ({e.filename})' if e.filename else ''
+      raise OutputError(f'--out {out}: writing failed: {e.strerror or e}{where}; {kept}. '
+                        'Free some space, or choose another --out.') from e
     raise
+  if old is not None:
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def check(workbook_path: str | os.PathLike, options: Options = Options()
+          ) -> tuple[list[Entry], str]:
+  """Dry run: reads the workbook and decodes the photos without detecting faces or writing.
+
+  Returns the entries (``status`` 'used' means "ready for face detection") and a text table of
+  the row -> photo mapping with every problem, for a researcher to verify before a long run.
+  """
+  o = options
+  _check_options(o)
+  table = workbook.read_workbook(workbook_path, sheet=o.sheet, id_column=o.id_column,
+                                 grade_column=o.grade_column, photo_column=o.photo_column)
+  entries = _ids_and_grades(table, o)
+  rows = {r.source_row: r for r in table.rows}
+  first_of: dict[str, int] = {}
+  lines = [f'{pathlib.Path(workbook_path).name}: sheet {table.sheet!r}, header row '
+           f'{table.header_row}, columns '
+           + ', '.join(f'{k}={workbook.column_label(v)}' for k, v in table.columns.items()),
+           f'{"row":>6}  {"id":<14}{"photo":<30}outcome']
+  for e in entries:
+    row = rows[e.source_row]
+    photo, notes = '-', []
+    if row.photo is not None:
+      p = row.photo
+      where = p.anchor or f'{workbook.column_label(p.col)}{p.row}'
+      image, reason = images.decode_photo(p.data, min_side=o.min_side)
+      size = f'{image.shape[1]}x{image.shape[0]}' if image is not None else '?'
+      photo = f'{where} {p.placement} {size}'
+      digest = hashlib.sha1(p.data).hexdigest()
+      if digest in first_of:
+        notes.append(f'same picture as row {first_of[digest]}')
+      first_of.setdefault(digest, e.source_row)
+      if reason and e.status == 'used':
+        e.status, e.reason = 'skipped', reason
+    elif row.photos_in_row:
+      photo = f'{row.photos_in_row} picture(s)'
+    if row.hidden:
+      notes.append('hidden row')
+    outcome = 'ready' if e.status == 'used' else e.reason
+    lines.append(f'{e.source_row:>6}  {e.id[:13]:<14}{photo:<30}{outcome}'
+                 + (f' [{"; ".join(notes)}]' if notes else ''))
+  ready = sum(1 for e in entries if e.status == 'used')
+  by_reason = collections.Counter(e.reason_code for e in entries if e.status != 'used')
+  lines.append(f'{len(entries)} rows: {ready} ready for face detection, {len(entries) - ready} '
+               'skipped' + (' (' + ', '.join(f'{k} {n}' for k, n in sorted(by_reason.items()))
+                            + ')' if by_reason else '')
+               + (f'; {table.blank_rows} blank rows ignored' if table.blank_rows else ''))
+  return entries, '\n'.join(lines)
 
 
 def format_summary(summary: dict) -> str:
@@ -272,6 +453,9 @@ def format_summary(summary: dict) -> str:
            f'{"centre crops (no face)":<28}{summary["centre_crops"]:>8}',
            f'{"used":<28}{summary["used"]:>8}',
            f'{"skipped":<28}{summary["skipped"]:>8}']
+  hidden = summary.get('hidden_rows', {})
+  if hidden.get('used'):
+    lines.insert(4, f'{"  of which hidden rows":<28}{hidden["used"]:>8}')
   lines += [f'  {code:<26}{n:>8}' for code, n in summary['skipped_by_reason'].items()]
   lines.append(f'classes ({summary["labelling"]})')
   lines += [f'  {name:<26}{n:>8}' for name, n in summary['class_counts'].items()]
@@ -309,8 +493,16 @@ def _define_flags():
   flags.DEFINE_integer('folds', 5, 'Stratified cross-validation folds.')
   flags.DEFINE_integer('seed', 0, 'Seed of the fold assignment.')
   flags.DEFINE_bool('overwrite', False, 'Replace an existing --out (atomically).')
-  flags.mark_flags_as_required(['workbook', 'out'])
+  flags.DEFINE_enum('hidden_rows', 'use', ['use', 'skip'],
+                    'Rows hidden in the workbook: use them (reported) or skip them.')
+  flags.DEFINE_bool('check', False, 'Dry run: print the row -> photo mapping and every problem, '
+                    'without detecting faces or writing anything (--out not needed).')
+  flags.mark_flags_as_required(['workbook'])
   return flags.FLAGS
+
+
+def _raise_interrupt(signum, frame) -> None:
+  raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main(argv) -> None:
@@ -330,11 +522,24 @@ def main(argv) -> None:
               chip_size=f.chip_size, padding=f.padding, min_side=f.min_side, no_face=f.no_face,
               multi_face=f.multi_face, multi_face_min_score=f.multi_face_min_score,
               detect_max_side=f.detect_max_side, duplicates=f.duplicates, folds=f.folds, seed=f.seed,
-              overwrite=f.overwrite)
+              overwrite=f.overwrite, hidden_rows=f.hidden_rows)
+  if f.check:
+    try:
+      print(check(f.workbook, o)[1])
+    except (workbook.WorkbookError, ValueError) as e:
+      sys.exit(f'error: {e}')
+    return
+  if not f.out:
+    sys.exit('error: --out is required (or pass --check for a dry run).')
+  # SIGTERM unwinds like Ctrl-C, so the half-built folder is removed and --out is kept.
+  signal.signal(signal.SIGTERM, _raise_interrupt)
   try:
     summary = prepare(f.workbook, f.out, o, progress=_progress_printer())
-  except (workbook.WorkbookError, OutputExistsError, ValueError) as e:
+  except (workbook.WorkbookError, OSError, ValueError) as e:
     sys.exit(f'error: {e}')
+  except KeyboardInterrupt:
+    sys.exit(f'interrupted: {f.out} is as it was before this run (or complete, if the '
+             'interrupt came after the last step).')
   print(format_summary(summary))
   if not summary['used']:
     sys.exit(f'error: no usable rows; see {f.out}/manifest.csv for the reason of each row.')

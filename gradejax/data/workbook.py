@@ -22,6 +22,7 @@ the spreadsheet stored it.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import numbers
 import pathlib
@@ -33,6 +34,7 @@ import zipfile
 from typing import Any, Iterable, Sequence
 from xml.etree import ElementTree as ET
 
+import numpy as np
 import openpyxl
 from openpyxl.utils import column_index_from_string, get_column_letter
 
@@ -70,6 +72,11 @@ class Photo:
   data: bytes
   part: str
   placement: str  # 'anchored' or 'in_cell'
+  # Where the picture lies, for anchored ones: its vertical extent in points from the top of the
+  # sheet, the columns it covers (1-based) and the cell of its top-left anchor ('C2').
+  span: tuple[float, float] | None = None
+  cols: tuple[int, ...] = ()
+  anchor: str = ''
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +87,11 @@ class Row:
   grade_value: Any
   photo: Photo | None
   photos_in_row: int
+  hidden: bool = False  # the row is hidden in the workbook (hidden rows are read like others)
+  # Why the row's photo, id or grade cannot be trusted ('code: detail'), or None.
+  photo_problem: str | None = None
+  id_problem: str | None = None
+  grade_problem: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,12 +136,40 @@ def check_package(path: str | pathlib.Path) -> None:
       if 'mimetype' in names and zf.read('mimetype').startswith(b'application/vnd.oasis'):
         raise WorkbookError(
             f'{path}: an OpenDocument file (.ods), not .xlsx. Save it as .xlsx first.')
+      if 'xl/workbook.bin' in names:
+        raise WorkbookError(
+            f'{path}: an Excel binary workbook (.xlsb), not .xlsx. Open it in Excel and save it '
+            'as "Excel Workbook (.xlsx)".')
+      _check_sizes(path, zf)
       if 'xl/workbook.xml' not in names and not any(n.endswith('workbook.xml') for n in names):
         raise WorkbookError(
             f'{path}: a zip file but not an .xlsx workbook (no xl/workbook.xml inside). '
             'Save the spreadsheet as "Excel Workbook (.xlsx)".')
   except zipfile.BadZipFile as e:
     raise WorkbookError(f'{path}: damaged zip package ({e}); re-save it from Excel.') from e
+
+
+# A zip bomb (e.g. a sharedStrings.xml of gigabytes that compresses to a few MB) would exhaust
+# memory in the XML parser: parts are refused above these sizes. Real school workbooks are far
+# below (a 1000-row sheet is ~100 KB of XML; photos are already compressed, ratio ~1).
+MAX_PART_BYTES = 512 << 20
+MAX_PACKAGE_BYTES = 2 << 30
+MAX_RATIO = 200  # uncompressed / compressed, for parts above 16 MiB
+
+
+def _check_sizes(path: pathlib.Path, zf: zipfile.ZipFile) -> None:
+  total = 0
+  for info in zf.infolist():
+    total += info.file_size
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size > MAX_PART_BYTES or (info.file_size > 16 << 20 and ratio > MAX_RATIO):
+      raise WorkbookError(
+          f'{path}: the part {info.filename} would unpack to {info.file_size / 2**20:.0f} MiB '
+          f'(compressed {ratio:.0f}x); refused as a possible zip bomb. If the workbook is '
+          'genuine, open it in Excel and save a copy as .xlsx.')
+  if total > MAX_PACKAGE_BYTES:
+    raise WorkbookError(f'{path}: the package would unpack to {total / 2**30:.1f} GiB; refused '
+                        'as a possible zip bomb.')
 
 
 class _Package:
@@ -199,36 +239,102 @@ def _cell_ref(ref: str) -> tuple[int, int]:
   return int(m.group(2)), column_index_from_string(m.group(1).upper())
 
 
-def _row_tops(sheet: ET.Element | None) -> tuple[dict[int, float], float]:
-  """Row heights in points (explicit ones) and the default height, for absolute anchors."""
-  default = 15.0
-  heights = {}
-  if sheet is None:
-    return heights, default
-  fmt = sheet.find(f'{{{NS_MAIN}}}sheetFormatPr')
-  if fmt is not None and fmt.get('defaultRowHeight'):
-    default = float(fmt.get('defaultRowHeight'))
-  for row in sheet.iter(f'{{{NS_MAIN}}}row'):
-    if row.get('ht') and row.get('r'):
-      heights[int(row.get('r'))] = float(row.get('ht'))
-  return heights, default
+class _Rows:
+  """Row geometry of a sheet: row r spans [top(r), top(r + 1)) points from the sheet's top.
+
+  Heights are the stored ones (``ht``, else ``defaultRowHeight``), also for hidden rows: an
+  anchor names its rows, and shares of a picture are measured on the rows as laid out.
+  """
+
+  def __init__(self, sheet: ET.Element | None):
+    self.default = 15.0
+    self.heights: dict[int, float] = {}
+    self.hidden: set[int] = set()
+    self._tops = np.zeros(2)
+    if sheet is None:
+      return
+    fmt = sheet.find(f'{{{NS_MAIN}}}sheetFormatPr')
+    if fmt is not None and fmt.get('defaultRowHeight'):
+      self.default = float(fmt.get('defaultRowHeight'))
+    for row in sheet.iter(f'{{{NS_MAIN}}}row'):
+      if not row.get('r', '').isdigit():
+        continue
+      r = int(row.get('r'))
+      if row.get('ht'):
+        self.heights[r] = float(row.get('ht'))
+      if row.get('hidden', '').lower() in ('1', 'true'):
+        self.hidden.add(r)
+
+  def height(self, r: int) -> float:
+    return self.heights.get(r, self.default)
+
+  def _grow(self, n: int) -> None:
+    h = np.full(n, self.default)
+    h[0] = 0.0
+    for row, ht in self.heights.items():
+      if row < n:
+        h[row] = ht
+    self._tops = np.concatenate([[0.0], np.cumsum(h)])  # _tops[r] = sum of rows 1..r-1
+
+  def top(self, r: int) -> float:
+    """Points from the sheet's top to the top of 1-based row ``r``."""
+    if r >= len(self._tops):
+      self._grow(max(r + 1, 2 * len(self._tops), max(self.heights, default=0) + 2))
+    return float(self._tops[r])
+
+  def at(self, y: float) -> int:
+    """The 1-based row holding the point ``y`` (points from the top)."""
+    while self._tops[-1] <= y and len(self._tops) < 1_048_578:
+      self._grow(2 * len(self._tops))
+    return max(1, int(np.searchsorted(self._tops, y, side='right')) - 1)
+
+  def overlaps(self, span: tuple[float, float]) -> dict[int, float]:
+    """Row -> points of ``span`` inside it (rows it touches only)."""
+    top, bottom = span
+    out, r = {}, self.at(top)
+    while r < 1_048_576 and self.top(r) < bottom:
+      out[r] = min(bottom, self.top(r + 1)) - max(top, self.top(r))
+      r += 1
+    return out
 
 
-def _row_at(y_emu: int, heights: dict[int, float], default: float) -> int:
-  y = y_emu / EMU_PER_POINT
-  row = 1
-  while row < 1_048_576:
-    h = heights.get(row, default)
-    if y < h:
-      return row
-    y -= h
-    row += 1
-  return row
+def _emu(node: ET.Element | None, tag: str) -> int:
+  text = node.findtext(f'{{{NS_XDR}}}{tag}', '0') if node is not None else '0'
+  try:
+    return int(float(text))
+  except ValueError:
+    return 0
 
 
-def _anchored_photos(pkg: _Package, sheet_part: str, sheet: ET.Element | None) -> list[Photo]:
+def _anchor_span(anchor: ET.Element, tag: str, rows: _Rows):
+  """(top-left row, top-left col or None, span in points, cols covered) of one anchor, or None."""
+  frm, to = anchor.find(f'{{{NS_XDR}}}from'), anchor.find(f'{{{NS_XDR}}}to')
+  ext = anchor.find(f'{{{NS_XDR}}}ext')
+  if tag in ('twoCellAnchor', 'oneCellAnchor') and frm is not None:
+    row, col = _emu(frm, 'row') + 1, _emu(frm, 'col') + 1
+    # Offsets past the row's height are clamped: the anchor names the row it starts in.
+    top = rows.top(row) + min(_emu(frm, 'rowOff') / EMU_PER_POINT, rows.height(row))
+    if tag == 'twoCellAnchor' and to is not None:
+      r2, c2 = _emu(to, 'row') + 1, _emu(to, 'col') + 1
+      bottom = rows.top(r2) + min(_emu(to, 'rowOff') / EMU_PER_POINT, rows.height(r2))
+      last = c2 if _emu(to, 'colOff') > 0 or c2 == col else c2 - 1
+      cols = tuple(range(col, max(col, last) + 1))
+    else:
+      bottom = top + (int(ext.get('cy', '0')) / EMU_PER_POINT if ext is not None else 0.0)
+      cols = (col,)
+    return row, col, (top, max(bottom, top)), cols
+  pos = anchor.find(f'{{{NS_XDR}}}pos')
+  if tag == 'absoluteAnchor' and pos is not None:
+    top = int(pos.get('y', '0')) / EMU_PER_POINT
+    height = int(ext.get('cy', '0')) / EMU_PER_POINT if ext is not None else 0.0
+    return rows.at(top), None, (top, top + height), ()
+  return None
+
+
+def _anchored_photos(pkg: _Package, sheet_part: str, rows: _Rows) -> list[Photo]:
+  """Pictures of the sheet's drawings. ``row`` is the anchor's top-left row for now; the owning
+  row is decided from ``span`` once the student rows are known (:func:`_assign_photos`)."""
   photos = []
-  heights, default = _row_tops(sheet)
   for kind, drawing in pkg.rels(sheet_part).values():
     if not kind.endswith('/drawing'):
       continue
@@ -237,20 +343,16 @@ def _anchored_photos(pkg: _Package, sheet_part: str, sheet: ET.Element | None) -
       continue
     media = pkg.rels(drawing)
     for anchor in root:
-      tag = anchor.tag.rsplit('}', 1)[-1]
-      frm = anchor.find(f'{{{NS_XDR}}}from')
-      if tag in ('twoCellAnchor', 'oneCellAnchor') and frm is not None:
-        row = int(frm.findtext(f'{{{NS_XDR}}}row', '0')) + 1
-        col = int(frm.findtext(f'{{{NS_XDR}}}col', '0')) + 1
-      elif tag == 'absoluteAnchor' and anchor.find(f'{{{NS_XDR}}}pos') is not None:
-        row = _row_at(int(anchor.find(f'{{{NS_XDR}}}pos').get('y', '0')), heights, default)
-        col = None
-      else:
+      found = _anchor_span(anchor, anchor.tag.rsplit('}', 1)[-1], rows)
+      if found is None:
         continue
+      row, col, span, cols = found
+      ref = f'{get_column_letter(col)}{row}' if col else f'row {row} (absolute position)'
       for blip in anchor.iter(f'{{{NS_A}}}blip'):
         rid = blip.get(f'{{{NS_REL}}}embed')
         if rid in media and pkg.has(media[rid][1]):
-          photos.append(Photo(row, col, pkg.read(media[rid][1]), media[rid][1], 'anchored'))
+          photos.append(Photo(row, col, pkg.read(media[rid][1]), media[rid][1], 'anchored',
+                              span, cols, ref))
   return photos
 
 
@@ -369,6 +471,9 @@ def parse_grade(value: Any, scale: tuple[float, float] = (1.0, 6.0)) -> tuple[fl
       grade = float(s.replace(',', '.'))
     else:
       return None, f'grade_not_a_number: {value.strip()[:40]!r} is not a number'
+  elif isinstance(value, (datetime.date, datetime.time, datetime.timedelta)):
+    return None, (f'grade_not_a_number: {value} is a date or time (the cell is formatted as a '
+                  'date); format the grade column as Number and check the values')
   else:
     return None, f'grade_not_a_number: a {type(value).__name__} value is not a number'
   if not math.isfinite(grade):
@@ -423,8 +528,8 @@ def read_workbook(path: str | pathlib.Path, *, sheet: str | None = None,
         continue
       header_row, columns = found
       with zipfile.ZipFile(path) as zf:
-        photos = _photos(_Package(zf), name)
-      return _rows(str(path), name, values, header_row, columns, photos)
+        extras = _sheet_extras(_Package(zf), name)
+      return _rows(str(path), name, values, header_row, columns, extras)
     hint = ('Pass --id_column/--grade_column (and --photo_column) with the header names, '
             'or --sheet.')
     raise WorkbookError(f'{path}: no id and grade columns found. ' + '; '.join(problems)
@@ -456,20 +561,193 @@ def _locate_header(values: list[list[Any]], id_column, grade_column, photo_colum
   return f'{want}; headers found in the first {HEADER_SEARCH_ROWS} rows: {listing}'
 
 
-def _photos(pkg: _Package, sheet_name: str) -> list[Photo]:
+@dataclasses.dataclass
+class _SheetExtras:
+  """What openpyxl's read-only values do not say: pictures, row geometry and hidden rows,
+  formula cells, merged ranges."""
+  photos: list[Photo]
+  rows: _Rows
+  formulas: dict[tuple[int, int], tuple[str, bool]]  # (row, col) -> (formula, has a saved result)
+  merged: list[tuple[int, int, int, int]]  # (min_row, min_col, max_row, max_col)
+  stale_results: bool  # the workbook asks to be recalculated on load (written by a library)
+
+
+def _sheet_extras(pkg: _Package, sheet_name: str) -> _SheetExtras:
   part = _sheet_parts(pkg).get(sheet_name)
-  if part is None:
-    return []
-  sheet = pkg.xml(part)
-  return _anchored_photos(pkg, part, sheet) + _in_cell_photos(pkg, sheet)
+  sheet = pkg.xml(part) if part is not None else None
+  rows = _Rows(sheet)
+  if sheet is None:
+    return _SheetExtras([], rows, {}, [], False)
+  formulas = {}
+  for c in sheet.iter(f'{{{NS_MAIN}}}c'):
+    f = c.find(f'{{{NS_MAIN}}}f')
+    if f is not None:
+      try:
+        ref = _cell_ref(c.get('r'))
+      except ValueError:
+        continue
+      v = c.find(f'{{{NS_MAIN}}}v')
+      formulas[ref] = (f.text or '', v is not None and bool((v.text or '').strip()))
+  merged = []
+  for m in sheet.iter(f'{{{NS_MAIN}}}mergeCell'):
+    try:
+      a, b = (_cell_ref(x) for x in m.get('ref', '').split(':'))
+    except ValueError:
+      continue
+    merged.append((min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1])))
+  wb = pkg.xml('xl/workbook.xml')
+  calc = wb.find(f'{{{NS_MAIN}}}calcPr') if wb is not None else None
+  stale = calc is not None and calc.get('fullCalcOnLoad', '').lower() in ('1', 'true')
+  photos = _anchored_photos(pkg, part, rows) + _in_cell_photos(pkg, sheet)
+  return _SheetExtras(photos, rows, formulas, merged, stale)
+
+
+# A picture belongs to a row when that row holds at least this share of its height.
+MAJORITY = 2 / 3
+
+
+def _assign_photos(photos: list[Photo], rows: _Rows, data_rows: set[int], first_row: int,
+                   photo_col: int | None = None
+                   ) -> tuple[dict[int, list[Photo]], dict[int, str]]:
+  """Decides which row owns each picture, from where the picture lies, not its anchor cell.
+
+  Applications shift anchors (LibreOffice re-anchors a hidden row's picture to the next row,
+  offsets can push a picture mostly into the next row), so the anchor's top-left cell is not a
+  reliable owner. A picture belongs to the only student row it covers; covering several, to
+  the one holding at least ``MAJORITY`` of it; otherwise it is ambiguous and every row it
+  covers gets a problem instead of a guess, unless it lies outside the photo column (a logo):
+  then it is ignored. Pictures above ``first_row`` (logos over the header) are ignored too.
+  In-cell pictures belong to their cell.
+
+  Returns:
+    row -> owned pictures, and row -> 'photo_ambiguous: ...' reasons.
+  """
+  owned: dict[int, list[Photo]] = {}
+  problems: dict[int, str] = {}
+  for p in photos:
+    owner = p.row
+    if p.placement == 'anchored' and p.span is not None and p.span[1] > p.span[0]:
+      height = p.span[1] - p.span[0]
+      # Touching a row by a sliver (rounding of offsets) does not count as covering it.
+      overlaps = rows.overlaps(p.span)
+      if sum(pts for r, pts in overlaps.items() if r < first_row) >= 0.5 * height:
+        continue  # mostly in the header or above: a logo, not a student's photo
+      cover = {r: pts for r, pts in overlaps.items()
+               if r >= first_row and pts > max(0.5, 0.02 * height)}
+      students = {r: pts for r, pts in cover.items() if r in data_rows}
+      if not cover:
+        continue
+      if len(students) == 1:
+        owner = next(iter(students))
+      elif students:
+        best = max(students, key=students.get)
+        if students[best] >= MAJORITY * height:
+          owner = best
+        elif photo_col is not None and p.cols and photo_col not in p.cols:
+          continue
+        else:
+          shares = ' / '.join(f'row {r}: {100 * pts / height:.0f}%'
+                              for r, pts in sorted(students.items()))
+          for r in students:
+            problems.setdefault(r, (
+                f'photo_ambiguous: the picture anchored at {p.anchor} lies across several '
+                f'student rows ({shares}); move it inside one row (or make the rows taller)'))
+          continue
+      else:
+        owner = max(cover, key=cover.get)
+    elif p.placement == 'anchored' and p.span is not None:
+      owner = rows.at(p.span[0])
+    if owner < first_row:
+      continue
+    owned.setdefault(owner, []).append(p)
+  return owned, problems
+
+
+def _choose_photo(r: int, here: list[Photo], photo_col: int | None, rows: _Rows
+                  ) -> tuple[Photo | None, str | None]:
+  """The row's photo among the pictures it owns, or a 'several_photos' problem."""
+  if len(here) <= 1:
+    return (here[0] if here else None), None
+  in_col = [p for p in here if photo_col is not None and photo_col in (p.cols or (p.col,))]
+  if len(in_col) == 1:
+    return in_col[0], None  # e.g. a logo beside the photo column
+  where = ', '.join(p.anchor or f'{column_label(p.col)}{p.row}' for p in (in_col or here))
+  hint = ''
+  for near in (r - 1, r + 1):
+    if near in rows.hidden:
+      hint = (f'; row {near} is hidden: programs that re-save a workbook may move a hidden '
+              "row's picture into the next row. Unhide it, check the photos and save again")
+      break
+  return None, (f'several_photos: {len(in_col or here)} pictures in this row (at {where}); '
+                f'keep one photo per row{hint}')
+
+
+def _cell_problem(field: str, r: int, c: int | None, extras: _SheetExtras,
+                  value: Any) -> str | None:
+  """Why the id or grade cell (``field``) of row ``r`` cannot be trusted, or None."""
+  if c is None:
+    return None
+  ref = f'{get_column_letter(c)}{r}'
+  for r0, c0, r1, c1 in extras.merged:
+    if r0 <= r <= r1 and c0 <= c <= c1 and r1 > r0:
+      return (f'merged_cell: the {field} cell {ref} is part of the merged range '
+              f'{get_column_letter(c0)}{r0}:{get_column_letter(c1)}{r1} shared by rows {r0}-{r1}; '
+              'unmerge it and give each row its own value')
+  if (r, c) in extras.formulas:
+    formula, saved = extras.formulas[(r, c)]
+    if not saved or extras.stale_results:
+      why = ('has no saved result' if not saved else
+             'has a saved result the workbook itself marks as out of date (it asks to be '
+             'recalculated on opening, as files written by libraries do)')
+      return (f'{field}_formula_not_calculated: the {field} cell {ref} holds the formula '
+              f'={formula[:40]} and {why}; open the workbook in Excel or LibreOffice and save it '
+              'again, or paste the values')
+  return None
+
+
+def _moved_from_hidden(owned: dict[int, list[Photo]], ambiguous: dict[int, str],
+                       hidden: set[int], data_rows: set[int], header_row: int) -> dict[int, str]:
+  """Rows whose picture may belong to a hidden student row above them.
+
+  LibreOffice re-anchors the picture of a hidden row to the next visible row when it saves
+  (XlsxWriter does the same unless told object_position=4), so a picture below a hidden row
+  that has none may be that row's: both rows get a problem rather than a possibly wrong photo.
+  """
+  out = {}
+  for r in sorted(owned):
+    above = r - 1
+    while above in hidden and above > header_row:
+      if above in data_rows and above not in owned and above not in ambiguous:
+        out[r] = (f'photo_uncertain: row {above} above is hidden and has no picture; programs that '
+                  "re-save a workbook (LibreOffice) move a hidden row's picture into the next "
+                  f'visible row, so this picture may be row {above}\'s. Unhide row {above}, check '
+                  'the photos and save again')
+        out.setdefault(above, (
+            f'no_photo: this hidden row has no picture, and the picture in row {r} below may be '
+            f'its own (moved when the workbook was re-saved); unhide the row and check'))
+        break
+      above -= 1
+  return out
 
 
 def _rows(path: str, sheet: str, values: list[list[Any]], header_row: int,
-          columns: dict[str, int | None], photos: list[Photo]) -> Table:
-  by_row: dict[int, list[Photo]] = {}
+          columns: dict[str, int | None], extras: _SheetExtras) -> Table:
+  photos, geometry = extras.photos, extras.rows
+  in_cell: dict[int, set[int]] = {}
   for p in photos:
-    by_row.setdefault(p.row, []).append(p)
-  last = max([len(values)] + [p.row for p in photos])
+    if p.placement == 'in_cell':
+      in_cell.setdefault(p.row, set()).add(p.col)
+
+  def non_blank(r: int) -> bool:
+    # In-cell pictures read as '#VALUE!' error values; they are the photo, not data.
+    row_values = values[r - 1] if r - 1 < len(values) else []
+    return any(v is not None and str(v).strip() and c + 1 not in in_cell.get(r, ())
+               for c, v in enumerate(row_values))
+
+  data_rows = {r for r in range(header_row + 1, len(values) + 1) if non_blank(r)}
+  owned, ambiguous = _assign_photos(photos, geometry, data_rows, header_row + 1, columns['photo'])
+  last = max([len(values)] + list(owned) + list(ambiguous))
+  moved = _moved_from_hidden(owned, ambiguous, geometry.hidden, data_rows, header_row)
   rows, blank = [], 0
 
   def cell(r: int, c: int | None) -> Any:
@@ -479,25 +757,26 @@ def _rows(path: str, sheet: str, values: list[list[Any]], header_row: int,
     return None if isinstance(v, str) and not v.strip() else v
 
   for r in range(header_row + 1, last + 1):
-    here = by_row.get(r, [])
-    row_values = values[r - 1] if r - 1 < len(values) else []
-    in_cell_cols = {p.col for p in here if p.placement == 'in_cell'}
-    # In-cell pictures read as '#VALUE!' error values; they are the photo, not data.
-    non_blank = [v for c, v in enumerate(row_values)
-                 if v is not None and str(v).strip() and c + 1 not in in_cell_cols]
-    if not non_blank and not here:
+    here = owned.get(r, [])
+    if r not in data_rows and not here and r not in ambiguous:
       blank += 1
       continue
-    photo = None
-    if here:
-      photo_col = columns['photo']
-      # Prefer the photo column, then the nearest column; ties keep package order.
-      photo = min(here, key=lambda p: (0 if p.col == photo_col else 1,
-                                       abs((p.col or 0) - (photo_col or 0))))
+    photo, problem = _choose_photo(r, here, columns['photo'], geometry)
+    problem = ambiguous.get(r) or problem or moved.get(r)
+    if problem:
+      photo = None
+    elif photo is None and columns['photo'] and cell(r, columns['photo']) == '#VALUE!':
+      problem = (f'no_photo: the photo cell {get_column_letter(columns["photo"])}{r} holds '
+                 '#VALUE!, which is what a picture placed in a cell (Excel\'s "Place in Cell") '
+                 'becomes in a program that cannot keep it; insert the picture over the cell '
+                 'again')
     grade = cell(r, columns['grade'])
-    if columns['grade'] in in_cell_cols:
+    if columns['grade'] in in_cell.get(r, ()):
       grade = None
-    rows.append(Row(r, cell(r, columns['id']), grade, photo, len(here)))
+    rows.append(Row(r, cell(r, columns['id']), grade, photo, len(here),
+                    hidden=r in geometry.hidden, photo_problem=problem,
+                    id_problem=_cell_problem('id', r, columns['id'], extras, None),
+                    grade_problem=_cell_problem('grade', r, columns['grade'], extras, grade)))
   return Table(path, sheet, header_row, columns, rows, blank)
 
 
