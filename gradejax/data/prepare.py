@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from gradejax.data import faces, images, labels, manifest, workbook
+from gradejax.data import faces, folder_input, images, labels, manifest, parallel, workbook
 from gradejax.data.manifest import Entry
 
 Progress = Callable[[int, int], None]
@@ -143,8 +143,14 @@ def _progress_printer(stream=sys.stderr) -> Progress:
 
 
 def prepare(workbook_path: str | os.PathLike, out: str | os.PathLike,
-            options: Options = Options(), progress: Progress | None = None) -> dict:
+            options: Options = Options(), progress: Progress | None = None,
+            workers: int | None = 1, images_dir: str | os.PathLike | None = None) -> dict:
   """Runs the whole preparation; returns the summary dict (also written to summary.json).
+
+  ``workbook_path`` is an .xlsx workbook, or a .csv file (id, grade, file name) naming photos
+  in ``images_dir`` (default: the CSV's folder; see :mod:`gradejax.data.folder_input`).
+  ``workers`` processes decode and align the photos (None: every core); the output does not
+  depend on it.
 
   Raises:
     workbook.WorkbookError: unreadable workbook, missing sheet or columns.
@@ -158,25 +164,26 @@ def prepare(workbook_path: str | os.PathLike, out: str | os.PathLike,
     raise OutputExistsError(f'{out} already exists; pass --overwrite to replace it, or choose '
                             'another --out.')
   start = time.time()
-  table = workbook.read_workbook(workbook_path, sheet=o.sheet, id_column=o.id_column,
-                                 grade_column=o.grade_column, photo_column=o.photo_column)
+  if folder_input.is_csv(workbook_path):
+    table = folder_input.read_folder(workbook_path, images_dir, id_column=o.id_column,
+                                     grade_column=o.grade_column, file_column=o.photo_column)
+  else:
+    table = workbook.read_workbook(workbook_path, sheet=o.sheet, id_column=o.id_column,
+                                   grade_column=o.grade_column, photo_column=o.photo_column)
   entries = _ids_and_grades(table, o)
   rows = {r.source_row: r for r in table.rows}
   todo = [e for e in entries if e.status == 'used']
-  models = faces.load_models(o.detector) if todo else None
   chips = {}
-  for i, e in enumerate(todo):
-    image, reason = images.decode_photo(rows[e.source_row].photo.data, min_side=o.min_side)
-    if reason is None:
-      face, reason = faces.find_face(models, image, o.face_options())
-    if reason is not None:
-      e.status, e.reason = 'skipped', reason
+  # Decode, detect and align in a pool of `workers` processes; results come back in row order.
+  found = parallel.map_photos([parallel.photo_source(rows[e.source_row].photo) for e in todo],
+                              parallel.Job(o.face_options(), o.min_side), workers, progress)
+  for e, face in zip(todo, found):
+    if face.reason is not None:
+      e.status, e.reason = 'skipped', face.reason
     else:
       chips[e.source_row] = face.chip
       e.face_box, e.detector_score = face.box, face.score
       e.chip_affine, e.centre_crop = face.affine, face.centre_crop
-    if progress:
-      progress(i + 1, len(todo))
   used = [e for e in entries if e.status == 'used']
   if used:
     labelling = labels.make_labelling(np.array([e.grade for e in used]), pivot=o.pivot,
@@ -284,7 +291,12 @@ def format_summary(summary: dict) -> str:
 
 def _define_flags():
   from absl import flags
-  flags.DEFINE_string('workbook', None, 'The school workbook (.xlsx).')
+  flags.DEFINE_string('workbook', None, 'The school workbook (.xlsx), or a CSV (id, grade, file '
+                      'name) of photos in --images_dir.')
+  flags.DEFINE_string('images_dir', None, 'Folder of the photos a CSV --workbook names '
+                      '(default: the CSV\'s folder).')
+  flags.DEFINE_integer('workers', None, 'Processes decoding and aligning photos (default: all '
+                       'cores); the output is the same for any number.')
   flags.DEFINE_string('out', None, 'Output folder (created; see --overwrite).')
   flags.DEFINE_string('pivot', '4.0', 'Class boundary: a grade (4.0 = pass) or "median".')
   flags.DEFINE_integer('bins', None, 'n quantile classes instead of a pivot.')
@@ -332,7 +344,8 @@ def main(argv) -> None:
               detect_max_side=f.detect_max_side, duplicates=f.duplicates, folds=f.folds, seed=f.seed,
               overwrite=f.overwrite)
   try:
-    summary = prepare(f.workbook, f.out, o, progress=_progress_printer())
+    summary = prepare(f.workbook, f.out, o, progress=_progress_printer(), workers=f.workers,
+                      images_dir=f.images_dir)
   except (workbook.WorkbookError, OutputExistsError, ValueError) as e:
     sys.exit(f'error: {e}')
   print(format_summary(summary))
