@@ -1,7 +1,7 @@
 """A folder of photos and a CSV (id, grade, file name): the other input ``prepare`` reads.
 
 Large studies rarely come as one workbook with embedded pictures; they come as image files
-and a table naming them, as the seed's own extraction step wrote them::
+and a table naming them (what an extraction of a workbook's pictures writes)::
 
     id,grade,file
     s001,4.5,s001.jpg
