@@ -8,7 +8,9 @@ of workers. Each worker loads dlib's models once (the pool's initializer), not o
 Workers are started with the 'spawn' context: a fresh interpreter, no copy of the parent's
 state (dlib objects and open zip files do not survive a fork well, and spawn behaves the same
 on Linux and macOS). Workers ignore SIGINT; the parent catches Ctrl-C, terminates the pool and
-re-raises, so an interrupt leaves no orphan processes and no half-written output.
+re-raises, so an interrupt leaves no orphan processes and no half-written output. As with any
+spawn pool, a script that calls this with ``workers > 1`` needs the usual
+``if __name__ == '__main__':`` guard (the commands have it).
 """
 from __future__ import annotations
 
