@@ -18,7 +18,7 @@ from helpers import ROOT, child_env
 from test_featurevis import Conv
 
 UNITS = np.arange(6)  # 6 units on 4 devices: padded to 8, so the padding path is crossed too
-METHODS = ('saliency', 'occlusion')  # a gradient map and a patch-score map
+METHODS = ('saliency', 'occlusion', 'smoothgrad')  # occlusion: a patch map; smoothgrad: a key
 N_EXAMPLES = 9  # odd: the processes' shares differ in size (5 and 4)
 
 # The same computation in every process and in the test: a toy net, few steps.

@@ -257,7 +257,8 @@ def _all_maps(fn, x, targets, opts: Options, layer: str) -> tuple[dict, dict]:
   maps, skipped = {}, {}
   share = distributed.split(len(x))
   for m in opts.methods:
-    whole = jax.process_count() == 1 or registry.get(m).needs_key
+    # One process, fewer images than processes (a share would be empty), or a key: no split.
+    whole = len(x) < jax.process_count() or jax.process_count() == 1 or registry.get(m).needs_key
     xs, ts = (x, targets) if whole else (x[share], targets[share])
     try:
       h = np.asarray(registry.heatmap(m, fn, xs, ts, **_inputs(m, fn, xs, opts, layer)))
