@@ -455,3 +455,20 @@ def test_swap_by_two_renames_where_renameat2_is_missing(tmp_path):
   # Killed right there, before removing the old run: the next run removes it (out is complete).
   assert prepare.clean_leftovers(out) == [f'removed {old.name}, left by an interrupted run']
   assert (out / 'manifest.csv').read_text() == 'new run' and not old.exists()
+
+
+def test_check_reads_a_csv_and_its_photo_folder(tmp_path):
+  """--check on the folder + CSV input: each line's file is read from --images_dir; a missing
+  file is named, and two lines naming one file are flagged (nothing is written)."""
+  (tmp_path / 'photos').mkdir()
+  Image.fromarray(np.full((80, 90, 3), 120, np.uint8)).save(tmp_path / 'photos' / 'a.jpg')
+  (tmp_path / 'study.csv').write_text('id,grade,file\n1,4.5,a.jpg\n2,5.0,gone.jpg\n3,3.5,a.jpg\n')
+  entries, text = prepare.check(tmp_path / 'study.csv', prepare.Options(), tmp_path / 'photos')
+  assert [(e.source_row, e.status) for e in entries] == [(2, 'used'), (3, 'skipped'),
+                                                         (4, 'used')]
+  assert "no file 'gone.jpg'" in entries[1].reason
+  lines = text.splitlines()
+  assert 'a.jpg file 90x80' in lines[2] and lines[2].endswith('ready')
+  assert lines[4].endswith('[same picture as row 2]')
+  assert lines[-1].startswith('3 rows: 2 ready')
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['photos', 'study.csv']

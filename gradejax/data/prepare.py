@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from gradejax.data import faces, images, labels, manifest, workbook
+from gradejax.data import faces, folder_input, images, labels, manifest, parallel, workbook
 from gradejax.data.manifest import Entry
 
 Progress = Callable[[int, int], None]
@@ -163,8 +163,14 @@ def _progress_printer(stream=sys.stderr) -> Progress:
 
 
 def prepare(workbook_path: str | os.PathLike, out: str | os.PathLike,
-            options: Options = Options(), progress: Progress | None = None) -> dict:
+            options: Options = Options(), progress: Progress | None = None,
+            workers: int | None = 1, images_dir: str | os.PathLike | None = None) -> dict:
   """Runs the whole preparation; returns the summary dict (also written to summary.json).
+
+  ``workbook_path`` is an .xlsx workbook, or a .csv file (id, grade, file name) naming photos
+  in ``images_dir`` (default: the CSV's folder; see :mod:`gradejax.data.folder_input`).
+  ``workers`` processes decode and align the photos (None: every core); the output does not
+  depend on it.
 
   Raises:
     workbook.WorkbookError: unreadable workbook, missing sheet or columns.
@@ -179,25 +185,21 @@ def prepare(workbook_path: str | os.PathLike, out: str | os.PathLike,
     print(line, file=sys.stderr)
   check_output(out, o.overwrite)
   start = time.time()
-  table = workbook.read_workbook(workbook_path, sheet=o.sheet, id_column=o.id_column,
-                                 grade_column=o.grade_column, photo_column=o.photo_column)
+  table = read_table(workbook_path, o, images_dir)
   entries = _ids_and_grades(table, o)
   rows = {r.source_row: r for r in table.rows}
   todo = [e for e in entries if e.status == 'used']
-  models = faces.load_models(o.detector) if todo else None
   chips = {}
-  for i, e in enumerate(todo):
-    image, reason = images.decode_photo(rows[e.source_row].photo.data, min_side=o.min_side)
-    if reason is None:
-      face, reason = faces.find_face(models, image, o.face_options())
-    if reason is not None:
-      e.status, e.reason = 'skipped', reason
+  # Decode, detect and align in a pool of `workers` processes; results come back in row order.
+  found = parallel.map_photos([parallel.photo_source(rows[e.source_row].photo) for e in todo],
+                              parallel.Job(o.face_options(), o.min_side), workers, progress)
+  for e, face in zip(todo, found):
+    if face.reason is not None:
+      e.status, e.reason = 'skipped', face.reason
     else:
       chips[e.source_row] = face.chip
       e.face_box, e.detector_score = face.box, face.score
       e.chip_affine, e.centre_crop = face.affine, face.centre_crop
-    if progress:
-      progress(i + 1, len(todo))
   used = [e for e in entries if e.status == 'used']
   if used:
     labelling = labels.make_labelling(np.array([e.grade for e in used]), pivot=o.pivot,
@@ -397,8 +399,19 @@ def _write_atomically(out: pathlib.Path, entries, chips, summary, labelling, o: 
     shutil.rmtree(old, ignore_errors=True)
 
 
-def check(workbook_path: str | os.PathLike, options: Options = Options()
-          ) -> tuple[list[Entry], str]:
+def read_table(workbook_path: str | os.PathLike, o: Options,
+               images_dir: str | os.PathLike | None = None) -> workbook.Table:
+  """The rows of an .xlsx workbook, or of a CSV (id, grade, file name) naming photos in
+  ``images_dir`` (default: the CSV's folder)."""
+  if folder_input.is_csv(workbook_path):
+    return folder_input.read_folder(workbook_path, images_dir, id_column=o.id_column,
+                                    grade_column=o.grade_column, file_column=o.photo_column)
+  return workbook.read_workbook(workbook_path, sheet=o.sheet, id_column=o.id_column,
+                                grade_column=o.grade_column, photo_column=o.photo_column)
+
+
+def check(workbook_path: str | os.PathLike, options: Options = Options(),
+          images_dir: str | os.PathLike | None = None) -> tuple[list[Entry], str]:
   """Dry run: reads the workbook and decodes the photos without detecting faces or writing.
 
   Returns the entries (``status`` 'used' means "ready for face detection") and a text table of
@@ -406,8 +419,7 @@ def check(workbook_path: str | os.PathLike, options: Options = Options()
   """
   o = options
   _check_options(o)
-  table = workbook.read_workbook(workbook_path, sheet=o.sheet, id_column=o.id_column,
-                                 grade_column=o.grade_column, photo_column=o.photo_column)
+  table = read_table(workbook_path, o, images_dir)
   entries = _ids_and_grades(table, o)
   rows = {r.source_row: r for r in table.rows}
   first_of: dict[str, int] = {}
@@ -420,14 +432,19 @@ def check(workbook_path: str | os.PathLike, options: Options = Options()
     photo, notes = '-', []
     if row.photo is not None:
       p = row.photo
-      where = p.anchor or f'{workbook.column_label(p.col)}{p.row}'
-      image, reason = images.decode_photo(p.data, min_side=o.min_side)
+      where = getattr(p, 'anchor', '') or (p.part if p.placement == 'file' else
+                                           f'{workbook.column_label(p.col)}{p.row}')
+      data, reason = parallel.read_source(parallel.photo_source(p))
+      image = None
+      if data is not None:
+        image, reason = images.decode_photo(data, min_side=o.min_side)
       size = f'{image.shape[1]}x{image.shape[0]}' if image is not None else '?'
       photo = f'{where} {p.placement} {size}'
-      digest = hashlib.sha1(p.data).hexdigest()
-      if digest in first_of:
-        notes.append(f'same picture as row {first_of[digest]}')
-      first_of.setdefault(digest, e.source_row)
+      if data is not None:
+        digest = hashlib.sha1(data).hexdigest()
+        if digest in first_of:
+          notes.append(f'same picture as row {first_of[digest]}')
+        first_of.setdefault(digest, e.source_row)
       if reason and e.status == 'used':
         e.status, e.reason = 'skipped', reason
     elif row.photos_in_row:
@@ -468,7 +485,12 @@ def format_summary(summary: dict) -> str:
 
 def _define_flags():
   from absl import flags
-  flags.DEFINE_string('workbook', None, 'The school workbook (.xlsx).')
+  flags.DEFINE_string('workbook', None, 'The school workbook (.xlsx), or a CSV (id, grade, file '
+                      'name) of photos in --images_dir.')
+  flags.DEFINE_string('images_dir', None, 'Folder of the photos a CSV --workbook names '
+                      '(default: the CSV\'s folder).')
+  flags.DEFINE_integer('workers', None, 'Processes decoding and aligning photos (default: all '
+                       'cores); the output is the same for any number.')
   flags.DEFINE_string('out', None, 'Output folder (created; see --overwrite).')
   flags.DEFINE_string('pivot', '4.0', 'Class boundary: a grade (4.0 = pass) or "median".')
   flags.DEFINE_integer('bins', None, 'n quantile classes instead of a pivot.')
@@ -525,7 +547,7 @@ def main(argv) -> None:
               overwrite=f.overwrite, hidden_rows=f.hidden_rows)
   if f.check:
     try:
-      print(check(f.workbook, o)[1])
+      print(check(f.workbook, o, f.images_dir)[1])
     except (workbook.WorkbookError, ValueError) as e:
       sys.exit(f'error: {e}')
     return
@@ -534,7 +556,8 @@ def main(argv) -> None:
   # SIGTERM unwinds like Ctrl-C, so the half-built folder is removed and --out is kept.
   signal.signal(signal.SIGTERM, _raise_interrupt)
   try:
-    summary = prepare(f.workbook, f.out, o, progress=_progress_printer())
+    summary = prepare(f.workbook, f.out, o, progress=_progress_printer(), workers=f.workers,
+                      images_dir=f.images_dir)
   except (workbook.WorkbookError, OSError, ValueError) as e:
     sys.exit(f'error: {e}')
   except KeyboardInterrupt:

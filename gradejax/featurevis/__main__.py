@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from gradejax import logs
+from gradejax import distributed, logs
 from gradejax import nets
 from gradejax.featurevis import dataset_examples, objectives
 from gradejax.report import featurevis_page as page
@@ -91,11 +91,14 @@ def run(workdir: str, layer: str, units: np.ndarray, *, net: str = 'classifier',
   top = None
   if data is not None:
     data = data[:max_examples]
-    top = dataset_examples.top_k(fn, data, layer, units, k=top_k)
+    top = dataset_examples.top_k_across_processes(fn, data, layer, units, k=top_k)
   text = [f'{steps} Adam steps (lr {lr}), {param} parameterisation'
           f'{" with decorrelated colour" if decorrelate else ""}, jitter {jitter} px, rotation '
           f'+-{rotate} deg, scale +-{scale}, diversity {diversity}, seed {seed}; '
-          f'{len(jax.devices())} device(s); {time.time() - t0:.1f} s.']
+          f'{len(jax.devices())} device(s) in {jax.process_count()} process(es); '
+          f'{time.time() - t0:.1f} s.']
+  if not distributed.is_main():  # every process holds the images; process 0 writes them
+    return f'{workdir}/featurevis (written by process 0)'
   out = page.write(f'{workdir}/featurevis', f'Feature visualisation: {layer}', layer, units,
                    images, history, text, data, top,
                    note='Dataset examples are student photos: this page is a local file, do not '
@@ -107,14 +110,17 @@ def main(argv: Sequence[str]) -> None:
   del argv
   logs.quiet_libraries()
   f = flags.FLAGS
+  distributed.initialize_from_flags()  # a multi-host run, when asked for; before any JAX work
   out = run(f.workdir, f.layer, parse_units(f.units), net=f.net, steps=f.steps, size=f.size,
             param=f.param, decorrelate=f.decorrelate, jitter=f.jitter, rotate=f.rotate,
             scale=f.scale, diversity=f.diversity, batch=f.batch, lr=f.lr, seed=f.seed,
             top_k=f.top_k, max_examples=f.max_examples, data_dir=f.data_dir)
-  print(f'wrote {out}')
+  if distributed.is_main():
+    print(f'wrote {out}')
 
 
 def _define_flags() -> None:
+  distributed.define_flags()
   flags.DEFINE_string('workdir', None, 'work directory (output goes to WORKDIR/featurevis)',
                       required=True)
   flags.DEFINE_string('layer', 'logits', 'tap to visualise (e.g. logits, extractor/level2)')

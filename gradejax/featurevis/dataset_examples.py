@@ -53,3 +53,24 @@ def crop(image: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:
   r = int(np.clip(round(centre[0] - size / 2), 0, h - size))
   c = int(np.clip(round(centre[1] - size / 2), 0, w - size))
   return image[r:r + size, c:c + size]
+
+
+def top_k_across_processes(fn: nets.ModelFn, images: np.ndarray, layer: str, units: np.ndarray,
+                           k: int = 4, batch_size: int = 64) -> dict[str, np.ndarray]:
+  """:func:`top_k` with the images split over the processes of a multi-host run
+  (``gradejax.distributed``): each scores its own contiguous share, the per-share top k are
+  exchanged and merged. The result is :func:`top_k`'s on every process: shares are in image
+  order and both sorts are stable, so ties still go to the earlier image."""
+  from gradejax import distributed
+  from jax.experimental import multihost_utils
+  n, processes = len(images), jax.process_count()
+  if processes == 1 or n // processes < k:  # a share too small for k: everyone does it all
+    return top_k(fn, images, layer, units, k, batch_size)
+  share = distributed.split(n)
+  mine = top_k(fn, images[share], layer, units, k, batch_size)
+  mine['index'] = mine['index'] + share.start
+  every = {name: np.asarray(multihost_utils.process_allgather(v)) for name, v in mine.items()}
+  cat = {name: np.concatenate(list(v), axis=1) for name, v in every.items()}  # [U, P * k, ...]
+  order = np.argsort(-cat['score'], axis=1, kind='stable')[:, :k]
+  return {name: np.take_along_axis(v, order if v.ndim == 2 else order[..., None], axis=1)
+          for name, v in cat.items()}

@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
-from gradejax import nets
+from gradejax import distributed, nets
 from gradejax.featurevis import regularisers, transform
 from gradejax.featurevis.objectives import Objective
 from gradejax.featurevis.param import Param
@@ -105,19 +105,31 @@ def render_sharded(fn: nets.ModelFn, objective_for: callable, param: Param, unit
   and as many units compile once. Each image's randomness comes from its own key
   (``fold_in(key, unit position)``), so the result does not depend on the device count.
   Returns (images [len(units),H,W,3], history [steps, len(units)])."""
-  devices = list(jax.devices() if devices is None else devices)
+  mesh = distributed.global_mesh('batch', devices)
   n = len(units)
-  padded = np.concatenate([units, np.repeat(units[-1:], (-n) % len(devices))])
-  mesh = Mesh(np.array(devices), ('batch',))
+  padded = np.concatenate([units, np.repeat(units[-1:], (-n) % mesh.size)])
   shard = NamedSharding(mesh, PartitionSpec('batch'))
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(padded)))
   params = jax.vmap(lambda k: param.init(k, 1)[0])(keys)
-  params = jax.device_put(params, shard)
   if settings.grad_blur > 0 and jnp.ndim(params) != 4:
     raise ValueError('grad_blur needs pixel parameters [B,H,W,3]; use image_blur with '
                      f'{param.name} parameters')
   _, k_run = jax.random.split(key)  # the split render() makes: same images as before
-  run = _optimise_units_bound if isinstance(fn, nets.Bound) else _optimise_units_callable
-  params, history = run(fn, params, k_run, jnp.asarray(padded, jnp.int32),
+  # Every process computed the same initial params, units, key and network from the same seed
+  # and files; each now places only its own shards (the mesh may span several hosts, see
+  # gradejax.distributed), and the replicated inputs are global arrays too.
+  params = distributed.put(params, shard)
+  everywhere = distributed.replicated(mesh)
+  key_data, units = distributed.put((jax.random.key_data(k_run), np.asarray(padded, np.int32)),
+                                    everywhere)
+  k_run = jax.random.wrap_key_data(key_data, impl=jax.random.key_impl(k_run))
+  bound = isinstance(fn, nets.Bound)
+  run = _optimise_units_bound if bound else _optimise_units_callable
+  params, history = run(distributed.put(fn, everywhere) if bound else fn, params, k_run, units,
                         objective_for=objective_for, param=param, settings=settings, relu=relu)
-  return param.image(params)[:n], history[:, :n]
+  # Only the images leave the devices; in a multi-host run every process receives all of them.
+  images, history = distributed.gather((_image(param, params), history))
+  return images[:n], history[:, :n]
+
+
+_image = jax.jit(lambda param, params: param.image(params), static_argnums=0)

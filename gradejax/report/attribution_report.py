@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from gradejax import logs
+from gradejax import distributed, logs
 from gradejax import nets
 from gradejax.report import figures, document
 from gradejax.attribution import class_activation, faithfulness, localisation, registry, sanity
@@ -201,13 +201,9 @@ def make_report(workdir: str | pathlib.Path, module, variables, arrays: dict,
   name_of = lambda k: class_names[k] if k < len(class_names) else str(k)
   layer = opts.layer or default_layer(fn, x)
 
-  maps, skipped = {}, {}
-  for m in opts.methods:
-    try:
-      maps[m] = np.asarray(registry.heatmap(m, fn, x, targets, **_inputs(m, fn, x, opts, layer)))
-    except ValueError as e:
-      skipped[m] = str(e)
-      logging.warning('method %s skipped: %s', m, e)
+  maps, skipped = _all_maps(fn, x, targets, opts, layer)
+  if not distributed.is_main():  # a multi-host run: process 0 has every map and writes
+    return out_dir / 'index.html'
 
   rows, shown = [], []
   for r, i in enumerate(idx):
@@ -249,6 +245,28 @@ def make_report(workdir: str | pathlib.Path, module, variables, arrays: dict,
       links=[('Open the feature visualisation report', '../featurevis/index.html')]
       if fv.is_file() else []))
   return document.write(out_dir / 'index.html', f'Attribution report: {workdir.name}', sections)
+
+
+def _all_maps(fn, x, targets, opts: Options, layer: str) -> tuple[dict, dict]:
+  """Each method's maps [B, H, W] (method -> array) and the methods skipped (-> why).
+
+  In a multi-host run (gradejax.distributed) each process computes its contiguous share of
+  the images and the shares are gathered in order, so the maps are a single process's. Methods
+  drawing random numbers (``needs_key``: SmoothGrad) draw them for the whole batch's shape, so
+  a share would get other noise: every process computes those on all images instead."""
+  maps, skipped = {}, {}
+  share = distributed.split(len(x))
+  for m in opts.methods:
+    # One process, fewer images than processes (a share would be empty), or a key: no split.
+    whole = len(x) < jax.process_count() or jax.process_count() == 1 or registry.get(m).needs_key
+    xs, ts = (x, targets) if whole else (x[share], targets[share])
+    try:
+      h = np.asarray(registry.heatmap(m, fn, xs, ts, **_inputs(m, fn, xs, opts, layer)))
+      maps[m] = h if whole else distributed.gather_rows(h, len(x))
+    except ValueError as e:  # raised alike in every process (it depends on the net, not on x)
+      skipped[m] = str(e)
+      logging.warning('method %s skipped: %s', m, e)
+  return maps, skipped
 
 
 def _methods_section(opts, maps, skipped, layer) -> document.Section:
@@ -347,6 +365,7 @@ def _localisation_section(maps, methods, ids, masks, note, opts) -> document.Sec
 def main(argv: Sequence[str]) -> None:
   del argv
   logs.quiet_libraries()
+  multi_host = distributed.initialize_from_flags()  # before any JAX work
   from gradejax.data import dataset  # the loading layer; everything else is make_report
   from gradejax.training import train
   f = flags.FLAGS
@@ -358,10 +377,15 @@ def main(argv: Sequence[str]) -> None:
                  steps=f.steps, n_samples=f.n_samples, patch=f.patch, stride=f.stride,
                  fill=f.fill,
                  sanity_images=f.sanity_images, truth=f.truth, cam_pooled=f.cam_pooled)
+  if multi_host and f.label_randomization:
+    # Re-training saves orbax checkpoints, a collective of every process, while only process 0
+    # runs the checks: it would wait for the others forever.
+    logging.warning('--label_randomization is not run in a multi-host run; run it in one process')
   path = make_report(f.workdir, module, variables, arrays, data_dir, opts,
                      retrain=(lambda: _retrain_on_shuffled_labels(f.workdir, config, f.seed))
-                     if f.label_randomization else None)
-  print(f'wrote {path} (a local file with students\' photos: do not share it)')
+                     if f.label_randomization and not multi_host else None)
+  if distributed.is_main():
+    print(f'wrote {path} (a local file with students\' photos: do not share it)')
 
 
 def _retrain_on_shuffled_labels(workdir: str, config, seed: int):
@@ -382,6 +406,7 @@ def _retrain_on_shuffled_labels(workdir: str, config, seed: int):
 
 
 def _define_flags() -> None:
+  distributed.define_flags()
   flags.DEFINE_string('workdir', None, 'work directory of a training run', required=True)
   flags.DEFINE_string('methods', ','.join(DEFAULT_METHODS),
                       f'comma-separated, from: {", ".join(registry.METHODS)}')

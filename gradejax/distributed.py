@@ -1,0 +1,147 @@
+"""Several processes (one per host) as one JAX program: start-up, the global mesh, gathering.
+
+Single-process runs need none of this: every function here is then a no-op or the obvious
+one-process answer, so callers use it unconditionally.
+
+Start-up (:func:`initialize`), first match wins:
+
+* explicit arguments (the commands' ``--coordinator``, ``--num_processes``, ``--process_id``);
+* ``GRADEJAX_COORDINATOR=host:port`` with ``GRADEJAX_NUM_PROCESSES`` and ``GRADEJAX_PROCESS_ID``;
+* ``GRADEJAX_JAX_INIT=1``: ``jax.distributed.initialize()`` with no arguments, which finds the
+  cluster itself on Cloud TPU, SLURM, Open MPI and Kubernetes (big_vision's ``BV_JAX_INIT``
+  switch);
+* nothing set: one process.
+
+After it, ``jax.devices()`` lists every process's devices; a :func:`global_mesh` over them lets
+one jitted program run on all hosts, each process feeding and holding only its own shards.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+ENV_COORDINATOR = 'GRADEJAX_COORDINATOR'
+ENV_NUM_PROCESSES = 'GRADEJAX_NUM_PROCESSES'
+ENV_PROCESS_ID = 'GRADEJAX_PROCESS_ID'
+ENV_AUTO = 'GRADEJAX_JAX_INIT'
+
+_started = [False]
+
+
+def define_flags() -> None:
+  """The commands' multi-host flags (absl), read by :func:`initialize_from_flags`."""
+  from absl import flags
+  flags.DEFINE_string('coordinator', None, 'host:port of process 0 for a multi-host run (or '
+                      f'${ENV_COORDINATOR}; ${ENV_AUTO}=1 lets JAX find the cluster)')
+  flags.DEFINE_integer('num_processes', None, f'processes in a multi-host run (or '
+                       f'${ENV_NUM_PROCESSES})')
+  flags.DEFINE_integer('process_id', None, f'this process, 0..num_processes-1 (or '
+                       f'${ENV_PROCESS_ID})')
+
+
+def initialize_from_flags() -> bool:
+  from absl import flags
+  f = flags.FLAGS
+  return initialize(f.coordinator, f.num_processes, f.process_id)
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> bool:
+  """Joins the multi-process run described by the arguments or the environment (see the
+  module docstring); True if this is one. Call it before anything else touches JAX. Calling
+  it again is a no-op."""
+  if _started[0]:
+    return True
+  env = os.environ
+  coordinator = coordinator or env.get(ENV_COORDINATOR) or None
+  if coordinator:
+    try:
+      num_processes = int(num_processes if num_processes is not None else env[ENV_NUM_PROCESSES])
+      process_id = int(process_id if process_id is not None else env[ENV_PROCESS_ID])
+    except (KeyError, ValueError):
+      raise ValueError(f'a multi-host run with coordinator {coordinator} needs --num_processes '
+                       f'and --process_id (or ${ENV_NUM_PROCESSES} and ${ENV_PROCESS_ID}) as '
+                       'integers') from None
+    if not 0 <= process_id < num_processes:
+      raise ValueError(f'--process_id must lie in 0..{num_processes - 1}; got {process_id}')
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id)
+  elif env.get(ENV_AUTO, '').strip().lower() not in ('', '0', 'false', 'no'):
+    jax.distributed.initialize()
+  else:
+    return False
+  _started[0] = True
+  return True
+
+
+def is_main() -> bool:
+  """True in process 0, the one that writes files and prints."""
+  return jax.process_index() == 0
+
+
+def global_mesh(axis: str = 'batch', devices=None) -> Mesh:
+  """A 1-D mesh over every process's devices (``jax.devices()``) or the ``devices`` given."""
+  return Mesh(np.array(list(jax.devices() if devices is None else devices)), (axis,))
+
+
+def put(x: Any, sharding: NamedSharding) -> jax.Array:
+  """A host value that every process holds in full (the same bytes everywhere, e.g. derived
+  from the same seed) -> one global array with ``sharding``; each process places only the
+  shards on its own devices. Works on pytrees of arrays."""
+  def one(a):
+    a = np.asarray(a)
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+  return jax.tree.map(one, x)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, PartitionSpec())
+
+
+def gather(x: Any) -> Any:
+  """A (possibly global) array -> the full value on every process: itself when this process
+  holds all of it (one process), else a numpy copy assembled from every process's shards.
+  Every process must call it (it is a collective). Works on pytrees."""
+  def one(a):
+    if not isinstance(a, jax.Array) or a.is_fully_addressable:
+      return a
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+  return jax.tree.map(one, x)
+
+
+def split(total: int, process: int | None = None, count: int | None = None) -> slice:
+  """This process's contiguous share of ``total`` items (the first ``total % processes`` get
+  one more), grain's even split over ``grain.sharding.ShardByJaxProcess``: the shares,
+  concatenated in process order, are the items in order. ``process``/``count`` override
+  this process's index and the process count."""
+  from grain import sharding  # grain's view of the JAX processes, as its data loaders shard
+  shard = sharding.ShardByJaxProcess(drop_remainder=False)
+  p = shard.shard_index if process is None else process
+  per, extra = divmod(total, shard.shard_count if count is None else count)
+  start = per * p + min(p, extra)
+  return slice(start, start + per + (p < extra))
+
+
+def gather_rows(x: np.ndarray, total: int) -> np.ndarray:
+  """Every process's rows ``x`` (its :func:`split` of ``total`` items, on the first axis) ->
+  all ``total`` rows in order, on every process (a collective; shorter shares are padded for
+  the exchange)."""
+  x = np.asarray(x)
+  if jax.process_count() == 1:
+    return x
+  per = -(-total // jax.process_count())
+  padded = np.concatenate([x, np.zeros((per - len(x),) + x.shape[1:], x.dtype)])
+  every = np.asarray(multihost_utils.process_allgather(padded))  # [processes, per, ...]
+  sizes = [len(range(total)[split(total, p)]) for p in range(jax.process_count())]
+  return np.concatenate([every[p, :k] for p, k in enumerate(sizes)])
+
+
+def sync(name: str) -> None:
+  """Waits until every process reaches this point (no-op in one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
