@@ -78,7 +78,10 @@ def test_resume_after_kill_gives_identical_metrics(data_dir, full_run, tmp_path)
 def test_training_learns_and_writes_config_and_features(full_run):
   workdir, metrics = full_run
   # Learning, measured against the run's own start (TensorBoard, logged every log_every = 10
-  # steps). Measured (toy config, seed 0): MEASURED_LEARNING
+  # steps). Measured (toy config, seed 0): mean minibatch loss of steps 1-10 -> 51-60: 1.169 ->
+  # 0.326 (ratio 0.28); full training-set loss at step 10 -> 60: 0.664 -> 0.537 (ratio 0.81);
+  # training ROC AUC at step 60: 0.89. With learning_rate=0 the same run gives ratios 1.10 and
+  # 1.00 and an AUC of 0.56.
   acc = event_accumulator.EventAccumulator(str(workdir / 'tb'))
   acc.Reload()
   step_loss = [e.value for e in acc.Scalars('train/step_loss')]
