@@ -11,6 +11,7 @@ import dataclasses
 import html
 import os
 import pathlib
+import re
 from typing import Any, Sequence
 
 from PIL import Image
@@ -115,7 +116,10 @@ def to_html(title: str, sections: Sequence[Section]) -> str:
     for c in s.charts:
       if not c.svg.lstrip().startswith('<svg'):
         raise ValueError('Chart.svg must be one <svg> element (from gradejax.report.figures)')
-      parts.append(f'<figure>{c.svg}<figcaption>{html.escape(c.caption)}</figcaption></figure>')
+      width = re.search(r'width="(\d+)"', c.svg)  # the caption wraps at the chart's width
+      style = f' style="max-width:{width.group(1)}px"' if width else ''
+      parts.append(f'<figure{style}>{c.svg}<figcaption>{html.escape(c.caption)}</figcaption>'
+                   '</figure>')
     parts += [_table(t) for t in s.tables]
     for f in s.figures:
       parts.append(f'<figure><img alt="{html.escape(f.caption)}" src="{data_uri(f.image)}">'

@@ -339,7 +339,7 @@ def svg_confusion(matrix: np.ndarray, class_names: Sequence[str],
   m = np.asarray(matrix, float)
   c = m.shape[0]
   cell = max(40, min(90, 260 // max(c, 1)))
-  left, top = 110, 50
+  left, top = 110, 60
   w, h = left + cell * c + 20, top + cell * c + 40
   share = m / np.maximum(m.sum(1, keepdims=True), 1)
   body = [f'<text x="10" y="16" font-weight="bold">{_esc(title)}</text>',
@@ -382,9 +382,10 @@ def svg_bars(names: Sequence[str], scores: Sequence[float],
   hi = max(vals + ([chance] if chance is not None else []) + [1e-6])
   lo = 0.0 if lo >= 0 else lo
   hi = 1.0 if 0.5 < hi <= 1.0 else hi * 1.05
-  w, h = SVG_W + 100, _M['top'] + row * k + _M['bottom']
+  w, h = SVG_W + 140, _M['top'] + 10 + row * k + _M['bottom']
   ax = _Axes((lo, hi), (0, k), w=w, h=h)
-  ax.x0 = 170  # room for the model names
+  ax.x0, ax.x1 = 170, w - 120  # room for the model names (left) and score [CI] (right)
+  ax.y1 = _M['top'] + 10  # room for the chance label under the title
   body = [b for b in ax.frame(metric, '', title, yticks=[]) if 'rotate(-90)' not in b]
   for i, (n, s, ci) in enumerate(zip(names, scores, cis)):
     yc = float(ax.py(k - i - 0.5))

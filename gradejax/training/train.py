@@ -158,12 +158,22 @@ def split_metrics(module, params, norm, feats: np.ndarray, label: np.ndarray, ma
   """loss, balanced_accuracy, roc_auc of the head on view-0 features of ``mask``ed examples."""
   if not mask.any():
     return {}
-  x, y = feats[mask], label[mask]
-  logits = module.apply({'params': {'head': params['head']}, 'norm': norm}, x,
-                        method='classify_features')
-  r = stats.classification_report(jnp.asarray(y), jax.nn.softmax(logits), num_classes)
-  return {'loss': float(weighted_loss(logits, y, jnp.ones(len(y)))),
-          'balanced_accuracy': float(r['balanced_accuracy']), 'roc_auc': float(r['roc_auc'])}
+  out = _metrics_fn(module, num_classes)(params['head'], norm, jnp.asarray(feats[mask]),
+                                         jnp.asarray(label[mask]))
+  return {k: float(v) for k, v in out.items()}
+
+
+@functools.lru_cache(maxsize=8)
+def _metrics_fn(module, num_classes: int):
+  # Compiled once per run: the metrics are computed every config.log_every steps.
+  @jax.jit
+  def fn(head, norm, x, y):
+    logits = module.apply({'params': {'head': head}, 'norm': norm}, x,
+                          method='classify_features')
+    r = stats.classification_report(y, jax.nn.softmax(logits), num_classes)
+    return {'loss': weighted_loss(logits, y, jnp.ones(len(y))),
+            'balanced_accuracy': r['balanced_accuracy'], 'roc_auc': r['roc_auc']}
+  return fn
 
 
 def checkpoint_manager(workdir: pathlib.Path, save_every: int) -> ocp.CheckpointManager:
@@ -381,10 +391,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                       num_classes)}
     metrics['train']['step_loss'] = float(losses.mean())
     writer.scalars(step, metrics, lr=float(lr_fn(step - 1)))
-    logging.info('step %d/%d  loss %.4f  valid %s  %.1f steps/s', step, config.steps,
-                 losses.mean(), metrics['valid'], length / max(dt, 1e-9))
     if step % config.save_every and step < config.steps:
       continue  # a log point only
+    logging.info('step %d/%d  loss %.4f  valid %s  %.1f steps/s', step, config.steps,
+                 losses.mean(), metrics['valid'], length / max(dt, 1e-9))
     mngr.save(step, args=ocp.args.StandardSave(_saved(state, norm)))
     mngr.wait_until_finished()
     if 0 < config.stop_after_steps <= step < config.steps:
