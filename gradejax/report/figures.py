@@ -190,6 +190,7 @@ def _ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
 
 def _fmt(v: float, step: float) -> str:
   digits = int(max(0, -np.floor(np.log10(step)) if step > 0 else 0))
+  v = 0.0 if abs(v) < 1e-9 * max(step, 1e-12) else v  # no '-0' from arange round-off
   return f'{v:.{min(digits, 3)}f}'
 
 
