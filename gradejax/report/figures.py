@@ -406,7 +406,7 @@ def svg_bars(names: Sequence[str], scores: Sequence[float],
                   f'{yc + 6:.1f}" stroke="{INK}" stroke-width="1.5" fill="none"/>')
       label += f' [{ci[0]:.2f}, {ci[1]:.2f}]'
       x = max(x, b)
-    body.append(f'<text x="{x + 5:.1f}" y="{yc + 4:.1f}">{label}</text>')
+    body.append(f'<text x="{x + 8:.1f}" y="{yc + 4:.1f}">{label}</text>')
   if chance is not None:
     x = float(ax.px(chance))
     body.append(f'<line x1="{x:.1f}" y1="{ax.y0}" x2="{x:.1f}" y2="{ax.y1}" stroke="{INK}" '
