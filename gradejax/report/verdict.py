@@ -152,7 +152,7 @@ def section(workdir: str | pathlib.Path, title: str = 'Verdict') -> document.Sec
   workdir = pathlib.Path(workdir)
   v, txt, arrays = read(workdir / 'eval')
   if v is None:
-    return document.Section(title, [f'No eval/verdict.json in {workdir.name} yet (run the '
+    return document.Section(title, [f'No eval/verdict.json yet in {workdir.name} (run the '
                                     'evaluation first: python -m gradejax.evaluate --workdir '
                                     'DIR); the rest of this page explains the model as '
                                     'trained.'])
