@@ -304,3 +304,26 @@ def test_tensorboard_evaluation_scalars_and_verdict_text(data_dir, full_run, tmp
   txt = (tmp_path / 'eval' / 'verdict.txt').read_text().splitlines()
   assert [line.strip() for line in text.splitlines()] == txt
   assert metrics['verdict']['cv_score'] == v['cv_score']
+
+
+def test_projector_thumbnails_only_when_asked(tmp_path):
+  from google.protobuf import text_format
+  from PIL import Image
+  from tensorboard.plugins.projector import projector_config_pb2
+  rng = np.random.default_rng(0)
+  feats, images = rng.normal(size=(4, 3)), rng.integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)
+  meta = [['a', '0', 'train']] * 4
+  for enabled in (False, True):
+    w = train.Writer(tmp_path / str(enabled), enabled_images=enabled)
+    w.embedding(feats, meta, ['class', 'fold', 'split'], 7, images)
+    w.embedding(feats, meta, ['class', 'fold', 'split'], 7, images)  # a rerun adds no copy
+    w.close()
+    config = projector_config_pb2.ProjectorConfig()
+    text_format.Parse((tmp_path / str(enabled) / 'projector_config.pbtxt').read_text(), config)
+    (emb,) = config.embeddings
+    assert bool(emb.sprite.image_path) == enabled
+    if enabled:
+      sprite = np.asarray(Image.open(tmp_path / str(enabled) / emb.sprite.image_path))
+      assert list(emb.sprite.single_image_dim) == [32, 32] and sprite.shape[:2] == (64, 64)
+      want = np.asarray(Image.fromarray(images[0]).resize((32, 32)))
+      np.testing.assert_allclose(sprite[:32, :32, :3].astype(float), want, atol=1)
