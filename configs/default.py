@@ -27,6 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.imbalance = 'weighted'  # 'weighted' | 'oversample' | 'none'
   config.valid_fold = 0  # the dataset fold held out while training (-1: train on all)
   config.save_every = 500
+  config.log_every = 10  # TensorBoard scalars every N steps (checkpoints: save_every)
   config.stop_after_steps = -1  # > 0: stop there as if killed (tests resuming)
   config.shuffle_labels_seed = -1  # >= 0: train on labels permuted by this seed (sanity check)
   # Evaluation (gradejax.evaluate): repeated stratified k-fold CV of a head on cached features.

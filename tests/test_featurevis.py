@@ -349,3 +349,50 @@ def test_page_puts_dataset_examples_beside_each_unit(tmp_path):
   grid = np.asarray(Image.open(tmp_path / 'grid.png'))
   assert one.shape[1] > 3 * grid.shape[1] // 2  # 1 synthesised + 3 examples vs 2 panels
   assert grid.shape[0] < 3 * one.shape[0] // 2  # the 2 units side by side, not a column
+
+
+def test_accentuation_raises_the_unit_and_the_keep_term_holds_it_near_the_photo(conv):
+  fn, x = conv
+  units = [1, 2]
+  unit = lambda imgs: np.asarray(O.channel_batch('logits', units)(imgs, *fn(imgs)))
+  dist = lambda imgs: np.asarray(inversion.representation_distance(
+      'pre', fn(x[:2])[1]['pre'])(imgs, *fn(imgs)))
+  s = R.Settings(steps=40, learning_rate=0.1, robustness=T.Robustness(0, 0, (1.0, 1.0), 0.0))
+  free, _ = inversion.accentuate(fn, x[:2], 'logits', units, jax.random.key(0), s,
+                                 keep_layer=None)
+  kept, hist = inversion.accentuate(fn, x[:2], 'logits', units, jax.random.key(0), s,
+                                    keep_layer='pre', keep_weight=20.0)
+  assert hist.shape == (40, 2) and np.all(hist[-1] > hist[0])
+  assert np.all(unit(free) > unit(x[:2])) and np.all(unit(kept) > unit(x[:2]))
+  # The distance term is what keeps the photo: without it the image drifts further.
+  assert np.all(dist(kept) < 0.5 * dist(free))
+  assert np.all(unit(free) >= unit(kept))
+
+
+def test_page_names_units_by_class_and_shows_curves_and_accentuations(tmp_path):
+  from gradejax.featurevis.__main__ import unit_names
+  from gradejax.report import featurevis_page as page
+  rng = np.random.default_rng(0)
+  synth = rng.uniform(size=(2, 32, 32, 3)).astype(np.float32)
+  names = unit_names('logits', np.array([0, 1]), ['low', 'high'])
+  assert names == ['low (logit 0)', 'high (logit 1)']
+  assert unit_names('conv', np.array([3]), ['low', 'high']) == ['unit 3']
+  chips = rng.uniform(size=(2, 32, 32, 3)).astype(np.float32)
+  accents = {'original': chips, 'accentuated': np.clip(chips + 0.1, 0, 1),
+             'caricature': chips[::-1], 'history': rng.normal(size=(6, 2)),
+             'before': np.array([0.5, 1.5]), 'after': np.array([2.5, 3.5]), 'note': 'n'}
+  history = np.cumsum(rng.uniform(size=(10, 2)), 0)
+  out = page.write(tmp_path, 'fv', 'logits', np.array([0, 1]), synth, history, ['s'],
+                   names=names, accents=accents)
+  text = out.read_text()
+  assert '<figcaption>high (logit 1)</figcaption>' in text and 'unit 1<' not in text
+  assert text.count('<svg') == 2  # the objective curves and the accentuation curves
+  assert text.count('data:image/png;base64,') == 4  # 2 units + 2 accentuation rows
+  assert '<td>2.500</td>' in text and (tmp_path / 'accent_0001.png').is_file()
+  # The curve is the history: its path's y pixel coordinates fall as the objective rises.
+  import xml.etree.ElementTree as ET
+  svg = ET.fromstring(text[text.index('<svg'):text.index('</svg>') + 6])
+  path = next(p for p in svg.iter('{http://www.w3.org/2000/svg}path')
+              if p.get('class') == 'curve')
+  ys = [float(pt.split(',')[1]) for pt in path.get('d')[1:].split(' L')]
+  assert len(ys) == 10 and np.all(np.diff(ys) < 0)

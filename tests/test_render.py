@@ -71,3 +71,143 @@ def test_report_is_self_contained(tmp_path):
   np.testing.assert_array_equal(np.asarray(back), np.asarray(img))
   with pytest.raises(ValueError, match='relative'):
     document.to_html('T', [document.Section('S', links=[('x', 'https://example.org')])])
+
+
+# --- the verdict's figures and section -------------------------------------------------------
+import html
+import html.parser
+import json
+import xml.etree.ElementTree as ET
+
+import jax.numpy as jnp
+
+from configs import toy
+from gradejax.data import labels as labels_lib
+from gradejax.evaluation import evaluate, stats
+from gradejax.report import verdict
+
+SVG = '{http://www.w3.org/2000/svg}'
+
+
+def test_roc_curve_area_equals_the_mann_whitney_auc_with_ties():
+  rng = np.random.default_rng(1)
+  y = rng.integers(0, 2, 200)
+  s = np.round(rng.normal(size=200) + 0.8 * y, 1)  # rounded: many tied scores
+  fpr, tpr = figures.roc_curve(y, s)
+  assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
+  assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+  want = float(stats.roc_auc(jnp.asarray(y), jnp.asarray(s, jnp.float32)))
+  assert np.trapezoid(tpr, fpr) == pytest.approx(want, abs=1e-6)
+  grid, lo, hi = figures.roc_band(y, s, n=100, seed=0)
+  inside = (np.interp(grid, fpr, tpr) >= lo - 1e-9) & (np.interp(grid, fpr, tpr) <= hi + 1e-9)
+  assert np.all(lo <= hi) and inside.mean() > 0.9 and (hi - lo).max() > 0.05
+
+
+def test_null_histogram_bars_are_the_histogram_and_mark_the_observed_score():
+  null = np.random.default_rng(0).normal(0.5, 0.03, 300)
+  svg = figures.svg_null_histogram(null, 0.71, 1 / 1001, 'ROC AUC', chance=0.5, bins=20)
+  root = ET.fromstring(svg)
+  bars = [r for r in root.iter(SVG + 'rect') if r.get('class') == 'bar']
+  heights = np.array([float(b.get('height')) for b in bars])
+  counts, _ = np.histogram(null, bins=20, range=(min(null.min(), 0.5) - 0.04 * (
+      0.71 - min(null.min(), 0.5)), 0.71 + 0.04 * (0.71 - min(null.min(), 0.5))))
+  counts = counts[counts > 0]
+  np.testing.assert_allclose(heights / heights.max(), counts / counts.max(), atol=0.01)
+  texts = ' '.join(t.text or '' for t in root.iter(SVG + 'text'))
+  assert 'observed 0.71, p < 0.001' in texts
+  line = next(l for l in root.iter(SVG + 'line') if l.get('class') == 'observed')
+  xs = [float(b.get('x')) + float(b.get('width')) for b in bars]
+  assert float(line.get('x1')) > max(xs)  # observed far right of every null score
+
+
+def test_bars_and_confusion_matrix_show_their_numbers():
+  root = ET.fromstring(figures.svg_bars(['CNN', 'majority'], [0.8, 0.5], [(0.7, 0.9), None],
+                                        chance=0.5))
+  texts = [t.text for t in root.iter(SVG + 'text')]
+  assert '0.80 [0.70, 0.90]' in texts and '0.50' in texts and 'chance' in texts
+  bars = [r for r in root.iter(SVG + 'rect') if r.get('class') == 'bar']
+  assert float(bars[0].get('width')) == pytest.approx(1.6 * float(bars[1].get('width')), 1e-2)
+  root = ET.fromstring(figures.svg_confusion(np.array([[178, 28], [26, 197]]), ['low', 'high']))
+  texts = [t.text for t in root.iter(SVG + 'text')]
+  assert {'178', '28', '26', '197', 'low', 'high', '86%', '14%', '12%', '88%'} <= set(texts)
+
+
+class _Visible(html.parser.HTMLParser):
+  """Visible text of a page (no <style>, no folded <details>), and the charts in order."""
+
+  def __init__(self):
+    super().__init__()
+    self.text, self.events, self._hidden = [], [], 0
+
+  def handle_starttag(self, tag, attrs):
+    if tag in ('style', 'details'):
+      self._hidden += 1
+    if tag in ('svg', 'h2', 'img'):
+      self.events.append(tag)
+
+  def handle_endtag(self, tag):
+    if tag in ('style', 'details'):
+      self._hidden -= 1
+
+  def handle_data(self, data):
+    if not self._hidden and data.strip():
+      self.text.append(data.strip())
+      self.events.append('text:' + data.strip())
+
+
+@pytest.fixture(scope='module')
+def evaluated(tmp_path_factory):
+  """A real evaluation (toy config, few permutations) of features with a planted signal."""
+  rng = np.random.default_rng(0)
+  y = (np.arange(150) % 2).astype(np.int32)
+  x = rng.normal(size=(150, 8)).astype(np.float32)
+  x[:, 0] += 1.2 * y
+  c = toy.get_config()
+  c.num_permutations, c.permutation_chunk, c.bootstrap, c.cv_head.steps = 50, 50, 200, 50
+  v = evaluate.evaluate_features(c, x, y, labels_lib.stratified_folds(y, 5, 0), 2)
+  workdir = tmp_path_factory.mktemp('run')
+  evaluate.write_verdict(workdir, v)
+  (workdir / 'config.json').write_text(json.dumps({'class_names': ['low', 'high']}))
+  return workdir, v
+
+
+def test_verdict_section_quotes_first_then_figures_and_folds_the_json(evaluated):
+  workdir, v = evaluated
+  arrays = np.load(workdir / 'eval' / 'arrays.npz')
+  assert arrays['null'].shape == (50,) and arrays['oof'].shape == (150, 2)
+  assert arrays['bootstrap'].shape == (200,)
+  # The arrays are those the verdict's numbers come from.
+  assert float(np.mean(arrays['null'])) == pytest.approx(v['null_mean'], abs=1e-6)
+  assert np.percentile(arrays['bootstrap'], 2.5) == pytest.approx(v['ci95'][0], abs=1e-6)
+  path = document.write(workdir / 'report' / 'index.html', 'T', [verdict.section(workdir)])
+  page = path.read_text(encoding='utf-8')
+  p = _Visible()
+  p.feed(page)
+  after = p.events[p.events.index('h2') + 2:]  # after the h2 and its text
+  first = after[0][len('text:'):]
+  assert first == verdict.quotable(v)
+  assert first.startswith('Grades were predictable') and 'cross-validated ROC AUC' in first
+  assert f'{v["cv_score"]:.2f}' in first and 'p < 0.001' not in first  # p >= 1/51 here
+  assert f'p = {v["p_value"]:.3f}' in first
+  assert after.index('svg') > 0 and after.count('svg') == 4  # null, ROC, confusion, baselines
+  txt = (workdir / 'eval' / 'verdict.txt').read_text().splitlines()
+  assert txt[0] in p.text  # verdict.txt is shown
+  visible = ' '.join(p.text)
+  assert not re.findall(r'\d\.\d{5,}', visible), 'unrounded floats in the visible text'
+  # The raw JSON is there, folded, and parses back to verdict.json.
+  raw = re.search(r'<details><summary>[^<]*</summary><pre>(.*?)</pre></details>', page, re.S)
+  assert json.loads(html.unescape(raw.group(1))) == json.loads(
+      (workdir / 'eval' / 'verdict.json').read_text())
+  assert 'arrays' not in json.loads((workdir / 'eval' / 'verdict.json').read_text())
+
+
+def test_verdict_section_without_arrays_or_baselines_still_renders(tmp_path):
+  (tmp_path / 'eval').mkdir()
+  (tmp_path / 'eval' / 'verdict.json').write_text(json.dumps(
+      {'verdict': 'not distinguishable from chance', 'predictable': False, 'metric': 'mcc',
+       'cv_score': 0.0123456789, 'p_value': 0.4567891}))
+  s = verdict.section(tmp_path)
+  assert s.lead[0] == ('Grades could not be told from the photos better than chance: '
+                       'cross-validated MCC 0.01, permutation test p = 0.46.')
+  assert not s.charts
+  assert 'run the evaluation' in verdict.section(tmp_path / 'none').paragraphs[0]

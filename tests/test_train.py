@@ -77,16 +77,16 @@ def test_resume_after_kill_gives_identical_metrics(data_dir, full_run, tmp_path)
 
 def test_training_learns_and_writes_config_and_features(full_run):
   workdir, metrics = full_run
-  # Learning, measured against the run's own start (TensorBoard, logged at steps 20, 40, 60).
-  # Measured (toy config, seed 0): mean minibatch loss of steps 1-20 -> 41-60: 0.910 -> 0.353
-  # (ratio 0.39); full training-set loss at step 20 -> 60: 0.606 -> 0.537 (ratio 0.89); training
-  # ROC AUC at step 60: 0.89. With learning_rate=0 the same run gives ratios 0.99 and 1.00 and
-  # an AUC of 0.56.
+  # Learning, measured against the run's own start (TensorBoard, logged every log_every = 10
+  # steps). Measured (toy config, seed 0): mean minibatch loss of steps 1-10 -> 51-60: 1.169 ->
+  # 0.326 (ratio 0.28); full training-set loss at step 10 -> 60: 0.664 -> 0.537 (ratio 0.81);
+  # training ROC AUC at step 60: 0.89. With learning_rate=0 the same run gives ratios 1.10 and
+  # 1.00 and an AUC of 0.56.
   acc = event_accumulator.EventAccumulator(str(workdir / 'tb'))
   acc.Reload()
   step_loss = [e.value for e in acc.Scalars('train/step_loss')]
   loss = [e.value for e in acc.Scalars('train/loss')]
-  assert [e.step for e in acc.Scalars('train/loss')] == [20, 40, 60]
+  assert [e.step for e in acc.Scalars('train/loss')] == [10, 20, 30, 40, 50, 60]
   assert loss[-1] == pytest.approx(metrics['train']['loss'], rel=1e-5)
   assert step_loss[-1] < 0.6 * step_loss[0]
   assert loss[-1] < 0.95 * loss[0]
@@ -107,11 +107,17 @@ def test_tensorboard_read_back(full_run):
     for name in ('loss', 'balanced_accuracy', 'roc_auc'):
       assert f'{split}/{name}' in tags
   assert 'train/learning_rate' in tags
+  config = train.load_config(workdir)
   loss = acc.Scalars('valid/loss')
-  assert [e.step for e in loss] == [20, 40, 60]
+  assert len(loss) >= config.steps // config.log_every  # a curve, not two checkpoints
+  assert [e.step for e in loss] == list(range(config.log_every, config.steps + 1,
+                                              config.log_every))
   assert loss[-1].value == pytest.approx(metrics['valid']['loss'], rel=1e-5)
   lr = acc.Scalars('train/learning_rate')
-  assert lr[-1].value < lr[0].value  # cosine decay
+  # The schedule itself, at the last step of each logged chunk.
+  want = [float(train.learning_rate_fn(config)(e.step - 1)) for e in lr]
+  np.testing.assert_allclose([e.value for e in lr], want, rtol=1e-6)
+  assert lr[-1].value < max(e.value for e in lr)  # cosine decay after the warm-up
   assert not acc.Tags()['images']  # personal data: off by default
   texts = [t for t in acc.Tags()['tensors'] if t.startswith(('model', 'hparams'))]
   assert len(texts) == 2
@@ -119,7 +125,6 @@ def test_tensorboard_read_back(full_run):
   from tensorboard.plugins.hparams import api_pb2, metadata as hp_meta
   records = acc.PluginTagToContent(hp_meta.PLUGIN_NAME)
   start = hp_meta.parse_session_start_info_plugin_data(records[hp_meta.SESSION_START_INFO_TAG])
-  config = train.load_config(workdir)
   assert start.hparams['learning_rate'].number_value == pytest.approx(config.learning_rate)
   assert start.hparams['steps'].number_value == config.steps
   assert start.hparams['head_input'].string_value == config.head_input
@@ -221,3 +226,104 @@ def test_label_randomisation_retrains_on_permuted_labels(full_run, tmp_path, mon
     cfg.shuffle_labels_seed, cfg.evaluate = -1, False
   train.train_and_evaluate(cfg, str(ref))
   jax.tree.map(np.testing.assert_array_equal, params, params_of(ref)['params'])
+
+
+def test_tensorboard_graph_is_the_forward_pass_scoped_by_module(full_run):
+  # The Graphs dashboard's GraphDef, read back by tensorboard's own event reader.
+  workdir, _ = full_run
+  acc = event_accumulator.EventAccumulator(str(workdir / 'tb'))
+  acc.Reload()
+  graph = acc.Graph()
+  nodes = {n.name: n for n in graph.node}
+  module, variables, _ = train.load_trained(workdir)
+  # One conv node per convolution kernel of the face ResNet, each fed by its own kernel node in
+  # its block's scope (GradeClassifier/extractor/level3/block1/...), so blocks fold.
+  from flax import traverse_util
+  kernels = {k for k, v in traverse_util.flatten_dict(variables['params'], sep='/').items()
+             if k.endswith('kernel') and v.ndim == 4}
+  convs = [n for n in graph.node if n.op == 'conv_general_dilated']
+  assert len(convs) == len(kernels) > 20
+  fed = {i[len('GradeClassifier/'):] for n in convs for i in n.input
+         if i.endswith('/kernel')}
+  assert fed == kernels
+  for n in convs:
+    kernel = next(i for i in n.input if i.endswith('/kernel'))
+    block = kernel.rsplit('/', 2)[0]  # GradeClassifier/extractor/level3/block1
+    assert n.name.startswith(block + '/'), (n.name, kernel)
+  assert any(k.startswith('GradeClassifier/extractor/level3/block1/') for k in nodes)
+  # The head: the logits come from head/out's matmul of the hidden layer.
+  out = next(n for n in graph.node if n.name.startswith('GradeClassifier/head/out/dot_general'))
+  assert 'GradeClassifier/head/out/kernel' in out.input
+  assert nodes['images'].op == 'Placeholder'
+  shapes = nodes['output_0'].input[0]
+  dims = [d.size for d in nodes[shapes].attr['_output_shapes'].list.shape[0].dim]
+  assert dims == [1, 2]  # [batch, classes]
+  # Every edge points at a node of the graph.
+  assert all(i in nodes for n in graph.node for i in n.input)
+
+
+def test_tensorboard_projector_holds_the_descriptors_with_labels(full_run):
+  from google.protobuf import text_format
+  from tensorboard.plugins.projector import projector_config_pb2
+  workdir, _ = full_run
+  config = projector_config_pb2.ProjectorConfig()
+  text_format.Parse((workdir / 'tb' / 'projector_config.pbtxt').read_text(), config)
+  (emb,) = config.embeddings
+  tensors = np.loadtxt(workdir / 'tb' / emb.tensor_path, delimiter='\t', ndmin=2)
+  feats = np.load(next((workdir / 'features').glob('*.npz')))['features'][0]
+  np.testing.assert_allclose(tensors, feats, rtol=1e-5, atol=1e-6)
+  rows = (workdir / 'tb' / emb.metadata_path).read_text().splitlines()
+  assert rows[0].split('\t') == ['class', 'fold', 'split']
+  data = input_pipeline.load_dataset(train.load_config(workdir))
+  want = [[data['class_names'][k], str(f)] for k, f in zip(data['label'], data['fold'])]
+  assert [r.split('\t')[:2] for r in rows[1:]] == want
+  assert not emb.sprite.image_path  # no thumbnails of students unless config.log_images
+
+
+def test_tensorboard_evaluation_scalars_and_verdict_text(data_dir, full_run, tmp_path):
+  # A run that evaluates (tiny CV settings; the cached features of full_run are reused).
+  workdir, _ = full_run
+  shutil.copytree(workdir / 'features', tmp_path / 'features')
+  c = config_for(data_dir, evaluate=True, steps=10, num_permutations=10, permutation_chunk=10,
+                 bootstrap=10)
+  c.cv_head.steps = 10
+  metrics = train.train_and_evaluate(c, str(tmp_path))
+  acc = event_accumulator.EventAccumulator(str(tmp_path / 'tb'),
+                                           size_guidance={event_accumulator.TENSORS: 0})
+  acc.Reload()
+  v = json.loads((tmp_path / 'eval' / 'verdict.json').read_text())
+  got = {t: acc.Scalars(t)[-1].value for t in acc.Tags()['scalars'] if t.startswith('eval/')}
+  assert got['eval/cv_score'] == pytest.approx(v['cv_score'], rel=1e-6)
+  assert got['eval/p_value'] == pytest.approx(v['p_value'], rel=1e-6)
+  assert (got['eval/ci95_low'], got['eval/ci95_high']) == pytest.approx(v['ci95'], rel=1e-6)
+  assert got['eval/baseline_majority_class'] == pytest.approx(
+      v['baselines']['majority_class']['cv_score'], rel=1e-6)
+  from tensorboard.util import tensor_util
+  (event,) = acc.Tensors('eval/verdict/text_summary')
+  text = tensor_util.make_ndarray(event.tensor_proto).item().decode()
+  txt = (tmp_path / 'eval' / 'verdict.txt').read_text().splitlines()
+  assert [line.strip() for line in text.splitlines()] == txt
+  assert metrics['verdict']['cv_score'] == v['cv_score']
+
+
+def test_projector_thumbnails_only_when_asked(tmp_path):
+  from google.protobuf import text_format
+  from PIL import Image
+  from tensorboard.plugins.projector import projector_config_pb2
+  rng = np.random.default_rng(0)
+  feats, images = rng.normal(size=(4, 3)), rng.integers(0, 256, (4, 40, 40, 3), dtype=np.uint8)
+  meta = [['a', '0', 'train']] * 4
+  for enabled in (False, True):
+    w = train.Writer(tmp_path / str(enabled), enabled_images=enabled)
+    w.embedding(feats, meta, ['class', 'fold', 'split'], 7, images)
+    w.embedding(feats, meta, ['class', 'fold', 'split'], 7, images)  # a rerun adds no copy
+    w.close()
+    config = projector_config_pb2.ProjectorConfig()
+    text_format.Parse((tmp_path / str(enabled) / 'projector_config.pbtxt').read_text(), config)
+    (emb,) = config.embeddings
+    assert bool(emb.sprite.image_path) == enabled
+    if enabled:
+      sprite = np.asarray(Image.open(tmp_path / str(enabled) / emb.sprite.image_path))
+      assert list(emb.sprite.single_image_dim) == [32, 32] and sprite.shape[:2] == (64, 64)
+      want = np.asarray(Image.fromarray(images[0]).resize((32, 32)))
+      np.testing.assert_allclose(sprite[:32, :32, :3].astype(float), want, atol=1)

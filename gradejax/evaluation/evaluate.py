@@ -70,6 +70,9 @@ def evaluate_features(config, x: np.ndarray, y: np.ndarray, fold: np.ndarray, nu
   if grade is not None:
     out['grade_regression'] = crossval.ridge_grade(x, grade, folds)
   out['seconds'] = time.time() - t0
+  # Not JSON: write_verdict stores these in eval/arrays.npz for the report's figures.
+  out['arrays'] = {'null': np.asarray(null), 'oof': np.asarray(oof[0]), 'label': np.asarray(y),
+                   'bootstrap': np.asarray(boot)}
   return out
 
 
@@ -97,9 +100,16 @@ def verdict_text(v: dict[str, Any]) -> str:
 
 
 def write_verdict(workdir: str | pathlib.Path, v: dict[str, Any]) -> pathlib.Path:
+  """verdict.json, verdict.txt and, when ``v['arrays']`` is there, eval/arrays.npz: ``null``
+  (permutation scores [P]), ``oof`` (out-of-fold probabilities of repeat 0 [N, C]), ``label``
+  [N] and ``bootstrap`` (scores [B]), read by gradejax.report.verdict for its figures."""
   out = pathlib.Path(workdir) / 'eval'
   out.mkdir(parents=True, exist_ok=True)
-  (out / 'verdict.json').write_text(json.dumps(v, indent=2))
+  arrays = v.get('arrays')
+  if isinstance(arrays, dict):
+    np.savez_compressed(out / 'arrays.npz', **{k: np.asarray(a) for k, a in arrays.items()})
+  (out / 'verdict.json').write_text(json.dumps({k: x for k, x in v.items() if k != 'arrays'},
+                                               indent=2))
   (out / 'verdict.txt').write_text(verdict_text(v))
   return out / 'verdict.json'
 

@@ -1,6 +1,10 @@
-"""Starting from real images: caricature (amplify what a layer sees) and feature inversion
-(Mahendran & Vedaldi 2015: reconstruct an image from its representation at one layer)."""
+"""Starting from real images: caricature (amplify what a layer sees), feature accentuation (Hamblin
+et al. 2024: push one unit up from a real photo while staying near it, to show what in *that*
+photo drives the unit) and feature inversion (Mahendran & Vedaldi 2015: reconstruct an image
+from its representation at one layer)."""
 from __future__ import annotations
+
+from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -9,7 +13,7 @@ import jax.numpy as jnp
 from gradejax import nets
 from gradejax.featurevis import param as param_lib
 from gradejax.featurevis import regularisers
-from gradejax.featurevis.objectives import Objective, _act
+from gradejax.featurevis.objectives import Objective, _act, channel_batch
 from gradejax.featurevis.render import Settings, render
 
 Array = jax.Array
@@ -41,6 +45,26 @@ def caricature(fn: nets.ModelFn, images: Array, layer: str, key: Array,
   original's activation (minus a TV prior). Returns (caricatures, history [steps, B])."""
   target = _act(fn(jnp.asarray(images))[1], layer)
   obj = layer_dot(layer, target) - tv_weight * regularisers.total_variation()
+  out, _, hist = render(fn, obj, param_lib.from_image(images), images.shape[0], key, settings,
+                        relu)
+  return out, hist
+
+
+def accentuate(fn: nets.ModelFn, images: Array, layer: str, units: Sequence[int], key: Array,
+               settings: Settings = Settings(steps=64), keep_layer: str | None = None,
+               keep_weight: float = 1.0, tv_weight: float = 0.05, relu=nn.relu
+               ) -> tuple[Array, Array]:
+  """Feature accentuation: image ``b`` starts at ``images[b]`` ([B,H,W,3] in [0,1], pixel
+  parameters) and ascends unit ``units[b]`` of ``layer`` (channel mean for spatial taps),
+  minus ``keep_weight`` x the normalised representation distance to the original at
+  ``keep_layer`` (an early layer: the photo stays recognisable; None: no such term) and a TV
+  prior. Returns (accentuated images, history [steps, B] of the whole objective)."""
+  images = jnp.asarray(images)
+  obj = channel_batch(layer, [int(u) for u in units])
+  if keep_layer is not None and keep_weight > 0:
+    obj = obj - keep_weight * representation_distance(keep_layer,
+                                                      _act(fn(images)[1], keep_layer))
+  obj = obj - tv_weight * regularisers.total_variation()
   out, _, hist = render(fn, obj, param_lib.from_image(images), images.shape[0], key, settings,
                         relu)
   return out, hist

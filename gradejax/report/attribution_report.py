@@ -17,7 +17,6 @@ import csv
 import dataclasses
 import functools
 import importlib
-import json
 import logging
 import pathlib
 from typing import Any, Callable, Sequence
@@ -28,7 +27,7 @@ from absl import app, flags
 
 from gradejax import distributed, logs
 from gradejax import nets
-from gradejax.report import figures, document
+from gradejax.report import figures, document, verdict
 from gradejax.attribution import class_activation, faithfulness, localisation, registry, sanity
 
 DEFAULT_METHODS = ('saliency', 'integrated_gradients', 'grad_cam', 'occlusion')
@@ -156,22 +155,8 @@ def cue_masks(data_dir: pathlib.Path | None, ids: Sequence[str], size: int, trut
 
 
 def _verdict_section(workdir: pathlib.Path) -> document.Section:
-  path = workdir / 'eval' / 'verdict.json'
-  if not path.is_file():
-    return document.Section('Verdict', [f'No {path.relative_to(workdir)} yet (run the evaluation '
-                                      f'first); the maps below explain the model as trained.'])
-  verdict = json.loads(path.read_text(encoding='utf-8'))
-  flat = {}
-
-  def walk(prefix, v):
-    if isinstance(v, dict):
-      for k, u in v.items():
-        walk(f'{prefix}.{k}' if prefix else str(k), u)
-    else:
-      flat[prefix] = v if isinstance(v, (int, float, bool)) else json.dumps(v)
-  walk('', verdict)
-  text = [str(verdict['verdict'])] if isinstance(verdict.get('verdict'), str) else []
-  return document.Section('Verdict', text, [document.Table(('field', 'value'), list(flat.items()))])
+  # One rendering of the verdict for every page (gradejax.report.verdict).
+  return verdict.section(workdir)
 
 
 def make_report(workdir: str | pathlib.Path, module, variables, arrays: dict,

@@ -11,6 +11,7 @@ import dataclasses
 import html
 import os
 import pathlib
+import re
 from typing import Any, Sequence
 
 from PIL import Image
@@ -30,6 +31,12 @@ th { background: #eee; } td.text, th.text { text-align: left; }
 .flag { color: #b00; font-weight: bold; } .note { color: #555; font-size: .9em; }
 img { image-rendering: pixelated; max-width: 100%; }
 figure { display: inline-block; margin: .5em; vertical-align: top; }
+.lead { font-size: 1.15em; background: #eef4fb; border-left: 4px solid #4c72b0;
+        padding: .6em 1em; max-width: 60em; }
+.lead p { margin: .3em 0; } .lead p:first-child { font-weight: bold; }
+svg.chart { background: white; border: 1px solid #eee; }
+details { margin: .5em 0 1.5em; } details pre { background: #f6f6f6; padding: .6em;
+        max-height: 30em; overflow: auto; font-size: .85em; }
 """
 
 
@@ -47,12 +54,25 @@ class Figure:
 
 
 @dataclasses.dataclass
+class Chart:
+  """An inline SVG chart from gradejax.report.figures (trusted markup: built by our code, every
+  text in it escaped there)."""
+  svg: str
+  caption: str = ''
+
+
+@dataclasses.dataclass
 class Section:
+  """Rendered in this order: lead (highlighted box: the text to quote), paragraphs, links,
+  charts, tables, figures, then details (folded ``<details>`` blocks of preformatted text)."""
   title: str
   paragraphs: Sequence[str] = ()
   tables: Sequence[Table] = ()
   figures: Sequence[Figure] = ()
   links: Sequence[tuple[str, str]] = ()  # (text, relative path)
+  lead: Sequence[str] = ()
+  charts: Sequence[Chart] = ()
+  details: Sequence[tuple[str, str]] = ()  # (summary, preformatted text)
 
 
 def data_uri(img: Image.Image) -> str:
@@ -85,15 +105,28 @@ def to_html(title: str, sections: Sequence[Section]) -> str:
            f'<h1>{html.escape(title)}</h1>', f'<p class="privacy">{html.escape(PRIVACY_NOTE)}</p>']
   for s in sections:
     parts.append(f'<h2>{html.escape(s.title)}</h2>')
+    if s.lead:
+      parts.append('<div class="lead">' + ''.join(f'<p>{html.escape(p)}</p>' for p in s.lead)
+                   + '</div>')
     parts += [f'<p>{html.escape(p)}</p>' for p in s.paragraphs]
     for text, href in s.links:
       if not _is_relative(href):
         raise ValueError(f'report links must be relative paths (offline report), got {href!r}')
       parts.append(f'<p><a href="{html.escape(href)}">{html.escape(text)}</a></p>')
+    for c in s.charts:
+      if not c.svg.lstrip().startswith('<svg'):
+        raise ValueError('Chart.svg must be one <svg> element (from gradejax.report.figures)')
+      width = re.search(r'width="(\d+)"', c.svg)  # the caption wraps at the chart's width
+      style = f' style="max-width:{width.group(1)}px"' if width else ''
+      parts.append(f'<figure{style}>{c.svg}<figcaption>{html.escape(c.caption)}</figcaption>'
+                   '</figure>')
     parts += [_table(t) for t in s.tables]
     for f in s.figures:
       parts.append(f'<figure><img alt="{html.escape(f.caption)}" src="{data_uri(f.image)}">'
                    f'<figcaption>{html.escape(f.caption)}</figcaption></figure>')
+    for summary, text in s.details:
+      parts.append(f'<details><summary>{html.escape(summary)}</summary>'
+                   f'<pre>{html.escape(text)}</pre></details>')
   parts.append('</body></html>')
   return '\n'.join(parts)
 

@@ -158,12 +158,22 @@ def split_metrics(module, params, norm, feats: np.ndarray, label: np.ndarray, ma
   """loss, balanced_accuracy, roc_auc of the head on view-0 features of ``mask``ed examples."""
   if not mask.any():
     return {}
-  x, y = feats[mask], label[mask]
-  logits = module.apply({'params': {'head': params['head']}, 'norm': norm}, x,
-                        method='classify_features')
-  r = stats.classification_report(jnp.asarray(y), jax.nn.softmax(logits), num_classes)
-  return {'loss': float(weighted_loss(logits, y, jnp.ones(len(y)))),
-          'balanced_accuracy': float(r['balanced_accuracy']), 'roc_auc': float(r['roc_auc'])}
+  out = _metrics_fn(module, num_classes)(params['head'], norm, jnp.asarray(feats[mask]),
+                                         jnp.asarray(label[mask]))
+  return {k: float(v) for k, v in out.items()}
+
+
+@functools.lru_cache(maxsize=8)
+def _metrics_fn(module, num_classes: int):
+  # Compiled once per run: the metrics are computed every config.log_every steps.
+  @jax.jit
+  def fn(head, norm, x, y):
+    logits = module.apply({'params': {'head': head}, 'norm': norm}, x,
+                          method='classify_features')
+    r = stats.classification_report(y, jax.nn.softmax(logits), num_classes)
+    return {'loss': weighted_loss(logits, y, jnp.ones(len(y))),
+            'balanced_accuracy': r['balanced_accuracy'], 'roc_auc': r['roc_auc']}
+  return fn
 
 
 def checkpoint_manager(workdir: pathlib.Path, save_every: int) -> ocp.CheckpointManager:
@@ -184,11 +194,13 @@ def write_config(config, workdir: pathlib.Path, extra: dict) -> None:
 
 
 class Writer:
-  """TensorBoard event files (tensorboardX): scalars per split, text; never images unless
-  ``enabled_images`` (they are students' photos)."""
+  """TensorBoard event files (tensorboardX): scalars per split, text, the model graph, the
+  evaluation and the projector's descriptors; never images unless ``enabled_images`` (they are
+  students' photos)."""
 
   def __init__(self, logdir: pathlib.Path, enabled_images: bool = False):
     from tensorboardX import SummaryWriter
+    self.logdir = pathlib.Path(logdir)
     self._w = SummaryWriter(str(logdir))
     self.enabled_images = enabled_images
 
@@ -199,8 +211,54 @@ class Writer:
     self._w.add_scalar('train/learning_rate', lr, step)
     self._w.flush()
 
-  def text(self, tag: str, markdown: str) -> None:
-    self._w.add_text(tag, markdown, 0)
+  def text(self, tag: str, markdown: str, step: int = 0) -> None:
+    self._w.add_text(tag, markdown, step)
+
+  def graph(self, module, image_shape: tuple[int, ...]) -> int:
+    """The Graphs dashboard: ``module``'s forward traced at ``image_shape`` (no TensorFlow:
+    gradejax.training.tb_graph builds the GraphDef from the jaxpr). Returns the node count."""
+    from tensorboardX.proto import event_pb2
+    from gradejax.training import tb_graph
+    g = tb_graph.module_graph(module, jax.ShapeDtypeStruct(tuple(image_shape), jnp.float32))
+    self._w._get_file_writer().add_event(event_pb2.Event(graph_def=g.SerializeToString()))
+    self._w.flush()
+    return len(g.node)
+
+  def evaluation(self, step: int, verdict: dict[str, Any], text: str) -> None:
+    """The verdict's numbers as ``eval/*`` scalars at ``step`` (CV score, CI ends, p, null
+    mean, each baseline's score) and its text under ``eval/verdict``."""
+    num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
+    values = {k: verdict.get(k) for k in ('cv_score', 'p_value', 'null_mean', 'null_q95',
+                                          'chance')}
+    ci = verdict.get('ci95')
+    if isinstance(ci, (list, tuple)) and len(ci) == 2:
+      values.update(ci95_low=ci[0], ci95_high=ci[1])
+    for name, b in (verdict.get('baselines') or {}).items():
+      b = b if isinstance(b, dict) else {'cv_score': b}
+      values[f'baseline_{name}'] = b.get('cv_score', b.get('score'))
+    for k, v in values.items():
+      if num(v):
+        self._w.add_scalar(f'eval/{k}', float(v), step)
+    self._w.add_text('eval/verdict', '\n'.join(f'    {line}' for line in text.splitlines()),
+                     step)
+    self._w.flush()
+
+  def embedding(self, features: np.ndarray, metadata: list[list[str]], header: list[str],
+                step: int, images: np.ndarray | None = None, thumb: int = 32) -> None:
+    """The Projector: ``features`` [N, D] with one metadata row per example (e.g. class,
+    fold); thumbnails (``images`` uint8 [N, H, W, 3] resized to ``thumb`` px) only if
+    ``enabled_images``. Once per step: a rerun of a finished run does not add a copy."""
+    if (self.logdir / f'{step:05d}' / 'descriptor').exists():
+      return
+    label_img = None
+    if images is not None and self.enabled_images:
+      from PIL import Image
+      small = np.stack([np.asarray(Image.fromarray(np.asarray(im)).resize((thumb, thumb)))
+                        for im in images])
+      label_img = small.transpose(0, 3, 1, 2).astype(np.float32) / 255.0  # [N, C, H, W]
+    self._w.add_embedding(np.asarray(features, np.float32), metadata=metadata,
+                          label_img=label_img, global_step=step, tag='descriptor',
+                          metadata_header=header)
 
   def hparams(self, config, metric_tags) -> None:
     """The flattened config for TensorBoard's HParams dashboard (experiment + session start),
@@ -285,6 +343,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer.text('hparams', hparam_table(config))
     writer.hparams(config, [f'{split}/{name}' for split in ('train', 'valid')
                             for name in ('loss', 'balanced_accuracy', 'roc_auc')])
+    writer.graph(module, (1,) + tuple(data['images'].shape[1:]))
   lr_fn = learning_rate_fn(config)
   frozen = None
   if config.fast_path:
@@ -301,8 +360,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   metrics: dict[str, Any] = {}
   step = int(state.step)
+  log_every = max(1, int(config.get('log_every', config.save_every)))
   while step < config.steps:
-    length = min(config.save_every - step % config.save_every, config.steps - step)
+    # One compiled chunk up to the next log point, checkpoint or the end (the batches depend on
+    # the step only, so the chunking changes no result).
+    length = min(log_every - step % log_every, config.save_every - step % config.save_every,
+                 config.steps - step)
     t0 = time.time()
     if config.fast_path:
       state, losses = run_chunk(state, jnp.int32(step), feats_j, label_j, probs_j, weight_j,
@@ -328,6 +391,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                       num_classes)}
     metrics['train']['step_loss'] = float(losses.mean())
     writer.scalars(step, metrics, lr=float(lr_fn(step - 1)))
+    if step % config.save_every and step < config.steps:
+      continue  # a log point only
     logging.info('step %d/%d  loss %.4f  valid %s  %.1f steps/s', step, config.steps,
                  losses.mean(), metrics['valid'], length / max(dt, 1e-9))
     mngr.save(step, args=ocp.args.StandardSave(_saved(state, norm)))
@@ -338,13 +403,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       mngr.close()
       return {'stopped_at': step, **metrics}
   writer.end_session()
-  writer.close()
   mngr.close()
   (workdir / 'metrics.json').write_text(json.dumps(metrics, indent=2))
+  writer.embedding(feats[0], [[data['class_names'][k] if k < len(data['class_names']) else
+                               str(k), str(int(f)), 'valid' if v else 'train']
+                              for k, f, v in zip(label, data['fold'], valid)],
+                   ['class', 'fold', 'split'], int(config.steps), data['images'])
   if config.evaluate:
     from gradejax.evaluation import evaluate
     metrics['verdict'] = evaluate.evaluate_workdir(workdir, config=config, data=data,
                                                    features=feats)
+    writer.evaluation(int(config.steps), metrics['verdict'],
+                      evaluate.verdict_text(metrics['verdict']))
+  writer.close()
   return metrics
 
 
