@@ -5,7 +5,9 @@ down to nothing above it:
 
   data -> nets -> training / evaluation -> attribution / featurevis -> report
 
-``gradejax.paths`` and ``gradejax.logs`` are leaves every stage may use. The commands
+``gradejax.paths`` (dlib model files), ``gradejax.logs`` (library log filter),
+``gradejax.imageops`` (the one Gaussian blur, ...) and ``gradejax.distributed`` (multi-host set-up)
+are leaves every stage may use. The commands
 (``python -m gradejax.prepare|train|evaluate|visualize|featurevis|demo_data``, or the console
 scripts ``gradejax-*``) sit above everything. Submodules are imported explicitly; this file
 imports nothing, so that a command pays only for what it uses.
