@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gradejax.data import labels
 from gradejax.nets import classifier
 from gradejax.evaluation import stats
 
@@ -38,6 +39,19 @@ def from_config(config, num_classes: int) -> CVHead:
   return CVHead(num_classes=num_classes, widths=tuple(c.widths), steps=int(c.steps),
                 learning_rate=float(c.learning_rate), weight_decay=float(c.weight_decay),
                 balanced=config.imbalance != 'none', metric=config.metric)
+
+
+def cv_folds(label: np.ndarray, dataset_fold: np.ndarray, k: int, repeats: int, seed: int
+             ) -> np.ndarray:
+  """int32 [repeats, N] fold ids: repeat 0 is the dataset's fold column when it has ``k``
+  folds, later repeats are fresh stratified folds (seeded by ``seed + r``)."""
+  out = []
+  for r in range(repeats):
+    if r == 0 and len(np.unique(dataset_fold)) == k and dataset_fold.min() == 0:
+      out.append(np.asarray(dataset_fold, np.int32))
+    else:
+      out.append(labels.stratified_folds(label, k, seed + r))
+  return np.stack(out)
 
 
 def fit_predict(h: CVHead, x: Array, y: Array, train: Array, key: Array) -> Array:

@@ -40,8 +40,8 @@ def load(net: str, workdir: str, data_dir: str | None):
     from gradejax.nets import extractor
     module, variables = extractor.load_face_resnet()
   else:
-    from gradejax.training import train
-    module, variables, config = train.load_trained(workdir)
+    from gradejax.training import runs
+    module, variables, config = runs.load_trained(workdir)
     data_dir = data_dir or config.get('data_dir')
   images = None
   if data_dir:

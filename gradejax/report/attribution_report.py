@@ -8,7 +8,7 @@ image, and all images x methods) and ``DIR/report/index.html`` (self-contained: 
 ``DIR/eval/verdict.json``, per-image maps, sanity checks, deletion/insertion AUCs, localisation
 against the demo's planted cue when its truth is available, a link to ``DIR/featurevis``).
 
-``main`` only loads (``train.load_trained``, ``dataset.load_arrays``); ``make_report`` does the
+``main`` only loads (``runs.load_trained``, ``dataset.load_arrays``); ``make_report`` does the
 work for any (module, variables) following gradejax.nets and any arrays in load_arrays' format.
 """
 from __future__ import annotations
@@ -348,9 +348,9 @@ def main(argv: Sequence[str]) -> None:
   del argv
   logs.quiet_libraries()
   from gradejax.data import dataset  # the loading layer; everything else is make_report
-  from gradejax.training import train
+  from gradejax.training import runs, train
   f = flags.FLAGS
-  module, variables, config = train.load_trained(f.workdir)
+  module, variables, config = runs.load_trained(f.workdir)
   data_dir = pathlib.Path(config.data_dir)
   arrays = dataset.load_arrays(data_dir)
   opts = Options(methods=tuple(m.strip() for m in f.methods.split(',') if m.strip()),
@@ -359,26 +359,9 @@ def main(argv: Sequence[str]) -> None:
                  fill=f.fill,
                  sanity_images=f.sanity_images, truth=f.truth, cam_pooled=f.cam_pooled)
   path = make_report(f.workdir, module, variables, arrays, data_dir, opts,
-                     retrain=(lambda: _retrain_on_shuffled_labels(f.workdir, config, f.seed))
+                     retrain=(lambda: train.retrain_on_shuffled_labels(f.workdir, config, f.seed))
                      if f.label_randomization else None)
   print(f'wrote {path} (a local file with students\' photos: do not share it)')
-
-
-def _retrain_on_shuffled_labels(workdir: str, config, seed: int):
-  """Trains the run's head again on permuted labels in WORKDIR/sanity/shuffled_labels (reusing
-  the run's cached features) and returns its params."""
-  import shutil
-  import ml_collections
-  from gradejax.training import train
-  sub = pathlib.Path(workdir) / 'sanity' / 'shuffled_labels'
-  shutil.rmtree(sub, ignore_errors=True)
-  if (pathlib.Path(workdir) / 'features').is_dir():
-    shutil.copytree(pathlib.Path(workdir) / 'features', sub / 'features')
-  cfg = ml_collections.ConfigDict(config.to_dict())
-  with cfg.unlocked():
-    cfg.shuffle_labels_seed, cfg.evaluate = seed, False
-  train.train_and_evaluate(cfg, str(sub))
-  return train.load_trained(sub)[1]['params']
 
 
 def _define_flags() -> None:

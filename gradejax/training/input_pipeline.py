@@ -50,19 +50,6 @@ def load_dataset(config) -> dict[str, Any]:
   return data
 
 
-def cv_folds(label: np.ndarray, dataset_fold: np.ndarray, k: int, repeats: int, seed: int
-             ) -> np.ndarray:
-  """int32 [repeats, N] fold ids: repeat 0 is the dataset's fold column when it has ``k``
-  folds, later repeats are fresh stratified folds (seeded by ``seed + r``)."""
-  out = []
-  for r in range(repeats):
-    if r == 0 and len(np.unique(dataset_fold)) == k and dataset_fold.min() == 0:
-      out.append(np.asarray(dataset_fold, np.int32))
-    else:
-      out.append(labels.stratified_folds(label, k, seed + r))
-  return np.stack(out)
-
-
 def class_weights(label: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarray:
   """float32 [N] per-example weight ``n / (C * n_class)`` over ``mask``ed examples, else 0."""
   label, mask = jnp.asarray(label), jnp.asarray(mask, jnp.float32)
@@ -92,10 +79,6 @@ def augment_params(config) -> augment.AugmentParams:
                                max_translation=float(a.max_translation),
                                brightness=float(a.brightness), contrast=float(a.contrast),
                                saturation=float(a.saturation))
-
-
-def to_float(images: np.ndarray) -> np.ndarray:
-  return np.asarray(images, np.float32) / 255.0 if images.dtype == np.uint8 else images
 
 
 def make_feature_fn(head_input: str, input_means, p: augment.AugmentParams):
