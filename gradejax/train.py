@@ -51,19 +51,12 @@ def parse_flags(argv: list[str]) -> list[str]:
                      f'--workdir DIR [--config.key=value]') from None
 
 
-class _QuietOrbax(logging.Filter):
-  def filter(self, record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or 'orbax' not in record.pathname
-
-
 def main(argv) -> None:
   del argv
-  logs.quiet_libraries()
+  logs.quiet_libraries()  # orbax's per-checkpoint INFO lines included
   from absl import flags
   f = flags.FLAGS
   logging.getLogger().setLevel(logging.INFO)
-  for h in logging.getLogger().handlers:
-    h.addFilter(_QuietOrbax())
   train_and_evaluate(f.config, f.workdir)
 
 

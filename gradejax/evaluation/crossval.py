@@ -18,6 +18,7 @@ import optax
 from gradejax.data import labels
 from gradejax.nets import classifier
 from gradejax.evaluation import stats
+from gradejax.training import input_pipeline
 
 Array = jax.Array
 
@@ -59,14 +60,10 @@ def fit_predict(h: CVHead, x: Array, y: Array, train: Array, key: Array) -> Arra
 
   x: float [N, D] features; y: int [N] labels.
   """
-  w = train.astype(jnp.float32)
-  if h.balanced:
-    counts = jax.nn.one_hot(y, h.num_classes).T @ w
-    w = w * (jnp.sum(w) / (jnp.sum(counts > 0) * jnp.maximum(counts, 1.0)))[y]
-  mask = train.astype(jnp.float32)
-  mean = (mask @ x) / jnp.sum(mask)
-  std = jnp.sqrt((mask @ (x - mean) ** 2) / jnp.sum(mask)) + 1e-6
-  z = (x - mean) / std
+  w = (input_pipeline.class_weights(y, train, h.num_classes) if h.balanced
+       else train.astype(jnp.float32))
+  s = classifier.norm_stats(x, train)
+  z = (x - s['mean']) / s['std']
   net = classifier.Head(h.num_classes, h.widths, 0.0)
   params = net.init(key, z[:1])['params']
   norm = {'mean': jnp.zeros(x.shape[1]), 'std': jnp.ones(x.shape[1])}

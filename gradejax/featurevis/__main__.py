@@ -16,7 +16,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from gradejax import logs
-from gradejax import nets
+from gradejax import batching, nets
 from gradejax.featurevis import dataset_examples, objectives
 from gradejax.report import featurevis_page as page
 from gradejax.featurevis import param as param_lib
@@ -81,7 +81,7 @@ def run(workdir: str, layer: str, units: np.ndarray, *, net: str = 'classifier',
   t0 = time.time()
   for s in range(0, len(units), batch):  # equal-sized batches: one compile for all
     chunk = units[s:s + batch]
-    chunk_p = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk))])
+    chunk_p = batching.pad_to_multiple(chunk, batch)
     img, hist = render.render_sharded(fn, objective_for, par, chunk_p,
                                       jax.random.fold_in(key, s), settings)
     images.append(np.asarray(img)[:len(chunk)])

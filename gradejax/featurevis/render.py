@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gradejax import nets
+from gradejax import batching, nets
 from gradejax.featurevis import regularisers, transform
 from gradejax.featurevis.objectives import Objective
 from gradejax.featurevis.param import Param
@@ -70,10 +70,8 @@ _STATIC = ('objective', 'param', 'settings', 'relu')
 _STATIC_UNITS = ('objective_for', 'param', 'settings', 'relu')
 # A nets.Bound model is a pytree (params are traced arguments: one compile per shape); any other
 # callable is static.
-_optimise_bound = jax.jit(_optimise, static_argnames=_STATIC)
-_optimise_callable = jax.jit(_optimise, static_argnames=('fn',) + _STATIC)
-_optimise_units_bound = jax.jit(_optimise_units, static_argnames=_STATIC_UNITS)
-_optimise_units_callable = jax.jit(_optimise_units, static_argnames=('fn',) + _STATIC_UNITS)
+_optimise_jit = nets.jit_model_fn(_optimise, _STATIC)
+_optimise_units_jit = nets.jit_model_fn(_optimise_units, _STATIC_UNITS)
 
 
 def render(fn: nets.ModelFn, objective: Objective, param: Param, batch: int, key: Array,
@@ -88,9 +86,8 @@ def render(fn: nets.ModelFn, objective: Objective, param: Param, batch: int, key
   if settings.grad_blur > 0 and jnp.ndim(params) != 4:
     raise ValueError('grad_blur needs pixel parameters [B,H,W,3]; use image_blur with '
                      f'{param.name} parameters')
-  run = _optimise_bound if isinstance(fn, nets.Bound) else _optimise_callable
-  params, history = run(fn, params, k_run, objective=objective, param=param, settings=settings,
-                        relu=relu)
+  params, history = _optimise_jit(fn, params, k_run, objective=objective, param=param,
+                                  settings=settings, relu=relu)
   return param.image(params), params, history
 
 
@@ -107,7 +104,7 @@ def render_sharded(fn: nets.ModelFn, objective_for: callable, param: Param, unit
   Returns (images [len(units),H,W,3], history [steps, len(units)])."""
   devices = list(jax.devices() if devices is None else devices)
   n = len(units)
-  padded = np.concatenate([units, np.repeat(units[-1:], (-n) % len(devices))])
+  padded = batching.pad_to_multiple(units, len(devices))
   mesh = Mesh(np.array(devices), ('batch',))
   shard = NamedSharding(mesh, PartitionSpec('batch'))
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(padded)))
@@ -117,7 +114,7 @@ def render_sharded(fn: nets.ModelFn, objective_for: callable, param: Param, unit
     raise ValueError('grad_blur needs pixel parameters [B,H,W,3]; use image_blur with '
                      f'{param.name} parameters')
   _, k_run = jax.random.split(key)  # the split render() makes: same images as before
-  run = _optimise_units_bound if isinstance(fn, nets.Bound) else _optimise_units_callable
-  params, history = run(fn, params, k_run, jnp.asarray(padded, jnp.int32),
-                        objective_for=objective_for, param=param, settings=settings, relu=relu)
+  params, history = _optimise_units_jit(fn, params, k_run, jnp.asarray(padded, jnp.int32),
+                                        objective_for=objective_for, param=param,
+                                        settings=settings, relu=relu)
   return param.image(params)[:n], history[:, :n]

@@ -30,6 +30,19 @@ def FaceTrunk(input_means=facenet.DLIB_INPUT_MEANS, head_input: str = 'descripto
   return facenet.FaceResNet(input_means=tuple(input_means), stop_at=head_input)
 
 
+def norm_stats(features: Array, mask: Array | None = None, eps: float = 1e-6
+               ) -> dict[str, Array]:
+  """The :class:`Head`'s ``norm`` collection for ``features [N, D]``: ``mean`` and ``std`` [D]
+  over the rows where ``mask`` (bool [N]; None: all), the std floored at ``eps`` so a constant
+  feature standardises to 0 instead of dividing by 0. jit-able (the mask may be traced): the
+  trainer's head and every cross-validation fold's head standardise the same way."""
+  x = jnp.asarray(features, jnp.float32)
+  m = jnp.ones(x.shape[0]) if mask is None else jnp.asarray(mask, jnp.float32)
+  mean = (m @ x) / jnp.sum(m)
+  std = jnp.sqrt((m @ (x - mean) ** 2) / jnp.sum(m))
+  return {'mean': mean, 'std': jnp.maximum(std, eps)}
+
+
 class Head(nn.Module):
   """Standardise -> [Dense -> relu -> dropout] x len(widths) -> Dense(num_classes).
 

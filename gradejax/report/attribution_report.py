@@ -30,6 +30,7 @@ from gradejax import logs
 from gradejax import nets
 from gradejax.report import figures, document
 from gradejax.attribution import class_activation, faithfulness, localisation, registry, sanity
+from gradejax.attribution.occlusion_sensitivity import DEFAULT_FILL
 
 DEFAULT_METHODS = ('saliency', 'integrated_gradients', 'grad_cam', 'occlusion')
 CueMaskFn = Callable[..., np.ndarray]
@@ -49,7 +50,7 @@ class Options:
   noise_level: float = 0.15
   patch: int = 15  # occlusion
   stride: int = 15
-  fill: float = 0.5  # occluder value in [0, 1]: mid-grey, near the mean pixel
+  fill: float = DEFAULT_FILL  # occluder value in [0, 1]: mid-grey, near the mean pixel
   sanity_images: int = 2
   faithfulness_steps: int = 10
   pointing_tolerance: float = 4.0
@@ -379,7 +380,7 @@ def _define_flags() -> None:
   flags.DEFINE_integer('n_samples', 16, 'SmoothGrad samples')
   flags.DEFINE_integer('patch', 15, 'occlusion patch size (px)')
   flags.DEFINE_integer('stride', 15, 'occlusion stride (px)')
-  flags.DEFINE_float('fill', 0.5, 'occluder value in [0, 1] (0.5: mid-grey; 0: black, as '
+  flags.DEFINE_float('fill', DEFAULT_FILL, 'occluder value in [0, 1] (0.5: mid-grey; 0: black, as '
                      'captum\'s default baseline, reads as a dark object to a face network)')
   flags.DEFINE_integer('sanity_images', 2, 'images used by the randomisation checks')
   flags.DEFINE_boolean('label_randomization', True, 're-train the head on shuffled labels for '

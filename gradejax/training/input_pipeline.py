@@ -18,11 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradejax import batching
 from gradejax.training import augment
 from gradejax.data import dataset, labels
 from gradejax.nets import extractor, classifier
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: augmentation resamples through imageops.affine_resample
 
 
 def load_dataset(config) -> dict[str, Any]:
@@ -123,17 +124,9 @@ def cached_features(config, data: dict, workdir: str | pathlib.Path, module, var
   key = view_key(config.seed)
   images = data['images']
   n = len(images)
-  out = []
-  for v in range(1 + config.num_views):
-    chunks = []
-    for s in range(0, n, batch_size):
-      idx = np.arange(s, min(s + batch_size, n))
-      pad = batch_size - len(idx)
-      idx_p = np.concatenate([idx, np.full(pad, idx[-1])])  # one compiled shape
-      f = fn(variables['params'], images[idx_p], np.full(batch_size, v, np.int32),
-             idx_p.astype(np.int32), key)
-      chunks.append(np.asarray(f)[:len(idx)])
-    out.append(np.concatenate(chunks))
+  out = [batching.map_batches(
+      lambda idx: fn(variables['params'], images[idx], np.full(len(idx), v, np.int32), idx, key),
+      np.arange(n, dtype=np.int32), batch_size) for v in range(1 + config.num_views)]
   feats = np.stack(out).astype(np.float32)
   file.parent.mkdir(parents=True, exist_ok=True)
   tmp = file.with_suffix('.tmp.npz')

@@ -27,6 +27,7 @@ import optax
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
+from gradejax import batching
 from gradejax.training import augment, input_pipeline, runs
 from gradejax.training.runs import TrainState, create_train_state, learning_rate_fn, make_model
 from gradejax.nets import extractor, classifier
@@ -210,9 +211,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   n, dim = feats.shape[1:]
   valid = (data['fold'] == config.valid_fold) if config.valid_fold >= 0 else np.zeros(n, bool)
   train = ~valid
-  base = feats[0][train]
-  norm = {'head': {'mean': jnp.asarray(base.mean(0)),
-                   'std': jnp.asarray(np.maximum(base.std(0), 1e-6))}}
+  norm = {'head': classifier.norm_stats(feats[0], train)}
   probs, weight = sampling(config, label, train, num_classes)
   runs.write_config(config, workdir, {'num_classes': num_classes, 'class_names': data['class_names'],
                                  'input_means': list(ext_module.input_means),
@@ -297,8 +296,7 @@ def _embed_with(module, params, frozen, images: np.ndarray) -> np.ndarray:
   ext = extractor.merge(params.get('extractor', {}), frozen)
   trunk = classifier.FaceTrunk(input_means=module.input_means, head_input=module.head_input)
   fn = jax.jit(lambda p, x: trunk.apply({'params': p}, input_pipeline.to_float_jnp(x)))
-  return np.concatenate([np.asarray(fn(ext, images[s:s + 32]))
-                         for s in range(0, len(images), 32)])
+  return batching.map_batches(lambda x: fn(ext, x), images, 32)
 
 
 def retrain_on_shuffled_labels(workdir: str | pathlib.Path, config, seed: int) -> dict:
