@@ -198,7 +198,7 @@ def test_verdict_needs_the_bootstrap_ci_above_chance():
   x, y, fold = make(shift=0.0, seed=1)
   v = evaluate.evaluate_features(cfg(alpha=1.0, num_permutations=20), x, y, fold, 2)
   assert v['p_value'] < 1.0 and v['ci95'][0] < v['chance']
-  assert not v['predictable'] and v['verdict'] == 'not distinguishable from chance'
+  assert not v['predictable']
 
 
 def test_cv_repeats_draw_fresh_folds_seeded_by_seed_plus_repeat():

@@ -17,7 +17,7 @@ import optax
 
 from gradejax.data import labels
 from gradejax.nets import classifier
-from gradejax.evaluation import stats
+from gradejax import stats
 from gradejax.training import input_pipeline
 
 Array = jax.Array

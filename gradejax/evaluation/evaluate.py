@@ -22,7 +22,8 @@ import numpy as np
 from absl import app, flags
 
 from gradejax import logs
-from gradejax.evaluation import crossval, stats
+from gradejax import stats
+from gradejax.evaluation import crossval
 from gradejax.training import input_pipeline
 
 

@@ -29,9 +29,9 @@ from flax import traverse_util
 
 from gradejax import batching
 from gradejax.training import augment, input_pipeline, runs
-from gradejax.training.runs import TrainState, create_train_state, learning_rate_fn, make_model
+from gradejax.training.runs import create_train_state, learning_rate_fn, make_model
 from gradejax.nets import extractor, classifier
-from gradejax.evaluation import stats
+from gradejax import stats
 
 Array = jax.Array
 
