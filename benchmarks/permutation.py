@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from configs import default  # noqa: E402
-from gradejax.evaluation import crossval, stats  # noqa: E402
+from gradejax import stats  # noqa: E402
+from gradejax.evaluation import crossval  # noqa: E402
 from gradejax.data import labels
 
 flags.DEFINE_integer('permutations', 1000, 'permutations in the vectorised test')

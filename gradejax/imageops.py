@@ -1,13 +1,15 @@
 """Image operations every stage may use (a leaf: imports nothing from gradejax).
 
 One implementation each, so that the insertion baseline of the faithfulness metrics, the
-feature-visualisation blur, blurred occlusion fills and blurred-photo baselines agree.
+feature-visualisation blur, blurred occlusion fills and blurred-photo baselines agree, and
+augmentation and feature visualisation resample with the same bilinear affine map.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy import ndimage
 
 Array = jax.Array
 
@@ -37,3 +39,18 @@ def gaussian_blur(images: Array, sigma: float, edge: str = 'reflect') -> Array:
   x = jnp.pad(images, ((0, 0), (r, r), (r, r), (0, 0)), mode=edge)
   x = sum(k[j] * x[:, j:j + h] for j in range(k.shape[0]))
   return sum(k[j] * x[:, :, j:j + w] for j in range(k.shape[0]))
+
+
+def affine_resample(image: Array, matrix: Array, offset: Array,
+                    out_hw: tuple[int, int] | None = None) -> Array:
+  """One image ``[H, W, C]`` -> ``[h, w, C]`` (``out_hw``, default the input's): output pixel
+  ``p = (row, col)`` samples the input at ``matrix @ p + offset`` ([2, 2] and [2], pixel
+  units), bilinear, edges replicated. The one resampler of augmentation and of feature
+  visualisation's transformation robustness, so a chained transform is interpolated once."""
+  h, w = image.shape[:2] if out_hw is None else out_hw
+  rows, cols = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
+                            indexing='ij')
+  src = jnp.einsum('ij,jhw->ihw', matrix, jnp.stack([rows, cols])) + offset[:, None, None]
+  return jnp.stack([ndimage.map_coordinates(image[..., c], [src[0], src[1]], order=1,
+                                            mode='nearest') for c in range(image.shape[-1])],
+                   axis=-1)

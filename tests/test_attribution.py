@@ -146,21 +146,23 @@ def test_linear_occlusion_is_patch_sums(images, linear):
   wx = _per_image_w(w, TARGETS) * np.asarray(images)
   patch, stride = 3, 2
   grid = np.asarray(attr.occlusion_grid(fn, images, TARGETS, patch=patch, stride=stride,
-                                        chunk=4))
+                                        fill=0.0, chunk=4))
   ny = (H - patch) // stride + 1
   assert grid.shape == (2, ny, ny)
   for i in range(ny):
     for j in range(ny):
       win = wx[:, i * stride:i * stride + patch, j * stride:j * stride + patch]
       np.testing.assert_allclose(grid[:, i, j], win.sum(axis=(1, 2, 3)), rtol=1e-4, atol=1e-5)
-  # A grey occluder (fill 0.5, as the report uses) replaces x by 0.5: drop = sum w (x - 0.5);
-  # an array fill [H, W, C] replaces each pixel by its own value.
+  # A grey occluder (fill 0.5, the default of the library and of the report) replaces x by 0.5:
+  # drop = sum w (x - 0.5); an array fill [H, W, C] replaces each pixel by its own value.
   wk = _per_image_w(w, TARGETS)
   x = np.asarray(images)
   fill_img = np.asarray(jax.random.uniform(jax.random.key(7), (H, W, 3)))
-  for fill, occluder in ((0.5, np.full((H, W, 3), 0.5)), (fill_img, fill_img)):
+  assert attr.occlusion_sensitivity.DEFAULT_FILL == 0.5
+  for fill, occluder in ((None, np.full((H, W, 3), 0.5)), (fill_img, fill_img)):
+    kw = {} if fill is None else {'fill': fill}  # None: the default fill
     grey = np.asarray(attr.occlusion_grid(fn, images, TARGETS, patch=patch, stride=stride,
-                                          fill=fill, chunk=4))
+                                          chunk=4, **kw))
     for i in range(ny):
       for j in range(ny):
         sl = np.s_[i * stride:i * stride + patch, j * stride:j * stride + patch]
@@ -178,7 +180,8 @@ def test_linear_region_class_map(images, linear):
   regions = np.asarray(attr.region_class_map(fn, images, patch=4, stride=4))
   for i in range(2):
     for j in range(2):
-      win = np.einsum('bhwc,hwck->bk', x[:, 4 * i:4 * i + 4, 4 * j:4 * j + 4],
+      # The default grey occluder: each class's output drops by sum w (x - 0.5) over the patch.
+      win = np.einsum('bhwc,hwck->bk', x[:, 4 * i:4 * i + 4, 4 * j:4 * j + 4] - 0.5,
                       w[4 * i:4 * i + 4, 4 * j:4 * j + 4])
       np.testing.assert_array_equal(regions[:, i, j], win.argmax(-1))
 

@@ -143,3 +143,40 @@ def test_image_selection_errors(toy_run):
   with pytest.raises(ValueError, match='unknown attribution method'):
     attribution_report.make_report(toy_run[0], toy_run[2], toy_run[3], arrays,
                           opts=attribution_report.Options(methods=('lime',)))
+
+
+class EnergyModel(nn.Module):
+  """logits = Dense(20 * mean(x^2)): saliency is 2 k_c x / N, so |map| ranks like |x| whatever
+  the params: a model whose maps cannot change under randomisation."""
+
+  @nn.compact
+  def __call__(self, images, *, relu=nn.relu):
+    sq = nets.tap(self, 'energy', images ** 2)  # a spatial tap for default_layer
+    return nets.tap(self, 'logits', nn.Dense(len(CLASSES))(20 * jnp.mean(sq, (1, 2, 3))[:, None]))
+
+
+def test_report_flags_a_failed_sanity_check_and_keeps_deletion_and_insertion_apart(toy_run,
+                                                                                   tmp_path):
+  _, data, _, _, arrays = toy_run
+  module = EnergyModel()
+  variables = module.init(jax.random.key(1), jnp.zeros((1, SIZE, SIZE, 3)))
+  opts = attribution_report.Options(methods=('saliency',), images='3', sanity_images=2,
+                                    faithfulness_steps=4, truth=str(tmp_path / 'none.csv'))
+  text = attribution_report.make_report(tmp_path, module, variables, arrays, data, opts
+                                        ).read_text(encoding='utf-8')
+  # Full randomisation leaves |map| ranks at 1: the report says so in the flagged column.
+  assert re.search(r'<td class="text">\+ Dense_0</td>(<td>[^<]*</td>){3}<td class="flag">yes'
+                   r'</td>', text)
+  # Deletion and insertion AUCs, each recomputed from its own curve.
+  x = arrays['images'][:3].astype(np.float32) / 255
+  fn = nets.bind(module, variables)
+  t = np.argmax(np.asarray(fn(x)[0]), 1)
+  heat = registry.heatmap('saliency', fn, x, t)
+  from gradejax.attribution import faithfulness
+  want = [float(np.mean(faithfulness.auc(faithfulness.curve(fn, x, t, heat, mode=m, steps=4))))
+          for m in ('deletion', 'insertion')]
+  assert abs(want[0] - want[1]) > 0.01  # far enough apart for a swap to show
+  row = re.search(r'<td class="text">saliency</td><td>([0-9.-]+)</td><td>([0-9.-]+)</td>'
+                  r'<td>([0-9.e-]+)</td></tr>', text)
+  assert row, 'no faithfulness row'
+  np.testing.assert_allclose([float(row.group(1)), float(row.group(2))], want, atol=2e-3)

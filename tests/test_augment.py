@@ -57,3 +57,23 @@ def test_batch_views_shapes_range_and_keys(image):
   np.testing.assert_array_equal(views[0], image)  # view 0 is the image itself
   np.testing.assert_array_equal(views[1], views[2])  # same (view, example) -> same pixels
   assert not np.allclose(views[2], views[3])
+  # Same view of two examples holding the same pixels: the key depends on the example too.
+  other = augment.views(jax.random.key(3), batch[:2], jnp.array([1, 1]), jnp.array([5, 6]), p)
+  assert not np.allclose(other[0], other[1])
+
+
+def test_jitter_draws_are_two_sided_and_independent():
+  # Colour jitter alone (no geometry, saturation off) on pixels in [0.35, 0.65], so nothing
+  # clips: the brightness draw b is the shift of the mean, the contrast factor c the ratio of
+  # standard deviations. Over 64 keys each takes both signs of its range, and the two are
+  # separate draws (the same draw would make b == c - 1 exactly).
+  x = jnp.asarray(np.random.default_rng(0).uniform(0.35, 0.65, (6, 6, 3)), jnp.float32)
+  p = augment.AugmentParams(flip=False, max_rotation_deg=0.0, max_scale=0.0,
+                            max_translation=0.0, brightness=0.1, contrast=0.1, saturation=0.0)
+  keys = jax.random.split(jax.random.key(0), 64)
+  out = np.asarray(jax.vmap(lambda k: augment.augment(k, x, p))(keys), np.float64)
+  b = out.mean((1, 2, 3)) - float(x.mean())
+  c = out.std((1, 2, 3)) / float(x.std())
+  for d in (b, c - 1):
+    assert d.min() < -0.05 and d.max() > 0.05 and np.abs(d).max() <= 0.1 + 1e-5
+  assert abs(np.corrcoef(b, c - 1)[0, 1]) < 0.5

@@ -8,7 +8,6 @@ import scipy.stats
 
 from configs import toy
 from gradejax.evaluation import crossval, evaluate
-from gradejax.training import input_pipeline
 from gradejax.data import labels
 
 
@@ -47,7 +46,7 @@ def test_bootstrap_ci_is_the_percentile_interval_of_resampled_aucs():
   c = cfg(cv_repeats=2)
   v = evaluate.evaluate_features(c, x, y, fold, 2)
   h = crossval.from_config(c, 2)
-  folds = input_pipeline.cv_folds(y, fold, c.cv_folds, c.cv_repeats, c.seed)
+  folds = crossval.cv_folds(y, fold, c.cv_folds, c.cv_repeats, c.seed)
   _, oof = crossval.observed(h, x, y, folds, jax.random.fold_in(jax.random.key(c.seed), 2))
   oof = oof.astype(np.float64)
 
@@ -159,12 +158,12 @@ def test_no_warning_unless_image_statistics_beat_chance_and_match_the_cnn(case):
 
 def _demo_run(root, cue_strength):
   from gradejax.data import demo_data, prepare
-  from gradejax.training import train
+  from gradejax.train import train_and_evaluate
   demo_data.write_demo_workbook(root / 'wb.xlsx', n=160, seed=0, cue_strength=cue_strength)
   prepare.prepare(root / 'wb.xlsx', root / 'data', prepare.Options(pivot='median'))
   c = toy.get_config()
   c.data_dir = str(root / 'data')
-  train.train_and_evaluate(c, str(root / 'run'))
+  train_and_evaluate(c, str(root / 'run'))
   return root / 'run'
 
 
@@ -191,3 +190,34 @@ def test_demo_null_world_is_not_predictable_via_cli(demo_runs):
   assert 'Verdict: NOT DISTINGUISHABLE FROM CHANCE' in r.stdout
   v = json.loads((workdir / 'eval' / 'verdict.json').read_text())
   assert v['p_value'] > 0.05 and not v['predictable']
+
+
+def test_verdict_needs_the_bootstrap_ci_above_chance():
+  # alpha = 1 makes the permutation half of the rule true for any p < 1, so the verdict rests on
+  # the bootstrap CI alone: on noise features it straddles chance -> not predictable.
+  x, y, fold = make(shift=0.0, seed=1)
+  v = evaluate.evaluate_features(cfg(alpha=1.0, num_permutations=20), x, y, fold, 2)
+  assert v['p_value'] < 1.0 and v['ci95'][0] < v['chance']
+  assert not v['predictable']
+
+
+def test_cv_repeats_draw_fresh_folds_seeded_by_seed_plus_repeat():
+  y = (np.arange(60) % 3 == 0).astype(np.int32)
+  dataset_fold = labels.stratified_folds(y, 5, 9)
+  folds = crossval.cv_folds(y, dataset_fold, 5, 3, seed=4)
+  np.testing.assert_array_equal(folds[0], dataset_fold)  # repeat 0: the dataset's own folds
+  for r in (1, 2):
+    np.testing.assert_array_equal(folds[r], labels.stratified_folds(y, 5, 4 + r))
+  assert not np.array_equal(folds[1], folds[2])  # the repeats are different partitions
+
+
+def test_cv_head_balances_the_classes():
+  # Constant features leave the head only its bias, whose optimum predicts the (weighted) class
+  # share: 1/2 for every row with class balancing, the plain share 1/5 without.
+  y = (np.arange(50) % 5 == 0).astype(np.int32)
+  x = np.zeros((50, 3), np.float32)
+  train = np.ones(50, bool)
+  for balanced, share in ((True, 0.5), (False, 0.2)):
+    h = crossval.CVHead(balanced=balanced, steps=300)
+    probs = np.asarray(crossval.fit_predict(h, x, y, train, jax.random.key(0)))
+    np.testing.assert_allclose(probs[:, 1], share, atol=0.01)

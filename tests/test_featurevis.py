@@ -11,7 +11,7 @@ import pytest
 import skimage.data
 import skimage.transform
 
-from gradejax import nets
+from gradejax import imageops, nets
 from gradejax.featurevis import dataset_examples, inversion
 from gradejax.featurevis import objectives as O
 from gradejax.featurevis import param as P
@@ -151,7 +151,7 @@ SHARDED = """
 import json, sys, jax, numpy as np, flax.linen as nn
 sys.path.insert(0, {tests!r})
 from test_featurevis import Conv
-from gradejax import nets
+from gradejax import imageops, nets
 from gradejax.featurevis import objectives as O, param as P, render as R, transform as T
 m = Conv(); x = jax.random.uniform(jax.random.key(0), (4, 24, 24, 3))
 fn = nets.bind(m, m.init(jax.random.key(1), x))
@@ -191,7 +191,7 @@ def test_transforms_keep_shapes_and_range_and_identity_is_exact():
   np.testing.assert_array_equal(T.apply(jax.random.key(1), x, T.Robustness()), x)
   # A pure shift by the affine equals np.roll inside the image (bilinear at integer offsets).
   m, o = jnp.eye(2), jnp.array([0.0, 2.0])
-  np.testing.assert_allclose(T.affine_resample(x[0], m, o, (20, 24))[:, :20],
+  np.testing.assert_allclose(imageops.affine_resample(x[0], m, o, (20, 24))[:, :20],
                              np.asarray(x[0])[:, 2:22], atol=1e-6)
 
 

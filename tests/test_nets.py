@@ -51,3 +51,31 @@ def test_tap_order_is_forward_order_not_sorted():
   fn = nets.bind(m, v)
   assert nets.tap_order(fn, x) == ['zconv', 'apool']
   assert nets.activation_shapes(fn, x) == {'zconv': (2, 8, 8, 4), 'apool': (2, 4)}
+
+
+def test_jit_model_fn_traces_bound_params_and_keeps_other_callables_static():
+  m, x, v = _setup()
+  traces = []
+
+  def f(fn, x, scale):
+    traces.append(1)
+    return fn(x)[0] * scale
+
+  run = nets.jit_model_fn(f, ('scale',))
+  a = run(nets.bind(m, v), x, scale=2.0)
+  b = run(nets.bind(m, m.init(jax.random.key(7), x)), x, scale=2.0)
+  assert len(traces) == 1  # new params of the same shapes: no retrace
+  np.testing.assert_allclose(a, 2 * m.apply(v, x), rtol=1e-6)
+  assert not np.allclose(a, b)
+  plain = lambda x, **kw: (m.apply(v, x), {})  # a plain callable: static (hashed), still works
+  np.testing.assert_allclose(run(plain, x, scale=1.0), m.apply(v, x), rtol=1e-6)
+  assert len(traces) == 2
+
+
+def test_norm_stats_over_masked_rows_with_a_floored_std():
+  from gradejax.nets import classifier
+  x = np.array([[1.0, 5.0], [3.0, 5.0], [100.0, -7.0]], np.float32)
+  s = classifier.norm_stats(x, np.array([True, True, False]))
+  np.testing.assert_allclose(s['mean'], [2.0, 5.0])
+  np.testing.assert_allclose(s['std'], [1.0, 1e-6])  # the constant column: floored, not 0
+  np.testing.assert_allclose(classifier.norm_stats(x)['std'], x.std(0), rtol=1e-6)

@@ -154,6 +154,7 @@ def test_policies_overwrite_and_refusal(tmp_path, workbook_path):
   assert entries['s13'].face_box is None
   assert entries['s14'].reason_code == 'several_faces'
   assert second['centre_crops'] == 1 and second['used'] == first['used']
+  assert second['faces_found'] == second['used'] - 1  # the centre crop is not a face found
   # Only the new run's chips are there, and no temporary folder is left behind.
   assert not (out / 'chips' / 'at_or_above_4.0' / 's14.png').exists()
   assert (out / 'chips' / 'at_or_above_4.0' / 's13.png').exists()

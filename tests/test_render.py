@@ -83,7 +83,8 @@ import jax.numpy as jnp
 
 from configs import toy
 from gradejax.data import labels as labels_lib
-from gradejax.evaluation import evaluate, stats
+from gradejax import stats
+from gradejax.evaluation import evaluate
 from gradejax.report import verdict
 
 SVG = '{http://www.w3.org/2000/svg}'

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 import scipy.stats
 
 from gradejax import attribution as attr
@@ -101,3 +102,17 @@ def test_label_randomization_on_a_linear_model():
                                        np.abs(w1[..., k]).max(-1).ravel())[0] for k in t])
   np.testing.assert_allclose(result['spearman_abs'], rho, rtol=1e-6)
   assert result['spearman_abs'] < 0.9
+
+
+def test_flag_uses_the_rank_of_the_absolute_map():
+  # The map of -f: every sign flips, every magnitude stays. Signed rank -1, |map| rank 1: the
+  # method would show the same picture whatever the sign, so it is flagged.
+  a = np.random.default_rng(0).normal(size=(2, 8, 8))
+  s = sanity.similarity(a, -a)
+  assert s['spearman'] == pytest.approx(-1) and s['spearman_abs'] == pytest.approx(1)
+  assert sanity.flagged([s])
+  # A shift by +3: the signed ranks are unchanged (rho 1), the |map| ranks are not (|a| is
+  # V-shaped in a, |a + 3| monotone): not flagged.
+  s = sanity.similarity(a, a + 3)
+  assert s['spearman'] == pytest.approx(1) and s['spearman_abs'] < 0.5
+  assert not sanity.flagged(s)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from gradejax.evaluation import stats
+from gradejax import stats
 
 
 def test_confusion_recall_balanced_accuracy():

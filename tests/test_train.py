@@ -10,13 +10,15 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 import skimage.data
 from tensorboard.backend.event_processing import event_accumulator
 
 from configs import toy
 from fixtures import xlsx_builders as xb
-from gradejax.training import input_pipeline, train
+from gradejax.training import input_pipeline, runs, train
+from gradejax.train import train_and_evaluate
 from gradejax import nets
 from gradejax.data import prepare
 
@@ -50,28 +52,28 @@ def config_for(data_dir, **kw):
 
 
 def params_of(workdir):
-  _, variables, _ = train.load_trained(workdir)
+  _, variables, _ = runs.load_trained(workdir)
   return variables
 
 
 @pytest.fixture(scope='module')
 def full_run(data_dir, tmp_path_factory):
   workdir = tmp_path_factory.mktemp('full')
-  metrics = train.train_and_evaluate(config_for(data_dir), str(workdir))
+  metrics = train_and_evaluate(config_for(data_dir), str(workdir))
   return workdir, metrics
 
 
 def test_resume_after_kill_gives_identical_metrics(data_dir, full_run, tmp_path):
   workdir, metrics = full_run
-  first = train.train_and_evaluate(config_for(data_dir, stop_after_steps=30), str(tmp_path))
+  first = train_and_evaluate(config_for(data_dir, stop_after_steps=30), str(tmp_path))
   assert first['stopped_at'] == 40  # stops at the first checkpoint at or after step 30
   assert not (tmp_path / 'metrics.json').exists()
-  resumed = train.train_and_evaluate(config_for(data_dir, stop_after_steps=30), str(tmp_path))
+  resumed = train_and_evaluate(config_for(data_dir, stop_after_steps=30), str(tmp_path))
   assert resumed == metrics
   a, b = params_of(workdir), params_of(tmp_path)
   jax.tree.map(np.testing.assert_array_equal, a, b)
   # Different seed -> different head: the comparison above can fail.
-  other = train.train_and_evaluate(config_for(data_dir, seed=1), str(tmp_path / 'seed1'))
+  other = train_and_evaluate(config_for(data_dir, seed=1), str(tmp_path / 'seed1'))
   assert other['train'] != metrics['train']
 
 
@@ -107,7 +109,7 @@ def test_tensorboard_read_back(full_run):
     for name in ('loss', 'balanced_accuracy', 'roc_auc'):
       assert f'{split}/{name}' in tags
   assert 'train/learning_rate' in tags
-  config = train.load_config(workdir)
+  config = runs.load_config(workdir)
   loss = acc.Scalars('valid/loss')
   assert len(loss) >= config.steps // config.log_every  # a curve, not two checkpoints
   assert [e.step for e in loss] == list(range(config.log_every, config.steps + 1,
@@ -115,7 +117,7 @@ def test_tensorboard_read_back(full_run):
   assert loss[-1].value == pytest.approx(metrics['valid']['loss'], rel=1e-5)
   lr = acc.Scalars('train/learning_rate')
   # The schedule itself, at the last step of each logged chunk.
-  want = [float(train.learning_rate_fn(config)(e.step - 1)) for e in lr]
+  want = [float(runs.learning_rate_fn(config)(e.step - 1)) for e in lr]
   np.testing.assert_allclose([e.value for e in lr], want, rtol=1e-6)
   assert lr[-1].value < max(e.value for e in lr)  # cosine decay after the warm-up
   assert not acc.Tags()['images']  # personal data: off by default
@@ -136,7 +138,7 @@ def test_tensorboard_read_back(full_run):
 
 def test_load_trained_follows_nets_and_matches_features(data_dir, full_run):
   workdir, _ = full_run
-  module, variables, config = train.load_trained(workdir)
+  module, variables, config = runs.load_trained(workdir)
   data = input_pipeline.load_dataset(config)
   images = jnp.asarray(data['images'][:3], jnp.float32) / 255.0
   logits, acts = nets.bind(module, variables)(images)
@@ -149,8 +151,8 @@ def test_load_trained_follows_nets_and_matches_features(data_dir, full_run):
 
 def test_fast_path_equals_slow_path_on_the_same_views(data_dir, tmp_path):
   kw = dict(steps=4, save_every=4, batch_size=4, warmup_steps=1)
-  fast = train.train_and_evaluate(config_for(data_dir, **kw), str(tmp_path / 'fast'))
-  slow = train.train_and_evaluate(config_for(data_dir, fast_path=False, **kw),
+  fast = train_and_evaluate(config_for(data_dir, **kw), str(tmp_path / 'fast'))
+  slow = train_and_evaluate(config_for(data_dir, fast_path=False, **kw),
                                   str(tmp_path / 'slow'))
   a, b = params_of(tmp_path / 'fast'), params_of(tmp_path / 'slow')
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-5), a, b)
@@ -193,10 +195,9 @@ def test_label_randomisation_retrains_on_permuted_labels(full_run, tmp_path, mon
   # The visualize CLI's retrain hook: same config, labels permuted by the seed, cached features
   # reused. The shuffled run records its seed, trains on exactly that permutation, and ends with
   # a different head.
-  from gradejax.report import attribution_report
   workdir, _ = full_run
-  _, variables, config = train.load_trained(workdir)
-  params = attribution_report._retrain_on_shuffled_labels(str(workdir), config, seed=3)
+  _, variables, config = runs.load_trained(workdir)
+  params = train.retrain_on_shuffled_labels(str(workdir), config, seed=3)
   sub = workdir / 'sanity' / 'shuffled_labels'
   saved = json.loads((sub / 'config.json').read_text())
   assert saved['shuffle_labels_seed'] == 3 and saved['evaluate'] is False
@@ -224,7 +225,7 @@ def test_label_randomisation_retrains_on_permuted_labels(full_run, tmp_path, mon
   cfg = ml_collections.ConfigDict(config.to_dict())
   with cfg.unlocked():
     cfg.shuffle_labels_seed, cfg.evaluate = -1, False
-  train.train_and_evaluate(cfg, str(ref))
+  train_and_evaluate(cfg, str(ref))
   jax.tree.map(np.testing.assert_array_equal, params, params_of(ref)['params'])
 
 
@@ -235,7 +236,7 @@ def test_tensorboard_graph_is_the_forward_pass_scoped_by_module(full_run):
   acc.Reload()
   graph = acc.Graph()
   nodes = {n.name: n for n in graph.node}
-  module, variables, _ = train.load_trained(workdir)
+  module, variables, _ = runs.load_trained(workdir)
   # One conv node per convolution kernel of the face ResNet, each fed by its own kernel node in
   # its block's scope (GradeClassifier/extractor/level3/block1/...), so blocks fold.
   from flax import traverse_util
@@ -274,7 +275,7 @@ def test_tensorboard_projector_holds_the_descriptors_with_labels(full_run):
   np.testing.assert_allclose(tensors, feats, rtol=1e-5, atol=1e-6)
   rows = (workdir / 'tb' / emb.metadata_path).read_text().splitlines()
   assert rows[0].split('\t') == ['class', 'fold', 'split']
-  data = input_pipeline.load_dataset(train.load_config(workdir))
+  data = input_pipeline.load_dataset(runs.load_config(workdir))
   want = [[data['class_names'][k], str(f)] for k, f in zip(data['label'], data['fold'])]
   assert [r.split('\t')[:2] for r in rows[1:]] == want
   assert not emb.sprite.image_path  # no thumbnails of students unless config.log_images
@@ -287,7 +288,7 @@ def test_tensorboard_evaluation_scalars_and_verdict_text(data_dir, full_run, tmp
   c = config_for(data_dir, evaluate=True, steps=10, num_permutations=10, permutation_chunk=10,
                  bootstrap=10)
   c.cv_head.steps = 10
-  metrics = train.train_and_evaluate(c, str(tmp_path))
+  metrics = train_and_evaluate(c, str(tmp_path))
   acc = event_accumulator.EventAccumulator(str(tmp_path / 'tb'),
                                            size_guidance={event_accumulator.TENSORS: 0})
   acc.Reload()
@@ -327,3 +328,59 @@ def test_projector_thumbnails_only_when_asked(tmp_path):
       assert list(emb.sprite.single_image_dim) == [32, 32] and sprite.shape[:2] == (64, 64)
       want = np.asarray(Image.fromarray(images[0]).resize((32, 32)))
       np.testing.assert_allclose(sprite[:32, :32, :3].astype(float), want, atol=1)
+
+def _ce(logits, label):
+  return float(jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, label)))
+
+
+def test_unfreeze_head_input_and_constant_schedule_on_the_slow_path(data_dir, tmp_path):
+  # The paths no other test takes, in one slow-path run: head_input='level2' (the trunk stops
+  # there, 128 channels pooled), unfreeze='level2' (trained with the head), schedule='constant'
+  # (optimizer='sgd' is checked by hand below: with level2 unfrozen, sgd at lr 0.01 gives NaN). level2 moves away from dlib's weights and nothing else does;
+  # load_trained puts the trained level2 in place (not dlib's); the loaded model's loss on the
+  # training split is the loss the run reported (computed by re-embedding the chips with the
+  # trained level2); the learning rate logged is constant.
+  from gradejax.nets import extractor
+  from flax import traverse_util
+  c = config_for(data_dir, fast_path=False, head_input='level2', unfreeze='level2',
+                 optimizer='adam', schedule='constant', learning_rate=0.001, steps=2, save_every=1,
+                 batch_size=4)
+  metrics = train_and_evaluate(c, str(tmp_path))
+  feats = np.load(next((tmp_path / 'features').glob('*.npz')))['features']
+  assert feats.shape == (2, 24, 128) and runs.load_config(tmp_path).feature_dim == 128
+  module, variables, config = runs.load_trained(tmp_path)
+  _, dlib = extractor.load_face_resnet()
+  got = traverse_util.flatten_dict(variables['params']['extractor'], sep='/')
+  ref = traverse_util.flatten_dict(dlib['params'], sep='/')
+  assert set(got) == set(ref)
+  moved = [k for k in got if not np.array_equal(got[k], ref[k])]
+  assert moved and all(k.startswith('level2/') for k in moved)
+  data = input_pipeline.load_dataset(config)
+  rows = data['fold'] != config.valid_fold
+  logits = module.apply(variables, jnp.asarray(data['images'][rows], jnp.float32) / 255.0)
+  assert _ce(logits, data['label'][rows]) == pytest.approx(metrics['train']['loss'], abs=1e-4)
+  acc = event_accumulator.EventAccumulator(str(tmp_path / 'tb'))
+  acc.Reload()
+  assert [e.value for e in acc.Scalars('train/learning_rate')] == pytest.approx([0.001] * 2)
+
+
+def test_sgd_and_constant_schedule_by_hand():
+  # Two steps of optimizer='sgd' (decoupled weight decay added to the gradient, momentum 0.9)
+  # at schedule='constant', against the update rule written out.
+  c = toy.get_config()
+  c.optimizer, c.schedule, c.learning_rate, c.weight_decay = 'sgd', 'constant', 0.2, 0.1
+  assert [float(runs.learning_rate_fn(c)(t)) for t in (0, 7, 10 ** 6)] == pytest.approx([0.2] * 3)
+  tx = runs.make_optimizer(c)
+  p0, g = np.array([1.0, -2.0]), np.array([0.5, 0.5])
+  state = tx.init(jnp.asarray(p0))
+  p = jnp.asarray(p0)
+  for _ in range(2):
+    u, state = tx.update(jnp.asarray(g), state, p)
+    p = optax.apply_updates(p, u)
+  d1 = g + 0.1 * p0
+  p1 = p0 - 0.2 * d1
+  p2 = p1 - 0.2 * (g + 0.1 * p1 + 0.9 * d1)
+  np.testing.assert_allclose(p, p2, rtol=1e-6)
+  c.optimizer = 'rmsprop'
+  with pytest.raises(ValueError, match='adam or sgd'):
+    runs.make_optimizer(c)

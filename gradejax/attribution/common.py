@@ -61,22 +61,17 @@ def method(*static: str) -> Callable:
   jit's cache key, so switching it recompiles instead of reusing a stale executable).
   """
   def deco(f):
-    # A nets.Bound fn is a pytree (params as leaves): passed as a traced argument, one compile
-    # serves every set of params of the same shapes. Any other callable is static.
-    jitted_static = jax.jit(f, static_argnames=('fn',) + static)
-    jitted_bound = jax.jit(f, static_argnames=static)
+    jitted = nets.jit_model_fn(f, static)  # a nets.Bound fn traced, any other callable static
 
     @functools.wraps(f)
     def wrapper(*args, precision: str | None = DEFAULT_PRECISION, **kwargs):
-      fn = args[0] if args else kwargs.get('fn')
-      jitted = jitted_bound if isinstance(fn, nets.Bound) else jitted_static
       ctx = (jax.default_matmul_precision(precision) if precision is not None
              else contextlib.nullcontext())
       with ctx:
         return jitted(*args, **kwargs)
 
     wrapper.unjitted = f
-    wrapper.jitted = jitted_static  # for .lower(...) (cost analysis in benchmarks)
+    wrapper.jitted = jitted.jitted_static  # for .lower(...) (cost analysis in benchmarks)
     return wrapper
   return deco
 

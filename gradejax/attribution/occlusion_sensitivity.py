@@ -22,6 +22,12 @@ def grid_shape(height: int, width: int, patch: int, stride: int) -> tuple[int, i
   return (height - patch) // stride + 1, (width - patch) // stride + 1
 
 
+# The occluder's default value, in [0, 1]: mid-grey, near the mean pixel. Black (captum's default
+# baseline) reads as a dark object to a face network. The library, the report's Options and the
+# visualize --fill flag all default to this one constant.
+DEFAULT_FILL = 0.5
+
+
 def _cover(n: int, size: int, patch: int, stride: int) -> Array:
   """[n, size] float: 1 where patch position i covers pixel row/column p."""
   p = jnp.arange(size)[None, :]
@@ -30,7 +36,7 @@ def _cover(n: int, size: int, patch: int, stride: int) -> Array:
 
 
 def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride: int,
-                          fill: float | Array = 0.0, chunk: int = 16,
+                          fill: float | Array = DEFAULT_FILL, chunk: int = 16,
                           unroll: int | bool | None = None) -> Array:
   """``outputs(x) - outputs(x occluded at (i, j))`` for every output unit: [B, ny, nx, K].
 
@@ -60,7 +66,7 @@ def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride
 
 @method('patch', 'stride', 'chunk', 'unroll')
 def occlusion_grid(fn: nets.ModelFn, images: Array, targets: Array, *, patch: int = 15,
-                   stride: int = 15, fill: float | Array = 0.0, chunk: int = 16,
+                   stride: int = 15, fill: float | Array = DEFAULT_FILL, chunk: int = 16,
                    unroll: int | bool | None = None) -> Array:
   """Target-score drop per occluder position, [B, ny, nx] (score units; > 0: patch helped)."""
   t = as_targets(targets, images.shape[0])
@@ -80,7 +86,7 @@ def grid_to_pixels(grid: Array, size: tuple[int, int], patch: int, stride: int) 
 
 @method('patch', 'stride', 'chunk', 'unroll')
 def occlusion(fn: nets.ModelFn, images: Array, targets: Array, *, patch: int = 15,
-              stride: int = 15, fill: float | Array = 0.0, chunk: int = 16,
+              stride: int = 15, fill: float | Array = DEFAULT_FILL, chunk: int = 16,
               unroll: int | bool | None = None) -> Array:
   """Occlusion map at the input resolution, [B, H, W]: each pixel gets the mean score drop of
   the occluder positions covering it (0 where none does)."""

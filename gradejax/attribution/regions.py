@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from gradejax import nets
 from gradejax.attribution.class_activation import grad_cam_maps
 from gradejax.attribution.common import method
-from gradejax.attribution.occlusion_sensitivity import occlusion_all_outputs
+from gradejax.attribution.occlusion_sensitivity import DEFAULT_FILL, occlusion_all_outputs
 
 Array = jax.Array
 
@@ -23,7 +23,7 @@ Array = jax.Array
 @method('source', 'layer', 'patch', 'stride', 'chunk', 'unroll')
 def region_class_map(fn: nets.ModelFn, images: Array, *, source: str = 'occlusion',
                      layer: str | None = None, patch: int = 15, stride: int = 15,
-                     fill: float = 0.0, chunk: int = 16,
+                     fill: float = DEFAULT_FILL, chunk: int = 16,
                      unroll: int | bool | None = None) -> Array:
   """Per-region argmax class, int32 [B, ny, nx] (occlusion grid or the tap's [h, w])."""
   if source == 'occlusion':

@@ -15,8 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gradejax.data import labels
 from gradejax.nets import classifier
-from gradejax.evaluation import stats
+from gradejax import stats
+from gradejax.training import input_pipeline
 
 Array = jax.Array
 
@@ -40,19 +42,28 @@ def from_config(config, num_classes: int) -> CVHead:
                 balanced=config.imbalance != 'none', metric=config.metric)
 
 
+def cv_folds(label: np.ndarray, dataset_fold: np.ndarray, k: int, repeats: int, seed: int
+             ) -> np.ndarray:
+  """int32 [repeats, N] fold ids: repeat 0 is the dataset's fold column when it has ``k``
+  folds, later repeats are fresh stratified folds (seeded by ``seed + r``)."""
+  out = []
+  for r in range(repeats):
+    if r == 0 and len(np.unique(dataset_fold)) == k and dataset_fold.min() == 0:
+      out.append(np.asarray(dataset_fold, np.int32))
+    else:
+      out.append(labels.stratified_folds(label, k, seed + r))
+  return np.stack(out)
+
+
 def fit_predict(h: CVHead, x: Array, y: Array, train: Array, key: Array) -> Array:
   """Trains on rows where ``train`` (bool [N]) and returns probs [N, C] for every row.
 
   x: float [N, D] features; y: int [N] labels.
   """
-  w = train.astype(jnp.float32)
-  if h.balanced:
-    counts = jax.nn.one_hot(y, h.num_classes).T @ w
-    w = w * (jnp.sum(w) / (jnp.sum(counts > 0) * jnp.maximum(counts, 1.0)))[y]
-  mask = train.astype(jnp.float32)
-  mean = (mask @ x) / jnp.sum(mask)
-  std = jnp.sqrt((mask @ (x - mean) ** 2) / jnp.sum(mask)) + 1e-6
-  z = (x - mean) / std
+  w = (input_pipeline.class_weights(y, train, h.num_classes) if h.balanced
+       else train.astype(jnp.float32))
+  s = classifier.norm_stats(x, train)
+  z = (x - s['mean']) / s['std']
   net = classifier.Head(h.num_classes, h.widths, 0.0)
   params = net.init(key, z[:1])['params']
   norm = {'mean': jnp.zeros(x.shape[1]), 'std': jnp.ones(x.shape[1])}

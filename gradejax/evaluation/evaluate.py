@@ -22,7 +22,8 @@ import numpy as np
 from absl import app, flags
 
 from gradejax import logs
-from gradejax.evaluation import crossval, stats
+from gradejax import stats
+from gradejax.evaluation import crossval
 from gradejax.training import input_pipeline
 
 
@@ -32,7 +33,7 @@ def evaluate_features(config, x: np.ndarray, y: np.ndarray, fold: np.ndarray, nu
   """The verdict dict for features ``x [N, D]``, labels ``y [N]`` and dataset folds [N]."""
   t0 = time.time()
   h = crossval.from_config(config, num_classes)
-  folds = input_pipeline.cv_folds(y, fold, config.cv_folds, config.cv_repeats, config.seed)
+  folds = crossval.cv_folds(y, fold, config.cv_folds, config.cv_repeats, config.seed)
   key = jax.random.fold_in(jax.random.key(config.seed), 2)
   score, oof = crossval.observed(h, x, y, folds, key)
   null = crossval.permutation_scores(h, x, y, folds, key, config.num_permutations,
@@ -118,9 +119,9 @@ def evaluate_workdir(workdir: str | pathlib.Path, config=None, data: dict | None
                      features: np.ndarray | None = None) -> dict[str, Any]:
   """Evaluates a training run's cached view-0 features; writes and returns the verdict."""
   from gradejax.nets import extractor
-  from gradejax.training import train
+  from gradejax.training import runs
   if config is None:
-    config = train.load_config(workdir)
+    config = runs.load_config(workdir)
   if data is None:
     data = input_pipeline.load_dataset(config)
   if features is None:

@@ -15,8 +15,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from gradejax import distributed, logs
-from gradejax import nets
+from gradejax import batching, distributed, logs, nets
 from gradejax.featurevis import dataset_examples, objectives
 from gradejax.report import featurevis_page as page
 from gradejax.featurevis import param as param_lib
@@ -41,8 +40,8 @@ def load(net: str, workdir: str, data_dir: str | None):
     from gradejax.nets import extractor
     module, variables = extractor.load_face_resnet()
   else:
-    from gradejax.training import train
-    module, variables, config = train.load_trained(workdir)
+    from gradejax.training import runs
+    module, variables, config = runs.load_trained(workdir)
     data_dir = data_dir or config.get('data_dir')
     class_names = [str(c) for c in (config.get('class_names') or [])]
   images = None
@@ -124,7 +123,7 @@ def run(workdir: str, layer: str, units: np.ndarray, *, net: str = 'classifier',
   t0 = time.time()
   for s in range(0, len(units), batch):  # equal-sized batches: one compile for all
     chunk = units[s:s + batch]
-    chunk_p = np.concatenate([chunk, np.repeat(chunk[-1:], batch - len(chunk))])
+    chunk_p = batching.pad_to_multiple(chunk, batch)
     img, hist = render.render_sharded(fn, objective_for, par, chunk_p,
                                       jax.random.fold_in(key, s), settings)
     images.append(np.asarray(img)[:len(chunk)])

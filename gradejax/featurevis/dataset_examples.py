@@ -7,7 +7,7 @@ import functools
 import jax
 import numpy as np
 
-from gradejax import nets
+from gradejax import batching, nets
 
 Array = jax.Array
 
@@ -28,8 +28,7 @@ def top_k(fn: nets.ModelFn, images: np.ndarray, layer: str, units: np.ndarray, k
   x = np.asarray(images)
   x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
   n = len(x)
-  pad = (-n) % batch_size
-  xp = np.concatenate([x, np.repeat(x[-1:], pad, 0)]) if pad else x
+  xp = batching.pad_to_multiple(x, batch_size)
   means, argmax, hw = [], [], None
   for s in range(0, len(xp), batch_size):  # one compiled program, reused per batch
     a = np.asarray(_unit_maps(fn, xp[s:s + batch_size], layer))[..., units]

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from gradejax import distributed, nets
+from gradejax import batching, distributed, nets
 from gradejax.featurevis import regularisers, transform
 from gradejax.featurevis.objectives import Objective
 from gradejax.featurevis.param import Param
@@ -70,10 +70,8 @@ _STATIC = ('objective', 'param', 'settings', 'relu')
 _STATIC_UNITS = ('objective_for', 'param', 'settings', 'relu')
 # A nets.Bound model is a pytree (params are traced arguments: one compile per shape); any other
 # callable is static.
-_optimise_bound = jax.jit(_optimise, static_argnames=_STATIC)
-_optimise_callable = jax.jit(_optimise, static_argnames=('fn',) + _STATIC)
-_optimise_units_bound = jax.jit(_optimise_units, static_argnames=_STATIC_UNITS)
-_optimise_units_callable = jax.jit(_optimise_units, static_argnames=('fn',) + _STATIC_UNITS)
+_optimise_jit = nets.jit_model_fn(_optimise, _STATIC)
+_optimise_units_jit = nets.jit_model_fn(_optimise_units, _STATIC_UNITS)
 
 
 def render(fn: nets.ModelFn, objective: Objective, param: Param, batch: int, key: Array,
@@ -88,9 +86,8 @@ def render(fn: nets.ModelFn, objective: Objective, param: Param, batch: int, key
   if settings.grad_blur > 0 and jnp.ndim(params) != 4:
     raise ValueError('grad_blur needs pixel parameters [B,H,W,3]; use image_blur with '
                      f'{param.name} parameters')
-  run = _optimise_bound if isinstance(fn, nets.Bound) else _optimise_callable
-  params, history = run(fn, params, k_run, objective=objective, param=param, settings=settings,
-                        relu=relu)
+  params, history = _optimise_jit(fn, params, k_run, objective=objective, param=param,
+                                  settings=settings, relu=relu)
   return param.image(params), params, history
 
 
@@ -107,7 +104,7 @@ def render_sharded(fn: nets.ModelFn, objective_for: callable, param: Param, unit
   Returns (images [len(units),H,W,3], history [steps, len(units)])."""
   mesh = distributed.global_mesh('batch', devices)
   n = len(units)
-  padded = np.concatenate([units, np.repeat(units[-1:], (-n) % mesh.size)])
+  padded = batching.pad_to_multiple(units, mesh.size)
   shard = NamedSharding(mesh, PartitionSpec('batch'))
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(padded)))
   params = jax.vmap(lambda k: param.init(k, 1)[0])(keys)
@@ -123,10 +120,10 @@ def render_sharded(fn: nets.ModelFn, objective_for: callable, param: Param, unit
   key_data, units = distributed.put((jax.random.key_data(k_run), np.asarray(padded, np.int32)),
                                     everywhere)
   k_run = jax.random.wrap_key_data(key_data, impl=jax.random.key_impl(k_run))
-  bound = isinstance(fn, nets.Bound)
-  run = _optimise_units_bound if bound else _optimise_units_callable
-  params, history = run(distributed.put(fn, everywhere) if bound else fn, params, k_run, units,
-                        objective_for=objective_for, param=param, settings=settings, relu=relu)
+  if isinstance(fn, nets.Bound):  # its params become global (replicated) arrays too
+    fn = distributed.put(fn, everywhere)
+  params, history = _optimise_units_jit(fn, params, k_run, units, objective_for=objective_for,
+                                        param=param, settings=settings, relu=relu)
   # Only the images leave the devices; in a multi-host run every process receives all of them.
   images, history = distributed.gather((_image(param, params), history))
   return images[:n], history[:, :n]

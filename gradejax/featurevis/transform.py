@@ -7,7 +7,8 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-from jax.scipy import ndimage
+
+from gradejax import imageops
 
 Array = jax.Array
 
@@ -31,19 +32,6 @@ def pad(images: Array, px: int) -> Array:
   if px == 0:
     return images
   return jnp.pad(images, ((0, 0), (px, px), (px, px), (0, 0)), mode='reflect')
-
-
-def affine_resample(image: Array, matrix: Array, offset: Array, out_hw: tuple[int, int]
-                    ) -> Array:
-  """One image [H,W,C]: output pixel p (row, col) samples input at matrix @ p + offset,
-  bilinear, edges clamped."""
-  h, w = out_hw
-  rows, cols = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
-                            indexing='ij')
-  src = jnp.einsum('ij,jhw->ihw', matrix, jnp.stack([rows, cols])) + offset[:, None, None]
-  return jnp.stack([ndimage.map_coordinates(image[..., c], [src[0], src[1]], order=1,
-                                            mode='nearest') for c in range(image.shape[-1])],
-                   axis=-1)
 
 
 def random_affine(key: Array, t: Robustness, in_hw: tuple[int, int], out_hw: tuple[int, int]
@@ -72,6 +60,6 @@ def apply(key: Array, images: Array, t: Robustness) -> Array:
 
   def one(k, img):
     m, o = random_affine(k, t, in_hw, out_hw)
-    return affine_resample(img, m, o, out_hw)
+    return imageops.affine_resample(img, m, o, out_hw)
 
   return jax.vmap(one)(keys, padded)

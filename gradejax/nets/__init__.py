@@ -5,8 +5,8 @@ grade classifier on top of it.
 see :mod:`gradejax.nets.convention`); the networks are submodules (``gradejax.nets.facenet``,
 ``gradejax.nets.classifier``) imported explicitly.
 """
-from gradejax.nets.convention import (Array, Bound, ModelFn, Relu, activation_shapes, bind, tap,
-                                      tap_order, zero_perturbations_like)
+from gradejax.nets.convention import (Array, Bound, ModelFn, Relu, activation_shapes, bind,
+                                      jit_model_fn, tap, tap_order, zero_perturbations_like)
 
-__all__ = ['Array', 'Bound', 'ModelFn', 'Relu', 'activation_shapes', 'bind', 'tap', 'tap_order',
-           'zero_perturbations_like']
+__all__ = ['Array', 'Bound', 'ModelFn', 'Relu', 'activation_shapes', 'bind', 'jit_model_fn', 'tap',
+           'tap_order', 'zero_perturbations_like']

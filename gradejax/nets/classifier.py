@@ -6,8 +6,8 @@ Follows gradejax/nets/convention.py: ``__call__(images, *, relu=nn.relu, train=F
 
 Params: ``{'extractor': <FaceResNet params>, 'head': {...}}`` plus a ``'norm'`` collection
 (``mean``, ``std`` of the head input over the training set, so the head sees standardised
-features; constants, never trained). Give :func:`trainable_prefixes` to
-``extractor.freeze_partition`` to keep the frozen part out of the optimiser.
+features; constants, never trained). The trainer keeps the frozen part out of the optimiser with
+``extractor.freeze_partition`` (the head, plus ``extractor/<config.unfreeze>`` if set).
 """
 from __future__ import annotations
 
@@ -19,20 +19,8 @@ import jax.numpy as jnp
 
 from gradejax.nets import facenet
 from gradejax import nets
-from gradejax.nets.dlib_format import FACE_RESNET_DESCRIPTOR_DIM, FACE_RESNET_LEVELS
 
 Array = jax.Array
-HEAD_INPUT_DIMS = {'descriptor': FACE_RESNET_DESCRIPTOR_DIM, 'pooled': 256, 'stem': 32}
-HEAD_INPUT_DIMS.update({name: c for name, c, _, _ in FACE_RESNET_LEVELS})
-
-
-def head_input_dim(head_input: str) -> int:
-  """Width of the (globally average pooled) head input."""
-  name = head_input.split('/')[0]
-  if name not in HEAD_INPUT_DIMS:
-    raise ValueError(f'head_input {head_input!r} is not a FaceResNet tap; use one of '
-                     f'{sorted(HEAD_INPUT_DIMS)} (or a block such as level1/block0)')
-  return HEAD_INPUT_DIMS[name]
 
 
 def FaceTrunk(input_means=facenet.DLIB_INPUT_MEANS, head_input: str = 'descriptor'
@@ -40,6 +28,19 @@ def FaceTrunk(input_means=facenet.DLIB_INPUT_MEANS, head_input: str = 'descripto
   """FaceResNet run up to the tap ``head_input`` only, returned globally average pooled [B, D]
   (``head_input='descriptor'`` is the whole network). Same params, taps and arithmetic."""
   return facenet.FaceResNet(input_means=tuple(input_means), stop_at=head_input)
+
+
+def norm_stats(features: Array, mask: Array | None = None, eps: float = 1e-6
+               ) -> dict[str, Array]:
+  """The :class:`Head`'s ``norm`` collection for ``features [N, D]``: ``mean`` and ``std`` [D]
+  over the rows where ``mask`` (bool [N]; None: all), the std floored at ``eps`` so a constant
+  feature standardises to 0 instead of dividing by 0. jit-able (the mask may be traced): the
+  trainer's head and every cross-validation fold's head standardise the same way."""
+  x = jnp.asarray(features, jnp.float32)
+  m = jnp.ones(x.shape[0]) if mask is None else jnp.asarray(mask, jnp.float32)
+  mean = (m @ x) / jnp.sum(m)
+  std = jnp.sqrt((m @ (x - mean) ** 2) / jnp.sum(m))
+  return {'mean': mean, 'std': jnp.maximum(std, eps)}
 
 
 class Head(nn.Module):
@@ -91,7 +92,3 @@ class GradeClassifier(nn.Module):
     """Head-input features ``[B, D]`` -> logits ``[B, num_classes]``."""
     return self.head(features, relu=relu, train=train)
 
-
-def trainable_prefixes(unfreeze: str = '') -> tuple[str, ...]:
-  """Param path prefixes the optimiser sees: the head, plus ``extractor/<unfreeze>`` if given."""
-  return ('head',) + ((f'extractor/{unfreeze}',) if unfreeze else ())

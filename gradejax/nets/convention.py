@@ -103,6 +103,25 @@ class Bound:
     return out, acts
 
 
+def jit_model_fn(f: Callable, static_argnames: tuple[str, ...] = ()) -> Callable:
+  """``jax.jit(f)`` for an ``f`` whose first argument ``fn`` is a :class:`ModelFn`.
+
+  A :class:`Bound` fn is a pytree whose leaves are its params: passed as a traced argument, one
+  compile serves every set of params of the same shapes (a sanity check's randomised copy, a
+  checkpoint). Any other callable is hashed as a static argument. ``static_argnames`` are
+  static in both cases. The returned callable's ``jitted_static`` (``fn`` static) is there for
+  ``.lower(...)``."""
+  jitted_static = jax.jit(f, static_argnames=('fn',) + tuple(static_argnames))
+  jitted_bound = jax.jit(f, static_argnames=tuple(static_argnames))
+
+  def call(*args, **kwargs):
+    fn = args[0] if args else kwargs.get('fn')
+    return (jitted_bound if isinstance(fn, Bound) else jitted_static)(*args, **kwargs)
+
+  call.jitted_static = jitted_static
+  return call
+
+
 def bind(module: nn.Module, variables: Mapping[str, Any], **call_kwargs) -> Bound:
   """Closes ``module`` over ``variables``.
 

@@ -22,7 +22,7 @@ import numpy as np
 from flax import traverse_util
 
 from gradejax.nets import dlib_format, facenet
-from gradejax import paths
+from gradejax import batching, paths
 
 Params = dict[str, Any]
 CACHE_FORMAT = 1  # bump when the conversion changes, so stale caches are rebuilt
@@ -136,7 +136,7 @@ def embed(module: facenet.FaceResNet, variables: dict[str, Params], images: np.n
           batch_size: int = 64) -> np.ndarray:
   """Descriptors of ``images [N,150,150,3]`` (float32 in [0,1] or uint8) -> ``[N,128]`` float32.
 
-  Runs in batches of ``batch_size``; the last batch is zero-padded so one shape compiles.
+  Runs in batches of ``batch_size`` (:func:`gradejax.batching.map_batches`: one shape compiles).
   Returns a host (NumPy) array. (float64 input is cast to float32 by jit, unlike
   ``module.apply``, which rejects it.)
   """
@@ -146,17 +146,10 @@ def embed(module: facenet.FaceResNet, variables: dict[str, Params], images: np.n
     raise ValueError(f'embed takes images [N, 150, 150, 3], got shape {images.shape}')
   if batch_size < 1:
     raise ValueError(f'batch_size must be >= 1, got {batch_size}')
-  params = variables['params']
-  out = []
-  for start in range(0, n, batch_size):
-    batch = images[start:start + batch_size]
-    real = len(batch)
-    if real < batch_size:
-      batch = np.concatenate([batch, np.zeros((batch_size - real,) + batch.shape[1:], batch.dtype)])
-    out.append(np.asarray(_forward(module, params, batch))[:real])
-  if not out:
+  if n == 0:
     return np.zeros((0, dlib_format.FACE_RESNET_DESCRIPTOR_DIM), np.float32)
-  return np.concatenate(out)
+  params = variables['params']
+  return batching.map_batches(lambda b: _forward(module, params, b), images, batch_size)
 
 
 def _matches(key: str, prefixes: Iterable[str]) -> bool:

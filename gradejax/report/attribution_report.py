@@ -8,7 +8,7 @@ image, and all images x methods) and ``DIR/report/index.html`` (self-contained: 
 ``DIR/eval/verdict.json``, per-image maps, sanity checks, deletion/insertion AUCs, localisation
 against the demo's planted cue when its truth is available, a link to ``DIR/featurevis``).
 
-``main`` only loads (``train.load_trained``, ``dataset.load_arrays``); ``make_report`` does the
+``main`` only loads (``runs.load_trained``, ``dataset.load_arrays``); ``make_report`` does the
 work for any (module, variables) following gradejax.nets and any arrays in load_arrays' format.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ from gradejax import distributed, logs
 from gradejax import nets
 from gradejax.report import figures, document, verdict
 from gradejax.attribution import class_activation, faithfulness, localisation, registry, sanity
+from gradejax.attribution.occlusion_sensitivity import DEFAULT_FILL
 
 DEFAULT_METHODS = ('saliency', 'integrated_gradients', 'grad_cam', 'occlusion')
 CueMaskFn = Callable[..., np.ndarray]
@@ -48,7 +49,7 @@ class Options:
   noise_level: float = 0.15
   patch: int = 15  # occlusion
   stride: int = 15
-  fill: float = 0.5  # occluder value in [0, 1]: mid-grey, near the mean pixel
+  fill: float = DEFAULT_FILL  # occluder value in [0, 1]: mid-grey, near the mean pixel
   sanity_images: int = 2
   faithfulness_steps: int = 10
   pointing_tolerance: float = 4.0
@@ -352,9 +353,9 @@ def main(argv: Sequence[str]) -> None:
   logs.quiet_libraries()
   multi_host = distributed.initialize_from_flags()  # before any JAX work
   from gradejax.data import dataset  # the loading layer; everything else is make_report
-  from gradejax.training import train
+  from gradejax.training import runs, train
   f = flags.FLAGS
-  module, variables, config = train.load_trained(f.workdir)
+  module, variables, config = runs.load_trained(f.workdir)
   data_dir = pathlib.Path(config.data_dir)
   arrays = dataset.load_arrays(data_dir)
   opts = Options(methods=tuple(m.strip() for m in f.methods.split(',') if m.strip()),
@@ -367,27 +368,10 @@ def main(argv: Sequence[str]) -> None:
     # runs the checks: it would wait for the others forever.
     logging.warning('--label_randomization is not run in a multi-host run; run it in one process')
   path = make_report(f.workdir, module, variables, arrays, data_dir, opts,
-                     retrain=(lambda: _retrain_on_shuffled_labels(f.workdir, config, f.seed))
+                     retrain=(lambda: train.retrain_on_shuffled_labels(f.workdir, config, f.seed))
                      if f.label_randomization and not multi_host else None)
   if distributed.is_main():
     print(f'wrote {path} (a local file with students\' photos: do not share it)')
-
-
-def _retrain_on_shuffled_labels(workdir: str, config, seed: int):
-  """Trains the run's head again on permuted labels in WORKDIR/sanity/shuffled_labels (reusing
-  the run's cached features) and returns its params."""
-  import shutil
-  import ml_collections
-  from gradejax.training import train
-  sub = pathlib.Path(workdir) / 'sanity' / 'shuffled_labels'
-  shutil.rmtree(sub, ignore_errors=True)
-  if (pathlib.Path(workdir) / 'features').is_dir():
-    shutil.copytree(pathlib.Path(workdir) / 'features', sub / 'features')
-  cfg = ml_collections.ConfigDict(config.to_dict())
-  with cfg.unlocked():
-    cfg.shuffle_labels_seed, cfg.evaluate = seed, False
-  train.train_and_evaluate(cfg, str(sub))
-  return train.load_trained(sub)[1]['params']
 
 
 def _define_flags() -> None:
@@ -406,7 +390,7 @@ def _define_flags() -> None:
   flags.DEFINE_integer('n_samples', 16, 'SmoothGrad samples')
   flags.DEFINE_integer('patch', 15, 'occlusion patch size (px)')
   flags.DEFINE_integer('stride', 15, 'occlusion stride (px)')
-  flags.DEFINE_float('fill', 0.5, 'occluder value in [0, 1] (0.5: mid-grey; 0: black, as '
+  flags.DEFINE_float('fill', DEFAULT_FILL, 'occluder value in [0, 1] (0.5: mid-grey; 0: black, as '
                      'captum\'s default baseline, reads as a dark object to a face network)')
   flags.DEFINE_integer('sanity_images', 2, 'images used by the randomisation checks')
   flags.DEFINE_boolean('label_randomization', True, 're-train the head on shuffled labels for '

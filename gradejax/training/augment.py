@@ -11,7 +11,8 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-from jax.scipy import ndimage
+
+from gradejax import imageops
 
 Array = jax.Array
 
@@ -35,18 +36,12 @@ def affine_resample(image: Array, angle: Array, scale: Array, shift: Array, flip
   """
   h, w, _ = image.shape
   centre = jnp.array([(h - 1) / 2.0, (w - 1) / 2.0])
-  yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
-                        indexing='ij')
-  out = jnp.stack([yy, xx]) - (centre + shift)[:, None, None]
-  # Output pixel -> source pixel is the inverse map: un-rotate and un-zoom.
+  # Output pixel -> source pixel is the inverse map: un-rotate and un-zoom (then mirror x).
   c, s = jnp.cos(angle), jnp.sin(angle)
-  src_y = (c * out[0] - s * out[1]) / scale
-  src_x = (s * out[0] + c * out[1]) / scale
-  src_x = jnp.where(flip, -src_x, src_x)
-  coords = [src_y + centre[0], src_x + centre[1]]
-  channels = [ndimage.map_coordinates(image[..., k], coords, order=1, mode='nearest')
-              for k in range(image.shape[-1])]
-  return jnp.stack(channels, axis=-1)
+  matrix = jnp.array([[c, -s], [s, c]]) / scale
+  matrix = matrix * jnp.where(flip, jnp.array([[1.0], [-1.0]]), 1.0)
+  offset = centre - matrix @ (centre + shift)
+  return imageops.affine_resample(image, matrix, offset)
 
 
 def colour_jitter(image: Array, brightness: Array, contrast: Array, saturation: Array) -> Array:

@@ -18,11 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradejax import batching
 from gradejax.training import augment
 from gradejax.data import dataset, labels
 from gradejax.nets import extractor, classifier
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: augmentation resamples through imageops.affine_resample
 
 
 def load_dataset(config) -> dict[str, Any]:
@@ -48,19 +49,6 @@ def load_dataset(config) -> dict[str, Any]:
     raise ValueError(f'{path}: every used row is in one class ({data["class_names"]}, counts '
                      f'{counts.tolist()}); choose another pivot.')
   return data
-
-
-def cv_folds(label: np.ndarray, dataset_fold: np.ndarray, k: int, repeats: int, seed: int
-             ) -> np.ndarray:
-  """int32 [repeats, N] fold ids: repeat 0 is the dataset's fold column when it has ``k``
-  folds, later repeats are fresh stratified folds (seeded by ``seed + r``)."""
-  out = []
-  for r in range(repeats):
-    if r == 0 and len(np.unique(dataset_fold)) == k and dataset_fold.min() == 0:
-      out.append(np.asarray(dataset_fold, np.int32))
-    else:
-      out.append(labels.stratified_folds(label, k, seed + r))
-  return np.stack(out)
 
 
 def class_weights(label: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarray:
@@ -92,10 +80,6 @@ def augment_params(config) -> augment.AugmentParams:
                                max_translation=float(a.max_translation),
                                brightness=float(a.brightness), contrast=float(a.contrast),
                                saturation=float(a.saturation))
-
-
-def to_float(images: np.ndarray) -> np.ndarray:
-  return np.asarray(images, np.float32) / 255.0 if images.dtype == np.uint8 else images
 
 
 def make_feature_fn(head_input: str, input_means, p: augment.AugmentParams):
@@ -140,17 +124,9 @@ def cached_features(config, data: dict, workdir: str | pathlib.Path, module, var
   key = view_key(config.seed)
   images = data['images']
   n = len(images)
-  out = []
-  for v in range(1 + config.num_views):
-    chunks = []
-    for s in range(0, n, batch_size):
-      idx = np.arange(s, min(s + batch_size, n))
-      pad = batch_size - len(idx)
-      idx_p = np.concatenate([idx, np.full(pad, idx[-1])])  # one compiled shape
-      f = fn(variables['params'], images[idx_p], np.full(batch_size, v, np.int32),
-             idx_p.astype(np.int32), key)
-      chunks.append(np.asarray(f)[:len(idx)])
-    out.append(np.concatenate(chunks))
+  out = [batching.map_batches(
+      lambda idx: fn(variables['params'], images[idx], np.full(len(idx), v, np.int32), idx, key),
+      np.arange(n, dtype=np.int32), batch_size) for v in range(1 + config.num_views)]
   feats = np.stack(out).astype(np.float32)
   file.parent.mkdir(parents=True, exist_ok=True)
   tmp = file.with_suffix('.tmp.npz')

@@ -1,6 +1,7 @@
-r"""Trains the grade classifier's head on the frozen face ResNet; optional CV evaluation after.
+r"""Trains the grade classifier's head on the frozen face ResNet (:func:`train`).
 
-  python -m gradejax.train --config configs/grades.py --workdir runs/grades [--config.steps=500]
+The command ``python -m gradejax.train`` (:mod:`gradejax.train`) runs it, then the evaluation
+when ``config.evaluate``; reading a finished run is :mod:`gradejax.training.runs`.
 
 Fast path (``config.fast_path``, the default with a frozen extractor): chips and
 ``config.num_views`` augmented views are embedded once (``WORKDIR/features``) and the head trains
@@ -15,7 +16,6 @@ import functools
 import json
 import logging
 import pathlib
-import re
 import time
 from typing import Any
 
@@ -26,54 +26,14 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax import traverse_util
-from flax.training import train_state
 
-from gradejax import logs
-from gradejax.training import augment, input_pipeline
+from gradejax import batching
+from gradejax.training import augment, input_pipeline, runs
+from gradejax.training.runs import create_train_state, learning_rate_fn, make_model
 from gradejax.nets import extractor, classifier
-from gradejax.evaluation import stats
+from gradejax import stats
 
 Array = jax.Array
-
-
-class TrainState(train_state.TrainState):
-  """Only the trainable params (the head, plus ``extractor/<unfreeze>``) and their optimiser."""
-
-
-def make_model(config, num_classes: int, input_means=None) -> classifier.GradeClassifier:
-  kw = {} if input_means is None else {'input_means': tuple(input_means)}
-  return classifier.GradeClassifier(num_classes=num_classes, widths=tuple(config.head.widths),
-                               dropout=float(config.head.dropout),
-                               head_input=config.head_input, **kw)
-
-
-def learning_rate_fn(config) -> optax.Schedule:
-  if config.schedule == 'cosine':
-    return optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, config.warmup_steps,
-                                              max(config.steps, config.warmup_steps + 1))
-  if config.schedule == 'constant':
-    return optax.constant_schedule(config.learning_rate)
-  raise ValueError(f'config.schedule must be cosine or constant, got {config.schedule!r}')
-
-
-def make_optimizer(config) -> optax.GradientTransformation:
-  lr = learning_rate_fn(config)
-  if config.optimizer == 'adam':
-    return optax.adamw(lr, weight_decay=config.weight_decay)
-  if config.optimizer == 'sgd':
-    return optax.chain(optax.add_decayed_weights(config.weight_decay), optax.sgd(lr, 0.9))
-  raise ValueError(f'config.optimizer must be adam or sgd, got {config.optimizer!r}')
-
-
-def create_train_state(config, module: classifier.GradeClassifier, dim: int, key: Array,
-                       frozen_extractor: dict | None = None) -> TrainState:
-  """Head params from ``key`` (+ ``extractor/<unfreeze>`` from the dlib weights)."""
-  head_vars = module.init(key, jnp.zeros((1, dim)), method='classify_features')
-  params = {'head': head_vars['params']['head']}
-  if config.unfreeze:
-    trainable, _ = extractor.freeze_partition(frozen_extractor, (config.unfreeze,))
-    params['extractor'] = trainable
-  return TrainState.create(apply_fn=module.apply, params=params, tx=make_optimizer(config))
 
 
 def weighted_loss(logits: Array, label: Array, weight: Array) -> Array:
@@ -174,23 +134,6 @@ def _metrics_fn(module, num_classes: int):
     return {'loss': weighted_loss(logits, y, jnp.ones(len(y))),
             'balanced_accuracy': r['balanced_accuracy'], 'roc_auc': r['roc_auc']}
   return fn
-
-
-def checkpoint_manager(workdir: pathlib.Path, save_every: int) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      (workdir / 'checkpoints').absolute(),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-
-
-def _saved(state: TrainState, norm) -> dict:
-  return {'params': state.params, 'opt_state': state.opt_state, 'step': state.step,
-          'norm': norm}
-
-
-def write_config(config, workdir: pathlib.Path, extra: dict) -> None:
-  d = config.to_dict()
-  d.update(extra)
-  (workdir / 'config.json').write_text(json.dumps(d, indent=2, default=list))
 
 
 class Writer:
@@ -302,8 +245,15 @@ def hparam_table(config) -> str:
                     [f'| {k} | {v} |' for k, v in sorted(flat.items())])
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains the head (resuming from ``WORKDIR/checkpoints`` if any); returns final metrics."""
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+          ) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
+  """Trains the head (resuming from ``WORKDIR/checkpoints`` if any).
+
+  Returns ``(metrics, data, features)``: the final metrics (``{'stopped_at': step, ...}`` when
+  ``config.stop_after_steps`` ended the run early), the dataset as trained on (labels shuffled
+  if ``config.shuffle_labels_seed >= 0``) and the cached features ``[1 + num_views, N, D]``, so
+  that the command layer can evaluate the run without reloading them.
+  """
   workdir = pathlib.Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
   data = input_pipeline.load_dataset(config)
@@ -319,20 +269,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   n, dim = feats.shape[1:]
   valid = (data['fold'] == config.valid_fold) if config.valid_fold >= 0 else np.zeros(n, bool)
   train = ~valid
-  base = feats[0][train]
-  norm = {'head': {'mean': jnp.asarray(base.mean(0)),
-                   'std': jnp.asarray(np.maximum(base.std(0), 1e-6))}}
+  norm = {'head': classifier.norm_stats(feats[0], train)}
   probs, weight = sampling(config, label, train, num_classes)
-  write_config(config, workdir, {'num_classes': num_classes, 'class_names': data['class_names'],
+  runs.write_config(config, workdir, {'num_classes': num_classes, 'class_names': data['class_names'],
                                  'input_means': list(ext_module.input_means),
                                  'feature_dim': int(dim)})
 
   state = create_train_state(config, module, dim, jax.random.fold_in(jax.random.key(config.seed),
                                                                      1), ext_vars['params'])
-  mngr = checkpoint_manager(workdir, config.save_every)
+  mngr = runs.checkpoint_manager(workdir)
   if mngr.latest_step() is not None:
     restored = mngr.restore(mngr.latest_step(),
-                            args=ocp.args.StandardRestore(_saved(state, norm)))
+                            args=ocp.args.StandardRestore(runs.saved(state, norm)))
     state = state.replace(params=restored['params'], opt_state=restored['opt_state'],
                           step=restored['step'])
     logging.info('Resumed from step %d (%s)', int(state.step), workdir / 'checkpoints')
@@ -395,13 +343,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       continue  # a log point only
     logging.info('step %d/%d  loss %.4f  valid %s  %.1f steps/s', step, config.steps,
                  losses.mean(), metrics['valid'], length / max(dt, 1e-9))
-    mngr.save(step, args=ocp.args.StandardSave(_saved(state, norm)))
+    mngr.save(step, args=ocp.args.StandardSave(runs.saved(state, norm)))
     mngr.wait_until_finished()
     if 0 < config.stop_after_steps <= step < config.steps:
       logging.warning('Stopping at step %d (config.stop_after_steps); rerun to resume.', step)
       writer.close()
       mngr.close()
-      return {'stopped_at': step, **metrics}
+      return {'stopped_at': step, **metrics}, data, feats
   writer.end_session()
   mngr.close()
   (workdir / 'metrics.json').write_text(json.dumps(metrics, indent=2))
@@ -409,101 +357,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                str(k), str(int(f)), 'valid' if v else 'train']
                               for k, f, v in zip(label, data['fold'], valid)],
                    ['class', 'fold', 'split'], int(config.steps), data['images'])
-  if config.evaluate:
-    from gradejax.evaluation import evaluate
-    metrics['verdict'] = evaluate.evaluate_workdir(workdir, config=config, data=data,
-                                                   features=feats)
-    writer.evaluation(int(config.steps), metrics['verdict'],
-                      evaluate.verdict_text(metrics['verdict']))
   writer.close()
-  return metrics
+  return metrics, data, feats
 
 
 def _embed_with(module, params, frozen, images: np.ndarray) -> np.ndarray:
   ext = extractor.merge(params.get('extractor', {}), frozen)
   trunk = classifier.FaceTrunk(input_means=module.input_means, head_input=module.head_input)
   fn = jax.jit(lambda p, x: trunk.apply({'params': p}, input_pipeline.to_float_jnp(x)))
-  return np.concatenate([np.asarray(fn(ext, images[s:s + 32]))
-                         for s in range(0, len(images), 32)])
+  return batching.map_batches(lambda x: fn(ext, x), images, 32)
 
 
-def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-  """The run's config (``WORKDIR/config.json``) including num_classes, class_names, ..."""
-  file = pathlib.Path(workdir) / 'config.json'
-  if not file.is_file():
-    raise FileNotFoundError(f'{file}: not a training work directory; run '
-                            f'`python -m gradejax.train --config configs/grades.py --workdir '
-                            f'{workdir}` first.')
-  return ml_collections.ConfigDict(json.loads(file.read_text()))
-
-
-def load_trained(workdir: str | pathlib.Path) -> tuple[classifier.GradeClassifier, dict, Any]:
-  """``(module, variables, config)`` of the run's latest checkpoint.
-
-  ``module.apply(variables, images [B,150,150,3] in [0,1])`` -> logits ``[B, num_classes]``;
-  the module follows gradejax.nets (relu injectable, taps ``extractor/...``, ``head/hidden0``,
-  ``logits``).
-  """
-  workdir = pathlib.Path(workdir).absolute()
-  config = load_config(workdir)
-  ext_module, ext_vars = extractor.load_face_resnet()
-  module = make_model(config, config.num_classes, config.input_means)
-  dim = int(config.feature_dim)
-  state = create_train_state(config, module, dim, jax.random.key(0), ext_vars['params'])
-  norm = {'head': {'mean': jnp.zeros(dim), 'std': jnp.ones(dim)}}
-  mngr = checkpoint_manager(workdir, config.save_every)
-  if mngr.latest_step() is None:
-    raise FileNotFoundError(f'{workdir / "checkpoints"}: no checkpoint; train first.')
-  restored = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(_saved(state, norm)))
-  mngr.close()
-  trained = restored['params']
-  frozen = ext_vars['params']
-  if config.unfreeze:
-    _, frozen = extractor.freeze_partition(frozen, (config.unfreeze,))
-  ext = extractor.merge(trained.get('extractor', {}), frozen)
-  variables = {'params': {'extractor': ext, 'head': trained['head']}, 'norm': restored['norm']}
-  return module, variables, config
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing that names a wrong ``--config.<key>`` instead of a bare AttributeError."""
-  from absl import flags
-  try:
-    return flags.FLAGS(argv)
-  except (AttributeError, KeyError) as e:
-    msg = str(e)
-    keys = [a[len('--config.'):].split('=')[0] for a in argv[1:] if a.startswith('--config.')]
-    key = next((k for k in keys if k.split('.')[-1] in msg), msg)
-    hint = re.search(r'Did you mean "([^"]+)"', msg)
-    raise SystemExit(f'Unknown config key {key!r} (--config.{key}=...): the config file does not '
-                     f'define it{f"; did you mean {hint.group(1)!r}?" if hint else "."} See '
-                     f'configs/default.py for the valid keys.') from None
-  except flags.Error as e:
-    raise SystemExit(f'{e}\nUsage: python -m gradejax.train --config configs/<name>.py '
-                     f'--workdir DIR [--config.key=value]') from None
-
-
-class _QuietOrbax(logging.Filter):
-  def filter(self, record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.WARNING or 'orbax' not in record.pathname
-
-
-def main(argv) -> None:
-  del argv
-  logs.quiet_libraries()
-  from absl import flags
-  f = flags.FLAGS
-  logging.getLogger().setLevel(logging.INFO)
-  for h in logging.getLogger().handlers:
-    h.addFilter(_QuietOrbax())
-  train_and_evaluate(f.config, f.workdir)
-
-
-def command() -> None:
-  """The ``gradejax.train`` command: defines its flags, parses argv, runs :func:`main`."""
-  from absl import app, flags
-  from ml_collections import config_flags
-  config_flags.DEFINE_config_file('config', None, 'a configs/*.py file', lock_config=True)
-  flags.DEFINE_string('workdir', None, 'work directory (checkpoints, tb, features, eval)',
-                      required=True)
-  app.run(main, flags_parser=parse_flags)
+def retrain_on_shuffled_labels(workdir: str | pathlib.Path, config, seed: int) -> dict:
+  """Adebayo et al.'s label randomisation: trains the run's head again on labels permuted by
+  ``seed``, in ``WORKDIR/sanity/shuffled_labels`` (reusing the run's cached features), and
+  returns its params (same structure as the run's)."""
+  import shutil
+  sub = pathlib.Path(workdir) / 'sanity' / 'shuffled_labels'
+  shutil.rmtree(sub, ignore_errors=True)
+  if (pathlib.Path(workdir) / 'features').is_dir():
+    shutil.copytree(pathlib.Path(workdir) / 'features', sub / 'features')
+  cfg = ml_collections.ConfigDict(config.to_dict())
+  with cfg.unlocked():
+    cfg.shuffle_labels_seed, cfg.evaluate = seed, False
+  train(cfg, sub)
+  return runs.load_trained(sub)[1]['params']
