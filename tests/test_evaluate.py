@@ -111,7 +111,8 @@ def test_image_statistics_warning_and_files(tmp_path):
   back = json.loads((tmp_path / 'eval' / 'verdict.json').read_text())
   assert back['p_value'] == v['p_value']
   text = (tmp_path / 'eval' / 'verdict.txt').read_text()
-  assert text.startswith('Verdict: PREDICTABLE') and 'WARNING' in text
+  assert text.startswith('Verdict: PHOTOS PREDICT GRADES THROUGH PHOTO CONDITIONS')
+  assert 'WARNING' in text and v['predictable'] and 'colour/brightness statistics' in text
   assert f'p = {v["p_value"]:.4f}' in text
 
 

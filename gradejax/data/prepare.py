@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from gradejax.data import faces, images, labels, manifest, workbook
+from gradejax.data import faces, images, labels, manifest, photo_quality, workbook
 from gradejax.data.manifest import Entry
 
 Progress = Callable[[int, int], None]
@@ -41,6 +41,7 @@ class Options:
   id_column: str | None = None
   grade_column: str | None = None
   photo_column: str | None = None
+  group_column: str | None = None  # cohort / photo session / photographer (optional)
   grade_min: float = 1.0
   grade_max: float = 6.0
   pivot: float | str = 4.0  # a grade, or 'median'
@@ -113,6 +114,9 @@ def _ids_and_grades(table: workbook.Table, o: Options) -> list[Entry]:
     if row.photo is None:
       e.reason = 'no_photo: no picture anchored to or placed in this row'
       continue
+    if o.group_column and workbook.parse_id(row.group_value) is None:
+      e.reason = f'missing_group: the {o.group_column!r} cell is empty'
+      continue
     e.status = 'used'  # provisional: the photo is checked next
   if o.duplicates == 'all':
     dup_ids = {e.id for e in entries if e.reason_code == 'duplicate_id'}
@@ -159,12 +163,14 @@ def prepare(workbook_path: str | os.PathLike, out: str | os.PathLike,
                             'another --out.')
   start = time.time()
   table = workbook.read_workbook(workbook_path, sheet=o.sheet, id_column=o.id_column,
-                                 grade_column=o.grade_column, photo_column=o.photo_column)
+                                 grade_column=o.grade_column, photo_column=o.photo_column,
+                                 group_column=o.group_column)
   entries = _ids_and_grades(table, o)
   rows = {r.source_row: r for r in table.rows}
   todo = [e for e in entries if e.status == 'used']
   models = faces.load_models(o.detector) if todo else None
-  chips = {}
+  lm68 = photo_quality.load_landmarks68() if todo else None
+  chips, conditions = {}, {}
   for i, e in enumerate(todo):
     image, reason = images.decode_photo(rows[e.source_row].photo.data, min_side=o.min_side)
     if reason is None:
@@ -175,6 +181,10 @@ def prepare(workbook_path: str | os.PathLike, out: str | os.PathLike,
       chips[e.source_row] = face.chip
       e.face_box, e.detector_score = face.box, face.score
       e.chip_affine, e.centre_crop = face.affine, face.centre_crop
+      row = rows[e.source_row]
+      conditions[e.source_row] = dict(
+          photo_quality.row_conditions(row.photo.data, image, face, lm68, o.chip_size),
+          source_row=e.source_row, id=e.id, group=workbook.parse_id(row.group_value) or '')
     if progress:
       progress(i + 1, len(todo))
   used = [e for e in entries if e.status == 'used']
@@ -189,7 +199,8 @@ def prepare(workbook_path: str | os.PathLike, out: str | os.PathLike,
     e.label, e.class_name, e.fold = int(c), labelling.class_names[c], int(f)
     e.file = f'chips/{e.class_name}/{file_stem(e.id)}.png'
   summary = _summary(table, entries, labelling, o, workbook_path)
-  _write_atomically(out, entries, chips, summary, labelling, o)
+  _write_atomically(out, entries, chips, summary, labelling, o,
+                    [conditions[e.source_row] for e in used])
   summary['seconds'] = round(time.time() - start, 2)
   return summary
 
@@ -231,7 +242,8 @@ def _exchange(a: pathlib.Path, b: pathlib.Path) -> bool:
   return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
-def _write_atomically(out: pathlib.Path, entries, chips, summary, labelling, o: Options) -> None:
+def _write_atomically(out: pathlib.Path, entries, chips, summary, labelling, o: Options,
+                      conditions=()) -> None:
   out.parent.mkdir(parents=True, exist_ok=True)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-', dir=out.parent))
   try:
@@ -241,6 +253,7 @@ def _write_atomically(out: pathlib.Path, entries, chips, summary, labelling, o: 
       if e.status == 'used':
         images.write_png(tmp / e.file, chips[e.source_row])
     manifest.write(tmp / 'manifest.csv', entries)
+    photo_quality.write_csv(tmp / 'photo_conditions.csv', conditions)  # confound baselines
     (tmp / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n', encoding='utf-8')
     if summary['used']:
       from gradejax.data import dataset  # Imported late: tfds is slow to import.
@@ -292,6 +305,9 @@ def _define_flags():
   flags.DEFINE_string('id_column', None, 'Header (or column letter) of the anonymous ids.')
   flags.DEFINE_string('grade_column', None, 'Header (or column letter) of the grades.')
   flags.DEFINE_string('photo_column', None, 'Header (or column letter) of the photos.')
+  flags.DEFINE_string('group_column', None, 'Header (or letter) of an optional group column '
+                      '(cohort, photo session, photographer): CV folds and permutations then '
+                      'respect groups.')
   flags.DEFINE_float('grade_min', 1.0, 'Lowest valid grade.')
   flags.DEFINE_float('grade_max', 6.0, 'Highest valid grade.')
   flags.DEFINE_enum('detector', 'hog', ['hog', 'cnn'], 'dlib face detector.')
@@ -325,7 +341,7 @@ def main(argv) -> None:
     except ValueError:
       sys.exit(f'error: --pivot must be a grade such as 4.0, or "median"; got {f.pivot!r}')
   o = Options(sheet=f.sheet, id_column=f.id_column, grade_column=f.grade_column,
-              photo_column=f.photo_column, grade_min=f.grade_min, grade_max=f.grade_max,
+              photo_column=f.photo_column, group_column=f.group_column, grade_min=f.grade_min, grade_max=f.grade_max,
               pivot=pivot, bins=f.bins, detector=f.detector, upsample=f.upsample,
               chip_size=f.chip_size, padding=f.padding, min_side=f.min_side, no_face=f.no_face,
               multi_face=f.multi_face, multi_face_min_score=f.multi_face_min_score,
