@@ -362,26 +362,31 @@ def incremental_scores(metric: str, base: np.ndarray, extra: np.ndarray, y: np.n
 
   Returns (CV score of base alone, CV score of [base, extra], null scores [P] of
   [base, extra[perm]]): the extra block's rows permuted (``perms`` [P, N]), which keeps the
-  base's relation to the labels and breaks the extra block's.
+  base's relation to the labels and breaks the extra block's. "Base alone" is [base, 0]: a
+  zero block gets zero coefficients, so all three share one compiled program.
   """
   k = int(folds.max()) + 1
   f_j, y_j = jnp.asarray(folds), jnp.asarray(y)
-  t = jax.nn.one_hot(y_j, num_classes)
   b_j, e_j = jnp.asarray(base, jnp.float32), jnp.asarray(extra, jnp.float32)
-  alone = float(ridge_cv_score(metric, y_j, ridge_oof(b_j, t, f_j, ridge, k), num_classes))
-  both = float(ridge_cv_score(metric, y_j, ridge_oof(jnp.concatenate([b_j, e_j], -1), t, f_j,
-                                                     ridge, k), num_classes))
+  stacks = [jnp.zeros_like(e_j)[None], e_j[None]] + [
+      e_j[:, jnp.asarray(perms[s:s + chunk])].transpose(1, 0, 2, 3)
+      for s in range(0, len(perms), chunk)]
+  extras = jnp.concatenate(stacks)
+  total = extras.shape[0]
+  pad = (-total) % chunk
+  extras = jnp.concatenate([extras, jnp.repeat(extras[-1:], pad, axis=0)])
   out = []
-  for s in range(0, len(perms), chunk):
-    p = perms[s:s + chunk]
-    real = len(p)
-    if real < chunk:
-      p = np.concatenate([p, np.repeat(p[-1:], chunk - real, axis=0)])
-    xs = jnp.concatenate([jnp.broadcast_to(b_j, (len(p),) + b_j.shape),
-                          e_j[:, jnp.asarray(p)].transpose(1, 0, 2, 3)], -1)
-    out.append(np.asarray(_ridge_column_scores(metric, num_classes, xs, y_j, f_j, ridge,
-                                               k))[:real])
-  return alone, both, np.concatenate(out) if out else np.zeros(0)
+  for s in range(0, extras.shape[0], chunk):
+    e = extras[s:s + chunk]
+    xs = jnp.concatenate([jnp.broadcast_to(b_j, (len(e),) + b_j.shape), e], -1)
+    out.append(np.asarray(_ridge_column_scores(metric, num_classes, xs, y_j, f_j, ridge, k)))
+  scores = np.concatenate(out)[:total]
+  return float(scores[0]), float(scores[1]), scores[2:]
+
+
+@functools.partial(jax.jit, static_argnames=('metric', 'num_classes'))
+def _resampled_scores(metric, num_classes, y, oof, idx):
+  return jax.vmap(lambda i: ridge_cv_score(metric, y[i], oof[:, i], num_classes))(idx)
 
 
 def fast_bootstrap(metric: str, y: np.ndarray, oof: np.ndarray, num_classes: int, n: int,
@@ -390,6 +395,12 @@ def fast_bootstrap(metric: str, y: np.ndarray, oof: np.ndarray, num_classes: int
   rng = np.random.default_rng(seed)
   idx = rng.integers(0, len(y), size=(n, len(y)))
   y_j, oof_j = jnp.asarray(y), jnp.asarray(oof)
-  fn = jax.jit(jax.vmap(lambda i: ridge_cv_score(metric, y_j[i], oof_j[:, i], num_classes)))
-  return np.concatenate([np.asarray(fn(jnp.asarray(idx[s:s + chunk])))
-                         for s in range(0, n, chunk)]) if n else np.zeros(0)
+  out = []
+  for s in range(0, n, chunk):
+    i = idx[s:s + chunk]
+    real = len(i)
+    if real < chunk:
+      i = np.concatenate([i, np.repeat(i[-1:], chunk - real, axis=0)])
+    out.append(np.asarray(_resampled_scores(metric, num_classes, y_j, oof_j,
+                                            jnp.asarray(i)))[:real])
+  return np.concatenate(out) if out else np.zeros(0)
