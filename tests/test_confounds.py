@@ -173,15 +173,18 @@ def test_compression_world_is_photo_conditions_naming_compression(tmp_path):
   assert back['answer'] == confounds.CONDITIONS and 'oof' not in back['baselines']['image_quality']
 
 
-@pytest.mark.parametrize('case', ['background', 'face_cue', 'null'])
+@pytest.mark.parametrize('case', ['background', 'face_cue', 'both', 'null'])
 def test_background_face_cue_and_null_worlds(case):
+  # both: the background carries a weak cue and the faces a strong independent one; the CNN
+  # adds to the baseline (incremental validity), so faces predict grades, and the text says the
+  # photo conditions carry some signal too.
   rng, y, fold = world(5)
   images = rng.integers(0, 256, (N, 16, 16, 3), dtype=np.uint8)  # chips carry nothing
   x = rng.normal(size=(N, 16)).astype(np.float32)
   bg = rng.normal(size=(N, 12)).astype(np.float32)
-  if case == 'background':
-    bg[:, :3] += 1.2 * y[:, None]  # a tint outside the face; the chip does not show it
-  if case == 'face_cue':
+  if case in ('background', 'both'):
+    bg[:, :3] += (1.2 if case == 'background' else 0.8) * y[:, None]  # a tint behind the head
+  if case in ('face_cue', 'both'):
     x[:, 0] += 3.0 * y
   v = evaluate.evaluate_features(cfg(), x, y, fold, 2, images=images,
                                  conditions={'background': bg})
@@ -192,6 +195,11 @@ def test_background_face_cue_and_null_worlds(case):
     assert 'cannot be told from these photos' not in text and 'background only' in text
   elif case == 'face_cue':
     assert v['answer'] == confounds.FACES and v['explained_by'] == [] and 'warning' not in v
+  elif case == 'both':
+    assert v['answer'] == confounds.FACES and v['explained_by'] == ['background']
+    inc = v['incremental']
+    assert inc['p_value'] < 0.05 and inc['with_cnn_score'] > inc['baselines_score'] + 0.1
+    assert 'CNN adds to them' in text and 'background only' in text
   else:
     assert v['answer'] == confounds.CHANCE and v['explained_by'] == []
     mda = v['power']['min_detectable_auc']
@@ -241,3 +249,30 @@ def test_prepare_writes_photo_conditions_with_quality_landmarks_and_groups(tmp_p
     lm = row['landmarks68'].reshape(68, 2)
     assert np.linalg.norm(lm[33] - template[4]) < 10  # 68-point nose base, chip pixels
     assert abs(row['yaw']) < 20 and abs(row['roll']) < 15
+
+
+def test_demo_photo_condition_worlds_plant_what_they_say(tmp_path):
+  from gradejax.data import demo_data, faces, workbook
+  # cue_kind='background': only the backdrop changes; the background features see it, the
+  # chip's colour statistics barely do.
+  plain, _, _ = demo_data.render_row(0, 0, True, cue_kind='jpeg')  # jpeg: pixels as no cue
+  tinted, _, box = demo_data.render_row(0, 0, True, cue_kind='background')
+  assert box is None
+  face, _ = faces.find_face(faces.load_models(), plain)
+  bg = [photo_quality.background_features(im, face.affine, 150) for im in (plain, tinted)]
+  chip = [confounds.image_statistics(faces.align(faces.load_models(), im, face.box)[0][None])[0]
+          for im in (plain, tinted)]
+  tint = demo_data.BACKGROUND_TINT[0]
+  shift_bg, shift_chip = bg[1][32:35] - bg[0][32:35], chip[1][32:35] - chip[0][32:35]
+  assert np.abs(shift_bg).max() > 0.05 and np.abs(shift_bg).max() > 3 * np.abs(shift_chip).max()
+  assert np.sign(shift_bg[2]) == np.sign(tint[2] - bg[0][34])  # towards the tint's blue
+  # cue_kind='jpeg': the cue rows' photos in the workbook are saved at JPEG quality 25.
+  truth = demo_data.write_demo_workbook(tmp_path / 'w.xlsx', n=6, cue_strength=1.0,
+                                        photo_size=(64, 72), cue_kind='jpeg')
+  assert 0 < truth.cue.sum() < 6
+  table = workbook.read_workbook(tmp_path / 'w.xlsx')
+  for row, cue in zip(table.rows, truth.cue):
+    img = np.asarray(Image.open(io.BytesIO(row.photo.data)).convert('RGB'))
+    q = photo_quality.quality_features(row.photo.data, img)['jpeg_quality']
+    assert q == pytest.approx(demo_data.JPEG_LOW_QUALITY if cue else demo_data.JPEG_QUALITY,
+                              abs=0.6)
