@@ -123,7 +123,8 @@ def battery(metric: str, sets: dict[str, np.ndarray], y: np.ndarray, folds: np.n
                                              chunk)
     boot = crossval.fast_bootstrap(metric, y, oof, num_classes, bootstrap, seed)
     out[name] = {'cv_score': score,
-                 'ci95': [float(v) for v in np.percentile(boot, [2.5, 97.5])],
+                 'ci95': ([float(v) for v in np.percentile(boot, [2.5, 97.5])] if len(boot)
+                          else [float('nan')] * 2),
                  'p_value': crossval.p_value(score, null),
                  'null_q95': float(np.percentile(null, 95)), 'features': int(x.shape[1]),
                  'oof': oof}
