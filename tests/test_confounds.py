@@ -189,6 +189,9 @@ def test_background_face_cue_and_null_worlds(case):
   v = evaluate.evaluate_features(cfg(), x, y, fold, 2, images=images,
                                  conditions={'background': bg})
   text = evaluate.verdict_text(v)
+  named = [n for n in v['baselines'] if n != 'majority_class']
+  assert [v['baselines'][n]['p_holm'] for n in named] == pytest.approx(
+      ledger.holm([v['baselines'][n]['p_value'] for n in named]))  # Holm over the battery
   if case == 'background':
     assert not v['predictable'] and v['answer'] == confounds.CONDITIONS
     assert v['explained_by'] == ['background']
