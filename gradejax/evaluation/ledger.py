@@ -18,9 +18,11 @@ from typing import Any
 
 import numpy as np
 
-# Settings that do not change the analysis (paths, bookkeeping, output).
+# Settings that do not change the analysis (paths, bookkeeping, output), and the fields train
+# derives from the data and the extractor when it saves config.json.
 _NOT_ANALYSIS = ('data_dir', 'save_every', 'stop_after_steps', 'log_images', 'evaluate',
-                 'permutation_chunk', 'ledger')
+                 'permutation_chunk', 'ledger', 'num_classes', 'class_names', 'feature_dim',
+                 'input_means')
 
 
 def dataset_key(data: dict) -> str:
