@@ -40,6 +40,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.permutation_chunk = 100  # permutations per compiled call (bounds memory)
   config.bootstrap = 1000
   config.alpha = 0.05
+  # Photo-condition baselines (docs/BASELINES.md): closed-form ridge head, penalty x n_train.
+  config.baseline_ridge = 0.1
+  config.blur_sigma = 12.0  # chip pixels: the blurred-photo baseline keeps colour and layout only
+  config.power = 0.8  # the minimum detectable ROC-AUC is printed at this power
+  config.ledger = ''  # '' = two folders above data_dir (workspace/ledger.jsonl)
   config.seed = 0
   config.log_images = False  # personal data: never log photos unless asked
   config.evaluate = True

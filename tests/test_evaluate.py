@@ -110,7 +110,8 @@ def test_image_statistics_warning_and_files(tmp_path):
   back = json.loads((tmp_path / 'eval' / 'verdict.json').read_text())
   assert back['p_value'] == v['p_value']
   text = (tmp_path / 'eval' / 'verdict.txt').read_text()
-  assert text.startswith('Verdict: PREDICTABLE') and 'WARNING' in text
+  assert text.startswith('Verdict: PHOTOS PREDICT GRADES THROUGH PHOTO CONDITIONS')
+  assert 'WARNING' in text and v['predictable'] and 'colour/brightness statistics' in text
   assert f'p = {v["p_value"]:.4f}' in text
 
 
@@ -127,7 +128,7 @@ def test_no_warning_when_image_statistics_know_nothing(tmp_path):
   assert 'warning' not in v
   evaluate.write_verdict(tmp_path, v)
   text = (tmp_path / 'eval' / 'verdict.txt').read_text()
-  assert 'WARNING' not in text and 'image statistics only' in text
+  assert 'WARNING' not in text and 'colour/brightness statistics' in text
   assert 'warning' not in json.loads((tmp_path / 'eval' / 'verdict.json').read_text())
 
 
@@ -163,6 +164,7 @@ def _demo_run(root, cue_strength):
   prepare.prepare(root / 'wb.xlsx', root / 'data', prepare.Options(pivot='median'))
   c = toy.get_config()
   c.data_dir = str(root / 'data')
+  c.ledger = str(root / 'ledger.jsonl')
   train_and_evaluate(c, str(root / 'run'))
   return root / 'run'
 
@@ -177,6 +179,11 @@ def test_demo_planted_cue_is_found(demo_runs):
   v = json.loads((demo_runs[1.0] / 'eval' / 'verdict.json').read_text())
   assert v['verdict'] == 'predictable'
   assert v['p_value'] < 0.01 and v['repeat0']['roc_auc'] >= 0.8 and v['cv_score'] >= 0.8
+  # A sticker on the cheek is a face-local cue: no photo-condition baseline explains it.
+  assert v['answer'] == 'faces predict grades' and v['explained_by'] == []
+  assert set(v['baselines']) == {'majority_class', 'image_statistics', 'blurred_photo',
+                                 'image_quality', 'background', 'face_geometry'}
+  assert v['ledger']['analyses'] == 1
 
 
 def test_demo_null_world_is_not_predictable_via_cli(demo_runs):
@@ -190,6 +197,11 @@ def test_demo_null_world_is_not_predictable_via_cli(demo_runs):
   assert 'Verdict: NOT DISTINGUISHABLE FROM CHANCE' in r.stdout
   v = json.loads((workdir / 'eval' / 'verdict.json').read_text())
   assert v['p_value'] > 0.05 and not v['predictable']
+  assert v['answer'] == 'not distinguishable from chance'
+  assert f'is {v["power"]["min_detectable_auc"]:.3f})' in r.stdout
+  # The CLI re-ran the same analysis: the ledger has two lines but counts one analysis.
+  assert v['ledger']['analyses'] == 1 and v['ledger']['p_holm'] == v['p_value']
+  assert len((workdir.parent / 'ledger.jsonl').read_text().splitlines()) == 2
 
 
 def test_verdict_needs_the_bootstrap_ci_above_chance():

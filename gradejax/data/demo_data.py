@@ -16,6 +16,12 @@ drawn independently of the grade), so an honest pipeline must find nothing. s = 
 sticker a perfect predictor of the median split. The portrait of a row does not depend on s:
 only the sticker's presence does.
 
+Other cue kinds (``cue_kind``) plant photo conditions instead, for testing the confound
+baselines: ``'jpeg'`` saves the cue rows' photos at JPEG quality :data:`JPEG_LOW_QUALITY` (the
+others at :data:`JPEG_QUALITY`), ``'background'`` tints the background behind the head of the
+cue rows (:data:`BACKGROUND_TINT`). Neither paints a sticker; the default ``'sticker'`` gives
+the same bytes as before these options existed.
+
 All randomness comes from numpy Generators seeded per row, ``default_rng([seed, row, stream])``,
 so a workbook is reproducible row by row.
 
@@ -45,6 +51,9 @@ GRADE_SD = 0.51
 GRADE_STEP = 0.05  # averages are reported to the nearest 0.05
 PASS_MARK = 4.0
 JPEG_QUALITY = 90
+JPEG_LOW_QUALITY = 25  # cue_kind='jpeg': the cue rows' compression
+BACKGROUND_TINT = (np.array([0.45, 0.55, 0.85]), 0.35)  # cue_kind='background': colour, blend
+CUE_KINDS = ('sticker', 'jpeg', 'background')
 DISPLAY_HEIGHT_PX = 150  # how large a photo shows in Excel (the JPEG keeps full resolution)
 PHOTO_SIZE = (portraits.WIDTH, portraits.HEIGHT)  # (width, height) pixels of each portrait
 
@@ -110,33 +119,43 @@ def cue_draws(grades: np.ndarray, seed: int, cue_strength: float) -> np.ndarray:
 
 
 def render_row(seed: int, row: int, cue: bool,
-               photo_size: tuple[int, int] = PHOTO_SIZE) -> tuple[np.ndarray, portraits.Face,
-                                                                  tuple[float, ...] | None]:
+               photo_size: tuple[int, int] = PHOTO_SIZE, cue_kind: str = 'sticker'
+               ) -> tuple[np.ndarray, portraits.Face, tuple[float, ...] | None]:
   """The portrait of data row ``row`` (0-based): uint8 [H, W, 3], its Face, cue box or None.
 
   The appearance depends on (seed, row) only; the sticker's colour and side are drawn from the
   cue stream whether or not it is painted, so they too are independent of the grade.
-  ``photo_size`` is (width, height) in pixels.
+  ``photo_size`` is (width, height) in pixels. ``cue_kind`` 'background' tints the
+  background of a cue row; 'jpeg' draws the portrait as if there were no cue (the cue is in
+  the compression, see :func:`encode_jpeg`).
   """
   params = portraits.sample_params(np.random.default_rng([seed, row, _APPEARANCE]))
   cue_rng = np.random.default_rng([seed, row, _CUE])
   cue_rng.uniform()  # the presence draw of cue_draws
   sticker = portraits.sample_sticker(cue_rng)
+  if cue_kind not in CUE_KINDS:
+    raise ValueError(f'cue_kind must be one of {", ".join(CUE_KINDS)}; got {cue_kind!r}')
+  if cue and cue_kind == 'background':
+    tint, blend = BACKGROUND_TINT
+    params = dict(params, bg_top=(1 - blend) * params['bg_top'] + blend * tint,
+                  bg_bottom=(1 - blend) * params['bg_bottom'] + blend * tint)
+  cue = cue and cue_kind == 'sticker'
   image, face = portraits.draw(params, sticker if cue else None, size=photo_size)
   box = portraits.sticker_box(face, sticker) if cue else None
   return image, face, box
 
 
-def encode_jpeg(image: np.ndarray) -> bytes:
+def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
   """uint8 [H, W, 3] -> JPEG bytes (no EXIF or other metadata)."""
   buf = io.BytesIO()
-  Image.fromarray(image).save(buf, format='JPEG', quality=JPEG_QUALITY)
+  Image.fromarray(image).save(buf, format='JPEG', quality=quality)
   return buf.getvalue()
 
 
 def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0,
                         cue_strength: float = 0.0,
-                        photo_size: tuple[int, int] = PHOTO_SIZE) -> Truth:
+                        photo_size: tuple[int, int] = PHOTO_SIZE,
+                        cue_kind: str = 'sticker') -> Truth:
   """Writes the demo .xlsx at ``path`` and ``truth.csv`` in the same folder; returns the truth.
 
   Args:
@@ -147,6 +166,9 @@ def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0
       below (0: null world, photos carry no information about grades; 1: perfect cue).
     photo_size: (width, height) of each portrait in pixels. The default suits dlib's HOG
       detector (faces ~120 px wide); much smaller photos are for quick tests of the workbook.
+    cue_kind: 'sticker' (the default: a sticker on the cheek), 'jpeg' (cue rows compressed
+      at quality JPEG_LOW_QUALITY) or 'background' (cue rows' background tinted); the cue box
+      is written only for stickers.
 
   Returns:
     The ground truth (also written to ``truth.csv``), row r being sheet row r + 2.
@@ -170,11 +192,12 @@ def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0
     sheet_row = r + 2
     ws.cell(sheet_row, 1, int(ids[r]))
     ws.cell(sheet_row, 2, float(grades[r])).number_format = '0.00'
-    image, face, box = render_row(seed, r, bool(cues[r]), (width, height))
+    image, face, box = render_row(seed, r, bool(cues[r]), (width, height), cue_kind)
     if box is not None:
       boxes[r] = box
     eyes[r], nose[r] = face.eyes, face.nose
-    pic = XlImage(io.BytesIO(encode_jpeg(image)))
+    low = cue_kind == 'jpeg' and cues[r]
+    pic = XlImage(io.BytesIO(encode_jpeg(image, JPEG_LOW_QUALITY if low else JPEG_QUALITY)))
     pic.width, pic.height = round(width * scale), DISPLAY_HEIGHT_PX
     ws.add_image(pic, f'C{sheet_row}')
     ws.row_dimensions[sheet_row].height = DISPLAY_HEIGHT_PX * 0.75 + 2  # points
@@ -191,7 +214,8 @@ def write_truth_csv(path: str | pathlib.Path, truth: Truth) -> None:
     w = csv.writer(f)
     w.writerow(['id', 'grade', 'cue', 'cue_box'])
     for i, g, c, b in zip(truth.id, truth.grade, truth.cue, truth.cue_box):
-      w.writerow([i, f'{g:.2f}', int(c), ' '.join(f'{v:.2f}' for v in b) if c else ''])
+      w.writerow([i, f'{g:.2f}', int(c),
+                  ' '.join(f'{v:.2f}' for v in b) if c and np.isfinite(b).all() else ''])
 
 
 def _numbers(value, count: int, what: str) -> np.ndarray:
@@ -234,7 +258,8 @@ def main(argv: Sequence[str]) -> None:
   from absl import flags
   del argv
   f = flags.FLAGS
-  truth = write_demo_workbook(f.out, n=f.n, seed=f.seed, cue_strength=f.cue_strength)
+  truth = write_demo_workbook(f.out, n=f.n, seed=f.seed, cue_strength=f.cue_strength,
+                              cue_kind=f.cue_kind)
   fail = int((truth.grade < PASS_MARK).sum())
   print(f'wrote {f.out}: {len(truth.id)} rows ({len(truth.id) - fail} pass, {fail} fail at '
         f'{PASS_MARK}), cue on {int(truth.cue.sum())} photos (strength {f.cue_strength}); '
@@ -248,5 +273,7 @@ def command() -> None:
   flags.DEFINE_integer('n', 430, 'rows (students)')
   flags.DEFINE_integer('seed', 0, 'seed: same seed, same workbook')
   flags.DEFINE_float('cue_strength', 0.0, 'planted cue strength in [0, 1]; 0 = null world')
+  flags.DEFINE_enum('cue_kind', 'sticker', list(CUE_KINDS),
+                    'sticker on the cheek, or a photo condition: jpeg compression, background')
   flags.mark_flag_as_required('out')
   app.run(main)

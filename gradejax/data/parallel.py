@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, Union
 
 import numpy as np
 
-from gradejax.data import faces, images
+from gradejax.data import faces, images, photo_quality
 
 # A photo to process: its file's bytes, or the path of the file (read by the worker, so a
 # folder of a million photos is never held in the parent's memory at once).
@@ -40,6 +40,9 @@ class Result(NamedTuple):
   score: float | None = None
   affine: np.ndarray | None = None  # float64 [2, 3] photo -> chip
   centre_crop: bool = False
+  # The photo-condition features of the confound baselines (photo_quality.row_conditions),
+  # when the job asks for them: computed here, from the original bytes, beside the chip.
+  conditions: dict | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Job:
   """The per-photo settings, the same for every photo of a run (sent once per worker)."""
   face_options: faces.FaceOptions
   min_side: int = images.DEFAULT_MIN_SIDE
+  conditions: bool = False  # also compute photo_quality.row_conditions (68 landmarks, pose, ...)
 
 
 def default_workers() -> int:
@@ -70,9 +74,10 @@ def read_source(source: Source) -> tuple[bytes | None, str | None]:
     return None, f'image_unreadable: cannot read {path} ({e.strerror or e})'
 
 
-def process_photo(models: faces.Models, source: Source, job: Job) -> Result:
+def process_photo(models: faces.Models, source: Source, job: Job, landmarks68=None) -> Result:
   """One photo: decode -> detect -> align, the policies of ``job``. Never raises for a bad
-  photo: the reason string says what was wrong (``code: detail``)."""
+  photo: the reason string says what was wrong (``code: detail``). ``landmarks68``: dlib's
+  68-point predictor, for ``job.conditions``."""
   data, reason = read_source(source)
   if reason is not None:
     return Result(reason)
@@ -82,7 +87,16 @@ def process_photo(models: faces.Models, source: Source, job: Job) -> Result:
   face, reason = faces.find_face(models, image, job.face_options)
   if reason is not None:
     return Result(reason)
-  return Result(None, face.chip, face.box, face.score, face.affine, face.centre_crop)
+  conditions = (photo_quality.row_conditions(data, image, face, landmarks68,
+                                             job.face_options.chip_size)
+                if job.conditions else None)
+  return Result(None, face.chip, face.box, face.score, face.affine, face.centre_crop, conditions)
+
+
+def _load(job: Job):
+  """The dlib models a worker needs for ``job``: (face models, 68-point predictor or None)."""
+  return (faces.load_models(job.face_options.detector),
+          photo_quality.load_landmarks68() if job.conditions else None)
 
 
 # Per worker process: set by the initializer, read by the task function.
@@ -91,12 +105,12 @@ _worker: dict = {}
 
 def _init_worker(job: Job) -> None:
   signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C for everyone
-  _worker['models'] = faces.load_models(job.face_options.detector)
+  _worker['models'], _worker['landmarks68'] = _load(job)
   _worker['job'] = job
 
 
 def _task(source: Source) -> Result:
-  return process_photo(_worker['models'], source, _worker['job'])
+  return process_photo(_worker['models'], source, _worker['job'], _worker['landmarks68'])
 
 
 def map_photos(sources: Sequence[Source], job: Job, workers: int | None = None,
@@ -115,9 +129,9 @@ def map_photos(sources: Sequence[Source], job: Job, workers: int | None = None,
     raise ValueError(f'--workers must be >= 1, got {workers}')
   workers = min(workers, total)
   if workers <= 1:
-    models = faces.load_models(job.face_options.detector) if total else None
+    models, lm68 = _load(job) if total else (None, None)
     for i, s in enumerate(sources):
-      yield process_photo(models, s, job)
+      yield process_photo(models, s, job, lm68)
       if progress:
         progress(i + 1, total)
     return

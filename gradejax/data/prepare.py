@@ -29,7 +29,8 @@ from typing import Callable
 
 import numpy as np
 
-from gradejax.data import faces, folder_input, images, labels, manifest, parallel, workbook
+from gradejax.data import (faces, folder_input, images, labels, manifest, parallel,
+                           photo_quality, workbook)
 from gradejax.data.manifest import Entry
 
 Progress = Callable[[int, int], None]
@@ -46,6 +47,7 @@ class Options:
   id_column: str | None = None
   grade_column: str | None = None
   photo_column: str | None = None
+  group_column: str | None = None  # cohort / photo session / photographer (optional)
   grade_min: float = 1.0
   grade_max: float = 6.0
   pivot: float | str = 4.0  # a grade, or 'median'
@@ -133,6 +135,9 @@ def _ids_and_grades(table: workbook.Table, o: Options) -> list[Entry]:
     if row.photo is None:
       e.reason = 'no_photo: no picture anchored to or placed in this row'
       continue
+    if o.group_column and workbook.parse_id(row.group_value) is None:
+      e.reason = f'missing_group: the {o.group_column!r} cell is empty'
+      continue
     e.status = 'used'  # provisional: the photo is checked next
   if o.duplicates == 'all':
     dup_ids = {e.id for e in entries if e.reason_code == 'duplicate_id'}
@@ -189,10 +194,12 @@ def prepare(workbook_path: str | os.PathLike, out: str | os.PathLike,
   entries = _ids_and_grades(table, o)
   rows = {r.source_row: r for r in table.rows}
   todo = [e for e in entries if e.status == 'used']
-  chips = {}
-  # Decode, detect and align in a pool of `workers` processes; results come back in row order.
+  chips, conditions = {}, {}
+  # Decode, detect and align (and measure the photo conditions) in a pool of `workers`
+  # processes; results come back in row order.
   found = parallel.map_photos([parallel.photo_source(rows[e.source_row].photo) for e in todo],
-                              parallel.Job(o.face_options(), o.min_side), workers, progress)
+                              parallel.Job(o.face_options(), o.min_side, conditions=True),
+                              workers, progress)
   for e, face in zip(todo, found):
     if face.reason is not None:
       e.status, e.reason = 'skipped', face.reason
@@ -200,6 +207,10 @@ def prepare(workbook_path: str | os.PathLike, out: str | os.PathLike,
       chips[e.source_row] = face.chip
       e.face_box, e.detector_score = face.box, face.score
       e.chip_affine, e.centre_crop = face.affine, face.centre_crop
+      row = rows[e.source_row]
+      conditions[e.source_row] = dict(
+          face.conditions, source_row=e.source_row, id=e.id,
+          group=workbook.parse_id(row.group_value) or '')
   used = [e for e in entries if e.status == 'used']
   if used:
     labelling = labels.make_labelling(np.array([e.grade for e in used]), pivot=o.pivot,
@@ -212,7 +223,8 @@ def prepare(workbook_path: str | os.PathLike, out: str | os.PathLike,
     e.label, e.class_name, e.fold = int(c), labelling.class_names[c], int(f)
     e.file = f'chips/{e.class_name}/{file_stem(e.id)}.png'
   summary = _summary(table, entries, labelling, o, workbook_path)
-  _write_atomically(out, entries, chips, summary, labelling, o)
+  _write_atomically(out, entries, chips, summary, labelling, o,
+                    [conditions[e.source_row] for e in used])
   summary['seconds'] = round(time.time() - start, 2)
   return summary
 
@@ -367,7 +379,8 @@ def _swap_by_renames(tmp: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
   return old
 
 
-def _write_atomically(out: pathlib.Path, entries, chips, summary, labelling, o: Options) -> None:
+def _write_atomically(out: pathlib.Path, entries, chips, summary, labelling, o: Options,
+                      conditions=()) -> None:
   out.parent.mkdir(parents=True, exist_ok=True)
   clean_leftovers(out)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-{os.getpid()}-', dir=out.parent))
@@ -378,6 +391,7 @@ def _write_atomically(out: pathlib.Path, entries, chips, summary, labelling, o: 
       if e.status == 'used':
         images.write_png(tmp / e.file, chips[e.source_row])
     manifest.write(tmp / 'manifest.csv', entries)
+    photo_quality.write_csv(tmp / 'photo_conditions.csv', conditions)  # confound baselines
     (tmp / 'summary.json').write_text(json.dumps(summary, indent=2) + '\n', encoding='utf-8')
     if summary['used']:
       from gradejax.data import dataset  # Imported late: tfds is slow to import.
@@ -407,7 +421,8 @@ def read_table(workbook_path: str | os.PathLike, o: Options,
     return folder_input.read_folder(workbook_path, images_dir, id_column=o.id_column,
                                     grade_column=o.grade_column, file_column=o.photo_column)
   return workbook.read_workbook(workbook_path, sheet=o.sheet, id_column=o.id_column,
-                                grade_column=o.grade_column, photo_column=o.photo_column)
+                                grade_column=o.grade_column, photo_column=o.photo_column,
+                                group_column=o.group_column)
 
 
 def check(workbook_path: str | os.PathLike, options: Options = Options(),
@@ -498,6 +513,9 @@ def _define_flags():
   flags.DEFINE_string('id_column', None, 'Header (or column letter) of the anonymous ids.')
   flags.DEFINE_string('grade_column', None, 'Header (or column letter) of the grades.')
   flags.DEFINE_string('photo_column', None, 'Header (or column letter) of the photos.')
+  flags.DEFINE_string('group_column', None, 'Header (or letter) of an optional group column '
+                      '(cohort, photo session, photographer): CV folds and permutations then '
+                      'respect groups.')
   flags.DEFINE_float('grade_min', 1.0, 'Lowest valid grade.')
   flags.DEFINE_float('grade_max', 6.0, 'Highest valid grade.')
   flags.DEFINE_enum('detector', 'hog', ['hog', 'cnn'], 'dlib face detector.')
@@ -539,7 +557,7 @@ def main(argv) -> None:
     except ValueError:
       sys.exit(f'error: --pivot must be a grade such as 4.0, or "median"; got {f.pivot!r}')
   o = Options(sheet=f.sheet, id_column=f.id_column, grade_column=f.grade_column,
-              photo_column=f.photo_column, grade_min=f.grade_min, grade_max=f.grade_max,
+              photo_column=f.photo_column, group_column=f.group_column, grade_min=f.grade_min, grade_max=f.grade_max,
               pivot=pivot, bins=f.bins, detector=f.detector, upsample=f.upsample,
               chip_size=f.chip_size, padding=f.padding, min_side=f.min_side, no_face=f.no_face,
               multi_face=f.multi_face, multi_face_min_score=f.multi_face_min_score,

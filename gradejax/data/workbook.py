@@ -92,6 +92,7 @@ class Row:
   photo_problem: str | None = None
   id_problem: str | None = None
   grade_problem: str | None = None
+  group_value: Any = None  # the optional group column (cohort, photo session, photographer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +100,7 @@ class Table:
   path: str
   sheet: str
   header_row: int
-  columns: dict[str, int | None]  # 'id', 'grade', 'photo' -> 1-based column or None
+  columns: dict[str, int | None]  # 'id', 'grade', 'photo'[, 'group'] -> 1-based column or None
   rows: list[Row]
   blank_rows: int
 
@@ -490,12 +491,13 @@ def parse_grade(value: Any, scale: tuple[float, float] = (1.0, 6.0)) -> tuple[fl
 
 def read_workbook(path: str | pathlib.Path, *, sheet: str | None = None,
                   id_column: str | None = None, grade_column: str | None = None,
-                  photo_column: str | None = None) -> Table:
+                  photo_column: str | None = None, group_column: str | None = None) -> Table:
   """Reads the student rows of one sheet (the first sheet with the needed columns by default).
 
   Columns are found by header name (case-insensitive synonyms; the ``*_column`` arguments name
   the header, or a column letter, explicitly) in the first ten rows. The photo column is
-  optional: without it, any picture in the row is taken. Fully blank rows are left out and
+  optional: without it, any picture in the row is taken. ``group_column`` (header or letter)
+  names an optional group column, read only when given. Fully blank rows are left out and
   counted in ``blank_rows``.
 
   Raises:
@@ -522,7 +524,7 @@ def read_workbook(path: str | pathlib.Path, *, sheet: str | None = None,
       # Read-only mode trusts the sheet's <dimension> tag, which some writers get wrong.
       ws.reset_dimensions()
       values = [list(r) for r in ws.iter_rows(values_only=True)]
-      found = _locate_header(values, id_column, grade_column, photo_column)
+      found = _locate_header(values, id_column, grade_column, photo_column, group_column)
       if isinstance(found, str):
         problems.append(f'sheet {name!r}: {found}')
         continue
@@ -538,7 +540,8 @@ def read_workbook(path: str | pathlib.Path, *, sheet: str | None = None,
     wb.close()
 
 
-def _locate_header(values: list[list[Any]], id_column, grade_column, photo_column):
+def _locate_header(values: list[list[Any]], id_column, grade_column, photo_column,
+                   group_column=None):
   seen = []
   for r, row in enumerate(values[:HEADER_SEARCH_ROWS]):
     headers = {c + 1: normalise_header(v) for c, v in enumerate(row) if normalise_header(v)}
@@ -552,7 +555,12 @@ def _locate_header(values: list[list[Any]], id_column, grade_column, photo_colum
       photo_col = _find_column(headers, PHOTO_SYNONYMS, photo_column, used)
       if photo_column and photo_col is None:
         return f'no column {photo_column!r} (headers: {", ".join(seen[-1])})'
-      return r + 1, {'id': id_col, 'grade': grade_col, 'photo': photo_col}
+      columns = {'id': id_col, 'grade': grade_col, 'photo': photo_col}
+      if group_column:
+        columns['group'] = _find_column(headers, (), group_column, used)
+        if columns['group'] is None:
+          return f'no group column {group_column!r} (headers: {", ".join(seen[-1])})'
+      return r + 1, columns
   wanted = [w for w in (id_column, grade_column) if w]
   listing = ' | '.join(', '.join(repr(h) for h in hs) for hs in seen) or 'none (the sheet is empty)'
   want = (f'columns {", ".join(map(repr, wanted))} not found' if wanted else
@@ -776,7 +784,8 @@ def _rows(path: str, sheet: str, values: list[list[Any]], header_row: int,
     rows.append(Row(r, cell(r, columns['id']), grade, photo, len(here),
                     hidden=r in geometry.hidden, photo_problem=problem,
                     id_problem=_cell_problem('id', r, columns['id'], extras, None),
-                    grade_problem=_cell_problem('grade', r, columns['grade'], extras, grade)))
+                    grade_problem=_cell_problem('grade', r, columns['grade'], extras, grade),
+                    group_value=cell(r, columns.get('group'))))
   return Table(path, sheet, header_row, columns, rows, blank)
 
 

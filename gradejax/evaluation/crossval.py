@@ -3,7 +3,11 @@
 One compiled program trains every (permutation, repeat, fold) head side by side: full-batch
 Adam on standardised features (``widths=()`` is L2-regularised logistic regression, else a
 small MLP), out-of-fold probabilities pooled per repeat, the CV score averaged over repeats.
-Baselines for the verdict live here too: the majority class and the image-statistics model.
+Baselines for the verdict live here too: the majority class, and a closed-form ridge head
+(:func:`ridge_oof`) that scores every label permutation of a feature set with one linear
+solve per fold, so the whole photo-condition battery costs seconds, not minutes. Groups (cohort,
+photo session): :func:`group_folds` keeps a group in one fold, :func:`permutations` shuffles
+labels only within groups.
 """
 from __future__ import annotations
 
@@ -129,15 +133,59 @@ def observed(h: CVHead, x: np.ndarray, y: np.ndarray, folds: np.ndarray, key: Ar
   return float(cv_score(h, jnp.asarray(y), oof)), np.asarray(oof)
 
 
+def permutations(n: int, num: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+  """int [num, n] row permutations from ``np.random.default_rng(seed)``; with ``groups`` [n]
+  each one only shuffles rows within a group (exchangeable within a session, not across)."""
+  rng = np.random.default_rng(seed)
+  if groups is None:
+    return np.stack([rng.permutation(n) for _ in range(num)]) if num else np.zeros((0, n), int)
+  members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+  out = np.tile(np.arange(n), (num, 1))
+  for i in range(num):
+    for idx in members:
+      out[i, idx] = idx[rng.permutation(len(idx))]
+  return out
+
+
+def group_folds(y: np.ndarray, groups: np.ndarray, k: int, repeats: int, seed: int
+                ) -> np.ndarray:
+  """int32 [repeats, N] fold ids keeping every group in one fold (GroupKFold), class counts
+  balanced greedily: groups, largest first (ties in a seeded random order), each go to the fold
+  whose class counts stay closest to an even share. ``k`` is capped at the number of groups.
+
+  Raises ValueError with fewer than two groups (no fold could hold a group out).
+  """
+  names, gid = np.unique(groups, return_inverse=True)
+  if len(names) < 2:
+    raise ValueError(f'group-respecting CV needs at least 2 groups; the group column holds '
+                     f'{len(names)} ({names.tolist()[:3]}). Drop --group_column or fix it.')
+  k = min(k, len(names))
+  c = int(y.max()) + 1
+  counts = np.stack([np.bincount(y[gid == g], minlength=c) for g in range(len(names))])
+  target = counts.sum(0) / k
+  out = []
+  for r in range(repeats):
+    rng = np.random.default_rng([seed, r, 7])
+    order = sorted(rng.permutation(len(names)), key=lambda g: -counts[g].sum())
+    fold_counts = np.zeros((k, c))
+    assign = np.zeros(len(names), np.int32)
+    for g in order:
+      cost = (((fold_counts + counts[g] - target) / np.maximum(target, 1)) ** 2).sum(1)
+      assign[g] = int(np.argmin(cost))
+      fold_counts[assign[g]] += counts[g]
+    out.append(assign[gid])
+  return np.stack(out).astype(np.int32)
+
+
 def permutation_scores(h: CVHead, x: np.ndarray, y: np.ndarray, folds: np.ndarray, key: Array,
-                       num_permutations: int, chunk: int, seed: int) -> np.ndarray:
+                       num_permutations: int, chunk: int, seed: int,
+                       groups: np.ndarray | None = None) -> np.ndarray:
   """CV scores [num_permutations] with labels shuffled (same folds, same head init keys).
 
-  Permutations come from ``np.random.default_rng(seed)``; ``chunk`` of them per compiled call
-  (the last chunk padded) bounds memory.
+  Permutations come from :func:`permutations` (``seed``, within ``groups`` if given);
+  ``chunk`` of them per compiled call (the last chunk padded) bounds memory.
   """
-  rng = np.random.default_rng(seed)
-  perms = np.stack([rng.permutation(len(y)) for _ in range(num_permutations)])
+  perms = permutations(len(y), num_permutations, seed, groups)
   k = int(folds.max()) + 1
   x, folds_j = jnp.asarray(x), jnp.asarray(folds)
   out = []
@@ -206,3 +254,164 @@ def ridge_grade(x: np.ndarray, grade: np.ndarray, folds: np.ndarray, lam: float 
   return {'mae': float(stats.mae(g, jnp.asarray(pred))),
           'mae_predicting_mean': float(stats.mae(g, jnp.asarray(base))),
           'spearman': float(stats.spearman(g, jnp.asarray(pred)))}
+
+
+# ---------------------------------------------------------------------------------------------
+# The ridge head of the photo-condition baselines
+
+
+def rank_auc(positive: Array, score: Array) -> Array:
+  """ROC-AUC from average ranks (O(N log N)); equals :func:`stats.binary_roc_auc` (ties 1/2)
+  and is exact in float32 for N < 4000 (rank sums are integers or halves below 2^24)."""
+  pos = positive.astype(jnp.float32)
+  srt = jnp.sort(score)
+  rank = (jnp.searchsorted(srt, score, 'left') + jnp.searchsorted(srt, score, 'right') + 1) / 2
+  n1 = jnp.sum(pos)
+  n0 = pos.shape[0] - n1
+  return (jnp.sum(rank * pos) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def fast_score(metric: str, y: Array, scores: Array, num_classes: int) -> Array:
+  """:func:`stats.score` with rank-based ROC-AUC (binary: column 1; else macro one-vs-rest)."""
+  if metric != 'roc_auc':
+    return stats.score(metric, y, scores, num_classes)
+  if num_classes == 2:
+    return rank_auc(y == 1, scores[:, 1])
+  per = jax.vmap(lambda c, s: rank_auc(y == c, s), in_axes=(0, 1))(jnp.arange(num_classes),
+                                                                   scores)
+  return jnp.nanmean(per)
+
+
+@functools.partial(jax.jit, static_argnames=('k',))
+def ridge_oof(x: Array, targets: Array, folds: Array, ridge: float, k: int) -> Array:
+  """Out-of-fold ridge predictions: float [R, N, M].
+
+  x: float [N, D] (or [R, N, D], one matrix per repeat); targets: float [N, M] (one-hot labels,
+  or many label vectors side by side: every column is fitted by the same solve); folds: int
+  [R, N]. Features are standardised on the training rows, targets centred there (no
+  intercept: predictions are deviations from the training mean, which removes the class-prior
+  offset), and ``(Z'Z + ridge * n_train * I) beta = Z'T`` is solved once per fold.
+  """
+  xs = x if x.ndim == 3 else jnp.broadcast_to(x, (folds.shape[0],) + x.shape)
+
+  def one_fold(xr, fold_ids, f):
+    m = (fold_ids != f).astype(jnp.float32)
+    n = jnp.sum(m)
+    mean = (m @ xr) / n
+    std = jnp.sqrt((m @ (xr - mean) ** 2) / n) + 1e-6
+    z = (xr - mean) / std
+    zt = z * m[:, None]
+    t = targets - (m @ targets) / n
+    g = z.T @ zt + ridge * n * jnp.eye(z.shape[1])
+    beta = jnp.linalg.solve(g, zt.T @ t)
+    return (z @ beta) * (fold_ids == f)[:, None]
+
+  def one_repeat(xr, fold_ids):
+    return jnp.sum(jax.vmap(one_fold, in_axes=(None, None, 0))(xr, fold_ids, jnp.arange(k)),
+                   axis=0)
+
+  return jax.vmap(one_repeat)(xs, folds)
+
+
+def ridge_cv_score(metric: str, y: Array, oof: Array, num_classes: int) -> Array:
+  """Mean over repeats of the metric on ridge out-of-fold scores ``oof [R, N, C]``."""
+  return jnp.mean(jax.vmap(lambda o: fast_score(metric, y, o, num_classes))(oof))
+
+
+@functools.partial(jax.jit, static_argnames=('metric', 'num_classes', 'k'))
+def _ridge_label_scores(metric, num_classes, x, ys, folds, ridge, k):
+  """CV scores [P] of label vectors ys [P, N]: one solve per fold for all P (targets side by
+  side)."""
+  p, n = ys.shape
+  t = jax.nn.one_hot(ys, num_classes).transpose(1, 0, 2).reshape(n, p * num_classes)
+  oof = ridge_oof(x, t, folds, ridge, k).reshape(folds.shape[0], n, p, num_classes)
+  return jax.vmap(lambda yp, o: ridge_cv_score(metric, yp, o, num_classes),
+                  in_axes=(0, 2))(ys, oof)
+
+
+def ridge_observed(metric: str, x: np.ndarray, y: np.ndarray, folds: np.ndarray,
+                   num_classes: int, ridge: float) -> tuple[float, np.ndarray]:
+  """(CV score, out-of-fold scores [R, N, C]) of the ridge head on ``x`` with the true labels."""
+  k = int(folds.max()) + 1
+  oof = ridge_oof(jnp.asarray(x, jnp.float32), jax.nn.one_hot(jnp.asarray(y), num_classes),
+                  jnp.asarray(folds), ridge, k)
+  return float(ridge_cv_score(metric, jnp.asarray(y), oof, num_classes)), np.asarray(oof)
+
+
+def ridge_permutation_scores(metric: str, x: np.ndarray, y: np.ndarray, folds: np.ndarray,
+                             num_classes: int, ridge: float, perms: np.ndarray, chunk: int
+                             ) -> np.ndarray:
+  """CV scores [P] of the ridge head with labels ``y[perms[i]]`` (``perms`` [P, N], e.g. from
+  :func:`permutations`, the same for every feature set); ``chunk`` per compiled call."""
+  k = int(folds.max()) + 1
+  x_j, f_j = jnp.asarray(x, jnp.float32), jnp.asarray(folds)
+  out = []
+  for s in range(0, len(perms), chunk):
+    p = perms[s:s + chunk]
+    real = len(p)
+    if real < chunk:
+      p = np.concatenate([p, np.repeat(p[-1:], chunk - real, axis=0)])
+    out.append(np.asarray(_ridge_label_scores(metric, num_classes, x_j,
+                                              jnp.asarray(np.asarray(y)[p]), f_j, ridge,
+                                              k))[:real])
+  return np.concatenate(out) if out else np.zeros(0)
+
+
+@functools.partial(jax.jit, static_argnames=('metric', 'num_classes', 'k'))
+def _ridge_column_scores(metric, num_classes, xs, y, folds, ridge, k):
+  """CV scores [P] of the ridge head for feature stacks ``xs [P, R, N, D]`` (the
+  incremental-validity null: some columns row-permuted)."""
+  t = jax.nn.one_hot(y, num_classes)
+  return jax.vmap(lambda x: ridge_cv_score(metric, y, ridge_oof(x, t, folds, ridge, k),
+                                           num_classes))(xs)
+
+
+def incremental_scores(metric: str, base: np.ndarray, extra: np.ndarray, y: np.ndarray,
+                       folds: np.ndarray, num_classes: int, ridge: float, perms: np.ndarray,
+                       chunk: int) -> tuple[float, float, np.ndarray]:
+  """Does ``extra`` add to ``base``? Both float [R, N, *] (e.g. out-of-fold scores per repeat).
+
+  Returns (CV score of base alone, CV score of [base, extra], null scores [P] of
+  [base, extra[perm]]): the extra block's rows permuted (``perms`` [P, N]), which keeps the
+  base's relation to the labels and breaks the extra block's. "Base alone" is [base, 0]: a
+  zero block gets zero coefficients, so all three share one compiled program.
+  """
+  k = int(folds.max()) + 1
+  f_j, y_j = jnp.asarray(folds), jnp.asarray(y)
+  b_j, e_j = jnp.asarray(base, jnp.float32), jnp.asarray(extra, jnp.float32)
+  stacks = [jnp.zeros_like(e_j)[None], e_j[None]] + [
+      e_j[:, jnp.asarray(perms[s:s + chunk])].transpose(1, 0, 2, 3)
+      for s in range(0, len(perms), chunk)]
+  extras = jnp.concatenate(stacks)
+  total = extras.shape[0]
+  pad = (-total) % chunk
+  extras = jnp.concatenate([extras, jnp.repeat(extras[-1:], pad, axis=0)])
+  out = []
+  for s in range(0, extras.shape[0], chunk):
+    e = extras[s:s + chunk]
+    xs = jnp.concatenate([jnp.broadcast_to(b_j, (len(e),) + b_j.shape), e], -1)
+    out.append(np.asarray(_ridge_column_scores(metric, num_classes, xs, y_j, f_j, ridge, k)))
+  scores = np.concatenate(out)[:total]
+  return float(scores[0]), float(scores[1]), scores[2:]
+
+
+@functools.partial(jax.jit, static_argnames=('metric', 'num_classes'))
+def _resampled_scores(metric, num_classes, y, oof, idx):
+  return jax.vmap(lambda i: ridge_cv_score(metric, y[i], oof[:, i], num_classes))(idx)
+
+
+def fast_bootstrap(metric: str, y: np.ndarray, oof: np.ndarray, num_classes: int, n: int,
+                   seed: int, chunk: int = 100) -> np.ndarray:
+  """:func:`bootstrap` (same resamples for the same ``seed``) with :func:`fast_score`."""
+  rng = np.random.default_rng(seed)
+  idx = rng.integers(0, len(y), size=(n, len(y)))
+  y_j, oof_j = jnp.asarray(y), jnp.asarray(oof)
+  out = []
+  for s in range(0, n, chunk):
+    i = idx[s:s + chunk]
+    real = len(i)
+    if real < chunk:
+      i = np.concatenate([i, np.repeat(i[-1:], chunk - real, axis=0)])
+    out.append(np.asarray(_resampled_scores(metric, num_classes, y_j, oof_j,
+                                            jnp.asarray(i)))[:real])
+  return np.concatenate(out) if out else np.zeros(0)

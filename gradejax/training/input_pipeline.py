@@ -60,19 +60,6 @@ def class_weights(label: np.ndarray, mask: np.ndarray, num_classes: int) -> np.n
   return w[label] * mask
 
 
-def image_statistics(images: np.ndarray, bins: int = 8) -> np.ndarray:
-  """Photo statistics only, no face: per-channel (R, G, B, brightness) histograms plus means and
-  standard deviations -> float32 [N, 4 * bins + 8]. Images uint8 or float in [0, 1]."""
-  x = np.asarray(images, np.float32)
-  if x.max() > 1.0:
-    x = x / 255.0
-  chans = np.concatenate([x, x.mean(-1, keepdims=True)], axis=-1).reshape(len(x), -1, 4)
-  idx = np.minimum((chans * bins).astype(np.int32), bins - 1)
-  hist = np.stack([np.stack([np.bincount(idx[n, :, c], minlength=bins) for c in range(4)])
-                   for n in range(len(x))]).astype(np.float32) / chans.shape[1]
-  return np.concatenate([hist.reshape(len(x), -1), chans.mean(1), chans.std(1)], axis=1)
-
-
 def augment_params(config) -> augment.AugmentParams:
   a = config.augment
   return augment.AugmentParams(flip=bool(a.flip), max_rotation_deg=float(a.max_rotation_deg),
