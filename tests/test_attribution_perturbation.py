@@ -282,3 +282,13 @@ def test_relevance_rank_accuracy_and_bootstrap():
   np.testing.assert_allclose([lo, hi], [0.402, 0.598], atol=0.02)
   assert localisation.bootstrap_ci(np.full(10, 0.3))[1:] == (pytest.approx(0.3),
                                                             pytest.approx(0.3))
+
+
+def test_occlusion_centre_aggregate_paints_each_patch_at_its_centre(images):
+  fn, _ = _bind(LinearNet(), images.shape)
+  grid = np.asarray(occ.occlusion_grid(fn, images, 0, patch=6, stride=4, fill=0.5))  # 3 x 3
+  m = np.asarray(occ.occlusion(fn, images, 0, patch=6, stride=4, fill=0.5, aggregate='centre'))
+  for i in range(3):
+    for j in range(3):  # patch (i, j) spans 4i .. 4i+5; its centre pixels are 4i+2, 4i+3
+      np.testing.assert_allclose(m[:, 4 * i + 2, 4 * j + 3], grid[:, i, j], rtol=1e-6)
+  np.testing.assert_allclose(m[:, 15, 15], grid[:, 2, 2], rtol=1e-6)  # beyond: the nearest

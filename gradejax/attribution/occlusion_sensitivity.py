@@ -80,26 +80,41 @@ def occlusion_grid(fn: nets.ModelFn, images: Array, targets: Array, *, patch: in
   return jnp.take_along_axis(d, t[:, None, None, None], axis=3)[..., 0]
 
 
-def grid_to_pixels(grid: Array, size: tuple[int, int], patch: int, stride: int) -> Array:
-  """[B, ny, nx] per-position values -> [B, H, W]: mean over the patches covering each pixel."""
+def grid_to_pixels(grid: Array, size: tuple[int, int], patch: int, stride: int,
+                   aggregate: str = 'mean') -> Array:
+  """[B, ny, nx] per-position values -> [B, H, W].
+
+  ``aggregate``: 'mean' (the mean over the patches covering each pixel, 0 where none does) or
+  'centre' (each pixel takes the position whose patch centre is nearest: the map peaks where
+  the single most important patch is centred, instead of averaging that patch's drop with the
+  partial covers around it -- a cue that is still read when half hidden only drops the score
+  when one patch hides all of it, and the mean dilutes that one patch 1 : (patch/stride)^2).
+  """
   ny, nx = grid.shape[1:]
+  if aggregate == 'centre':
+    at = lambda n, size: jnp.clip(jnp.round((jnp.arange(size) - (patch - 1) / 2) / stride),
+                                  0, n - 1).astype(jnp.int32)
+    return grid[:, at(ny, size[0])][:, :, at(nx, size[1])]
+  if aggregate != 'mean':
+    raise ValueError(f"aggregate must be 'mean' or 'centre', got {aggregate!r}")
   rows, cols = _cover(ny, size[0], patch, stride), _cover(nx, size[1], patch, stride)
   total = jnp.einsum('byx,yh,xw->bhw', grid, rows, cols)
   count = jnp.einsum('yh,xw->hw', rows, cols)
   return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
 
 
-@method(*_STATIC)
+@method(*_STATIC, 'aggregate')
 def occlusion(fn: nets.ModelFn, images: Array, targets: Array, *, patch: int = 15,
               stride: int = 15, fill: float | Array = 0.0, chunk: int = 16,
               unroll: int | bool | None = None, fill_mode: str = 'value',
-              blur_sigma: float = 5.0) -> Array:
+              blur_sigma: float = 5.0, aggregate: str = 'mean') -> Array:
   """Occlusion map at the input resolution, [B, H, W]: each pixel gets the mean score drop of
-  the occluder positions covering it (0 where none does)."""
+  the occluder positions covering it (0 where none does), or with ``aggregate='centre'`` the
+  drop of the position centred nearest to it (:func:`grid_to_pixels`)."""
   grid = occlusion_grid.unjitted(fn, images, targets, patch=patch, stride=stride, fill=fill,
                                  chunk=chunk, unroll=unroll, fill_mode=fill_mode,
                                  blur_sigma=blur_sigma)
-  return grid_to_pixels(grid, images.shape[1:3], patch, stride)
+  return grid_to_pixels(grid, images.shape[1:3], patch, stride, aggregate)
 
 
 @method('patches', 'strides', 'combine', 'chunk', 'unroll', 'fill_mode', 'blur_sigma')

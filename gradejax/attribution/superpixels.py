@@ -230,9 +230,9 @@ def superpixel_ablation(fn: nets.ModelFn, images: Array, targets: Array, *,
   segments = np.asarray(segments, np.int32)
   n_seg = int(segments.max()) + 1
   weights = None
+  if n_seg < 2:  # one player: its Shapley value (and LIME's fit) is its removal drop
+    scorer = 'removal'
   if scorer == 'kernel_shap':
-    if n_seg < 2:
-      raise ValueError('kernel_shap needs at least 2 segments per batch')
     counts = segments.reshape(len(segments), -1).max(axis=1) + 1
     weights = jnp.asarray(shap_size_weights(n_seg, counts), jnp.float32)
   seg = jnp.asarray(segments)

@@ -109,19 +109,30 @@ def cue_draws(grades: np.ndarray, seed: int, cue_strength: float) -> np.ndarray:
   return (u < p).astype(np.int32)
 
 
+CUE_SHAPES = ('sticker', 'tag')
+
+
 def render_row(seed: int, row: int, cue: bool,
-               photo_size: tuple[int, int] = PHOTO_SIZE) -> tuple[np.ndarray, portraits.Face,
-                                                                  tuple[float, ...] | None]:
+               photo_size: tuple[int, int] = PHOTO_SIZE, cue_shape: str = 'sticker'
+               ) -> tuple[np.ndarray, portraits.Face, tuple[float, ...] | None]:
   """The portrait of data row ``row`` (0-based): uint8 [H, W, 3], its Face, cue box or None.
 
   The appearance depends on (seed, row) only; the sticker's colour and side are drawn from the
   cue stream whether or not it is painted, so they too are independent of the grade.
-  ``photo_size`` is (width, height) in pixels.
+  ``photo_size`` is (width, height) in pixels. ``cue_shape``: 'sticker' (a round sticker on
+  the cheekbone) or 'tag' (a square badge low on the jaw: another shape and place, drawn from
+  the cue stream after the sticker's draws, so 'sticker' workbooks are unchanged).
   """
+  if cue_shape not in CUE_SHAPES:
+    raise ValueError(f'cue_shape must be one of {", ".join(CUE_SHAPES)}; got {cue_shape!r}.')
   params = portraits.sample_params(np.random.default_rng([seed, row, _APPEARANCE]))
   cue_rng = np.random.default_rng([seed, row, _CUE])
   cue_rng.uniform()  # the presence draw of cue_draws
   sticker = portraits.sample_sticker(cue_rng)
+  if cue_shape == 'tag':
+    tag = portraits.sample_tag(cue_rng)
+    image, face = portraits.draw(params, None, size=photo_size, tag=tag if cue else None)
+    return image, face, (portraits.tag_box(face, tag) if cue else None)
   image, face = portraits.draw(params, sticker if cue else None, size=photo_size)
   box = portraits.sticker_box(face, sticker) if cue else None
   return image, face, box
@@ -136,7 +147,8 @@ def encode_jpeg(image: np.ndarray) -> bytes:
 
 def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0,
                         cue_strength: float = 0.0,
-                        photo_size: tuple[int, int] = PHOTO_SIZE) -> Truth:
+                        photo_size: tuple[int, int] = PHOTO_SIZE,
+                        cue_shape: str = 'sticker') -> Truth:
   """Writes the demo .xlsx at ``path`` and ``truth.csv`` in the same folder; returns the truth.
 
   Args:
@@ -147,6 +159,9 @@ def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0
       below (0: null world, photos carry no information about grades; 1: perfect cue).
     photo_size: (width, height) of each portrait in pixels. The default suits dlib's HOG
       detector (faces ~120 px wide); much smaller photos are for quick tests of the workbook.
+    cue_shape: 'sticker' (round, on the cheekbone) or 'tag' (square, low on the jaw): the
+      second planted local cue, for checking that attribution localises a cue of another
+      shape and place (see :func:`render_row`).
 
   Returns:
     The ground truth (also written to ``truth.csv``), row r being sheet row r + 2.
@@ -170,7 +185,7 @@ def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0
     sheet_row = r + 2
     ws.cell(sheet_row, 1, int(ids[r]))
     ws.cell(sheet_row, 2, float(grades[r])).number_format = '0.00'
-    image, face, box = render_row(seed, r, bool(cues[r]), (width, height))
+    image, face, box = render_row(seed, r, bool(cues[r]), (width, height), cue_shape)
     if box is not None:
       boxes[r] = box
     eyes[r], nose[r] = face.eyes, face.nose
@@ -234,7 +249,8 @@ def main(argv: Sequence[str]) -> None:
   from absl import flags
   del argv
   f = flags.FLAGS
-  truth = write_demo_workbook(f.out, n=f.n, seed=f.seed, cue_strength=f.cue_strength)
+  truth = write_demo_workbook(f.out, n=f.n, seed=f.seed, cue_strength=f.cue_strength,
+                              cue_shape=f.cue_shape)
   fail = int((truth.grade < PASS_MARK).sum())
   print(f'wrote {f.out}: {len(truth.id)} rows ({len(truth.id) - fail} pass, {fail} fail at '
         f'{PASS_MARK}), cue on {int(truth.cue.sum())} photos (strength {f.cue_strength}); '
@@ -248,5 +264,7 @@ def command() -> None:
   flags.DEFINE_integer('n', 430, 'rows (students)')
   flags.DEFINE_integer('seed', 0, 'seed: same seed, same workbook')
   flags.DEFINE_float('cue_strength', 0.0, 'planted cue strength in [0, 1]; 0 = null world')
+  flags.DEFINE_enum('cue_shape', 'sticker', list(CUE_SHAPES), 'the planted cue: a round '
+                    'sticker on the cheekbone or a square tag low on the jaw')
   flags.mark_flag_as_required('out')
   app.run(main)
