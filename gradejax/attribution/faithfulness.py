@@ -147,3 +147,28 @@ def road_auc(curves: Array, fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 
   dx = jnp.diff(x)
   area = jnp.sum(0.5 * (curves[:, 1:] + curves[:, :-1]) * dx[None], axis=1)
   return area / x[-1]
+
+
+@method('fill_mode', 'blur_sigma', 'chunk', 'unroll')
+def removal_drop(fn: nets.ModelFn, images: Array, targets: Array, removed: Array, *,
+                 fill: float | Array = 0.0, fill_mode: str = 'inpaint', blur_sigma: float = 5.0,
+                 chunk: int = 4, unroll: int | bool | None = None) -> Array:
+  """The causal check's primitive: target-logit drop when the ``removed`` pixels of each image
+  are filled (:mod:`gradejax.attribution.fills`), ``removed`` float [R, B, H, W] -> [R, B]
+  (``clean - removed``; > 0: the region helped the prediction)."""
+  b, h, w, c = images.shape
+  t = as_targets(targets, b)
+  base = fills.prepare(images, fill, fill_mode, blur_sigma)
+  clean = pick(fn(images)[0], t)
+  r = removed.shape[0]
+  chunk = max(1, min(chunk, r))
+  r_pad = -(-r // chunk) * chunk
+  rem = jnp.concatenate([removed, jnp.repeat(removed[-1:], r_pad - r, axis=0)])
+
+  def run(m):  # m [chunk, B, H, W]
+    x = fills.apply(images, m, base, fill_mode, blur_sigma)
+    out, _ = fn(x.reshape((chunk * b, h, w, c)))
+    return clean[None] - pick(out, jnp.tile(t, chunk)).reshape(chunk, b)
+
+  return chunked_map(run, rem.reshape((-1, chunk) + removed.shape[1:]), unroll).reshape(
+      r_pad, b)[:r]

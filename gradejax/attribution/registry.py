@@ -63,7 +63,7 @@ def _regions(fn, images, targets, *, layer=None, precision=DEFAULT_PRECISION, **
 
 
 _FILL = ('fill', 'fill_mode', 'blur_sigma')
-_SEG = ('n_segments', 'compactness', 'n_samples', 'chunk', 'unroll', 'kernel_width', 'ridge') + _FILL
+_SEG = ('segments', 'n_segments', 'compactness', 'n_samples', 'chunk', 'unroll', 'kernel_width', 'ridge') + _FILL
 
 
 def _superpixels(scorer):

@@ -29,8 +29,7 @@ from absl import app, flags
 from gradejax import logs
 from gradejax import nets
 from gradejax.report import figures, document
-from gradejax.attribution import (class_activation, faithfulness, fills, localisation, registry,
-                                  sanity)
+from gradejax.attribution import class_activation, faithfulness, localisation, registry, sanity
 
 DEFAULT_METHODS = ('saliency', 'integrated_gradients', 'grad_cam', 'occlusion')
 CueMaskFn = Callable[..., np.ndarray]
@@ -388,7 +387,11 @@ def _faithfulness_section(rows, opts, classes) -> document.Section:
 
 def predicted(fn, x: np.ndarray, batch: int) -> np.ndarray:
   """The predicted class per image, int32 [B], ``batch`` images per call."""
-  return np.concatenate([np.argmax(np.asarray(fn(x[i:i + batch])[0]), axis=1)
+  if isinstance(fn, nets.Bound):  # params as a traced pytree: one compile
+    forward = functools.partial(jax.jit(lambda f, xb: f(xb)[0]), fn)
+  else:
+    forward = jax.jit(lambda xb: fn(xb)[0])
+  return np.concatenate([np.argmax(np.asarray(forward(x[i:i + batch])), axis=1)
                          for i in range(0, len(x), batch)]).astype(np.int32)
 
 
@@ -463,15 +466,10 @@ def causal_rows(fn, x: np.ndarray, targets: np.ndarray, maps: dict[str, np.ndarr
   rand = np.stack([[square(*corners[r, i]) for i in range(b)] for r in range(opts.causal_random)])
 
   def drops(removed):  # removed [R, B, H, W] -> drop per image, mean over R: [B]
-    out = []
-    for i in range(0, b, opts.batch):
-      xb, tb = x[i:i + opts.batch], targets[i:i + opts.batch]
-      base = fills.prepare(xb, opts.fill, opts.fill_mode, opts.blur_sigma)
-      xr = fills.apply(xb, removed[:, i:i + opts.batch], base, opts.fill_mode, opts.blur_sigma)
-      clean = np.asarray(fn(xb)[0])[np.arange(len(xb)), tb]
-      r = np.stack([np.asarray(fn(xi)[0])[np.arange(len(xb)), tb] for xi in xr])
-      out.append((clean[None] - r).mean(axis=0))
-    return np.concatenate(out)
+    return np.concatenate([np.asarray(faithfulness.removal_drop(
+        fn, x[i:i + opts.batch], targets[i:i + opts.batch], removed[:, i:i + opts.batch],
+        fill=opts.fill, fill_mode=opts.fill_mode, blur_sigma=opts.blur_sigma,
+        precision=opts.precision)).mean(axis=0) for i in range(0, b, opts.batch)])
 
   ci = lambda v: localisation.bootstrap_ci(v, opts.bootstrap, seed=opts.seed)
   random_drop = drops(rand)
