@@ -292,3 +292,6 @@ def test_occlusion_centre_aggregate_paints_each_patch_at_its_centre(images):
     for j in range(3):  # patch (i, j) spans 4i .. 4i+5; its centre pixels are 4i+2, 4i+3
       np.testing.assert_allclose(m[:, 4 * i + 2, 4 * j + 3], grid[:, i, j], rtol=1e-6)
   np.testing.assert_allclose(m[:, 15, 15], grid[:, 2, 2], rtol=1e-6)  # beyond: the nearest
+  # pixel 5 lies 2.5 px from patch 0's centre (2.5) and 1.5 px from patch 1's (6.5)
+  np.testing.assert_allclose(m[:, 5, 5], grid[:, 1, 1], rtol=1e-6)
+  np.testing.assert_allclose(m[:, 4, 4], grid[:, 0, 0], rtol=1e-6)
