@@ -302,7 +302,11 @@ def _methods_section(opts, maps, skipped, layer) -> document.Section:
   return document.Section('Methods', [
       f'Matmul/convolution precision: {opts.precision}. Integrated gradients: {opts.steps} '
       f'steps from black; SmoothGrad: {opts.n_samples} samples at noise {opts.noise_level}; '
-      f'occlusion: {opts.patch} px patches, stride {opts.stride}, fill {opts.fill:g}.'],
+      f'occlusion: {opts.patch} px patches, stride {opts.stride}; perturbation methods fill '
+      f'what they remove with: {opts.fill_mode}'
+      + (f' {opts.fill:g}' if opts.fill_mode == 'value' else f' (sigma {opts.blur_sigma:g} px)')
+      + f'; RISE: {opts.rise_masks} masks, {opts.rise_cells} cells; superpixels: SLIC '
+      f'{opts.segments} segments, {opts.shap_samples} KernelSHAP/LIME coalitions.'],
       [document.Table(('method', 'what', 'layer', 'status'), rows)])
 
 
