@@ -6,7 +6,9 @@
 Writes ``DIR/report/overlays/*.png`` (one per image x method), ``DIR/report/grid_*.png`` (per
 image, and all images x methods) and ``DIR/report/index.html`` (self-contained: verdict from
 ``DIR/eval/verdict.json``, per-image maps, sanity checks, deletion/insertion AUCs, localisation
-against the demo's planted cue when its truth is available, a link to ``DIR/featurevis``).
+against the demo's planted cue when its truth is available -- on the shown images and, with
+bootstrap CIs, on all cue-bearing images of the held-out fold --, ROAD, a causal check (remove
+each map's top square vs random squares), the methods ranked, a link to ``DIR/featurevis``).
 
 ``main`` only loads (``train.load_trained``, ``dataset.load_arrays``); ``make_report`` does the
 work for any (module, variables) following gradejax.nets and any arrays in load_arrays' format.
