@@ -14,6 +14,4 @@ from gradejax.attribution.occlusion_sensitivity import (occlusion, occlusion_gri
                                                        occlusion_multiscale)
 from gradejax.attribution.regions import region_class_map
 from gradejax.attribution.registry import METHODS, compute, heatmap
-from gradejax.attribution.rise import rise
 from gradejax.attribution.superpixels import slic_segments, superpixel_ablation
-from gradejax.attribution.xrai import xrai
