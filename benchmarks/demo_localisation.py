@@ -41,6 +41,8 @@ ALL = {
     'occlusion grey 15/15 (earlier report)': ('occlusion', dict(patch=15, stride=15, fill=0.5)),
     'occlusion inpaint 24/8 centre': ('occlusion', dict(patch=24, stride=8, aggregate='centre',
                                                         **INPAINT)),
+    'occlusion inpaint 24/4 centre': ('occlusion', dict(patch=24, stride=4, aggregate='centre',
+                                                        **INPAINT)),
     'occlusion inpaint 32/8 centre': ('occlusion', dict(patch=32, stride=8, aggregate='centre',
                                                         **INPAINT)),
     'superpixel_ablation 64 inpaint': ('superpixel_ablation', dict(n_segments=64, **INPAINT)),
