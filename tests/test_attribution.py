@@ -316,7 +316,8 @@ def test_single_chunk_runs_without_a_loop(images, relu_net):
 @pytest.mark.parametrize('name', list(registry.METHODS))
 def test_jit_equals_eager(name, images, relu_net):
   kwargs = dict(layer='features', key=jax.random.key(7), n_samples=3, steps=4, patch=4,
-                stride=4)
+                stride=4, n_masks=4, chunk=4, n_segments=4, patches=(4,), scales=(4,),
+                base='saliency')
   if name == 'cam':
     kwargs['weights'] = class_activation.linear_head_weights(relu_net, images, 'pooled',
                                                              key=jax.random.key(8))
@@ -335,6 +336,6 @@ def test_registry_names_what_is_missing(images, relu_net):
   with pytest.raises(ValueError, match='needs key'):
     registry.compute('smoothgrad', relu_net, images, TARGETS)
   with pytest.raises(ValueError, match='unknown attribution method'):
-    registry.get('lime')
+    registry.get('lime_typo')
   with pytest.raises(ValueError, match=r'shape \[2\]'):
     attr.saliency(relu_net, images, np.array([0, 1, 2]))

@@ -82,7 +82,10 @@ def toy_run(tmp_path_factory):
 def test_report_end_to_end(toy_run):
   work, data, module, variables, arrays = toy_run
   opts = attribution_report.Options(methods=tuple(registry.METHODS), images='s01,s02,s03', steps=4,
-                           n_samples=2, patch=4, stride=4, faithfulness_steps=4)
+                           n_samples=2, patch=4, stride=4, faithfulness_steps=4,
+                           rise_masks=16, rise_cells=4, segments=4, shap_samples=8,
+                           patches=(4, 8), bootstrap=50, causal_size=4, causal_random=2,
+                           road_fractions=(0.1, 0.5))
   path = attribution_report.make_report(work, module, variables, arrays, data, opts,
                                cue_mask_fn=toy_cue_mask)
   assert path == work / 'report' / 'index.html'
@@ -121,6 +124,16 @@ def test_report_end_to_end(toy_run):
   row = re.search(r'<td class="text">saliency</td><td>([0-9.]+)</td><td>([0-9.]+)</td>'
                   r'<td class="text">2</td>', text)
   assert row and abs(float(row.group(1)) - mass) < 1e-3
+  # Over the held-out fold (valid_fold 0: s00, s03; s03 carries the cue), with CIs.
+  assert 'all 1 cue-bearing images of the held-out fold 0 (2 images in the fold)' in text
+  x3 = arrays['images'][[3]].astype(np.float32) / 255
+  t3 = np.argmax(np.asarray(fn(x3)[0]), 1)
+  m3 = localisation.mass_inside(np.asarray(registry.heatmap('saliency', fn, x3, t3)), mask[None])
+  row = re.search(r'<td class="text">saliency</td><td class="text">1</td>'
+                  r'<td class="text">([0-9.]+) \[([0-9.]+), ([0-9.]+)\]</td>', text)
+  assert row and abs(float(row.group(1)) - m3[0]) < 1e-3 and row.group(2) == row.group(1)
+  assert 'Causal check' in text and '(the planted cue itself)' in text
+  assert 'Methods ranked' in text and 'ROAD MoRF AUC' in text
 
 
 def test_report_without_truth_or_verdict_says_why(toy_run, tmp_path):
@@ -142,7 +155,7 @@ def test_image_selection_errors(toy_run):
     attribution_report.select(arrays, 's01,nobody')
   with pytest.raises(ValueError, match='unknown attribution method'):
     attribution_report.make_report(toy_run[0], toy_run[2], toy_run[3], arrays,
-                          opts=attribution_report.Options(methods=('lime',)))
+                          opts=attribution_report.Options(methods=('lime_typo',)))
 
 
 class EnergyModel(nn.Module):

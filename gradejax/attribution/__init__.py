@@ -10,6 +10,8 @@ from gradejax.attribution.deeplift import deeplift_rescale
 from gradejax.attribution.gradients import (gradient_x_input, integrated_gradients, saliency,
                                             smoothgrad)
 from gradejax.attribution.guided import deconvnet, guided_backprop
-from gradejax.attribution.occlusion_sensitivity import occlusion, occlusion_grid
+from gradejax.attribution.occlusion_sensitivity import (occlusion, occlusion_grid,
+                                                       occlusion_multiscale)
 from gradejax.attribution.regions import region_class_map
 from gradejax.attribution.registry import METHODS, compute, heatmap
+from gradejax.attribution.superpixels import slic_segments, superpixel_ablation

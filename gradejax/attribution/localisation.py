@@ -33,3 +33,34 @@ def pointing_game(heatmaps: np.ndarray, masks: np.ndarray, tolerance: float = 4.
     y, x = np.unravel_index(np.argmax(m), m.shape)
     hits.append(dist[y, x] <= tolerance)
   return np.array(hits)
+
+
+def relevance_rank_accuracy(heatmaps: np.ndarray, masks: np.ndarray) -> np.ndarray:
+  """Arras et al. 2022: of the K most attributed pixels, K = the mask's size, the share inside
+  the mask, [B] in [0, 1]. A random map scores the mask's area fraction in expectation; ties
+  are broken by position (row-major), as ``np.argsort(kind='stable')`` on the negated map."""
+  heatmaps, masks = np.asarray(heatmaps, np.float64), np.asarray(masks, bool)
+  b = len(heatmaps)
+  flat, inside = heatmaps.reshape(b, -1), masks.reshape(b, -1)
+  out = np.empty(b)
+  for i in range(b):
+    k = int(inside[i].sum())
+    if k == 0:
+      raise ValueError('relevance_rank_accuracy: an empty mask (the cue lies outside the chip?)')
+    top = np.argsort(-flat[i], kind='stable')[:k]
+    out[i] = inside[i, top].mean()
+  return out
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0
+                 ) -> tuple[float, float, float]:
+  """Mean of per-image ``values`` (NaNs dropped) and its percentile bootstrap CI over images:
+  (mean, low, high); NaN for all three without values."""
+  v = np.asarray(values, np.float64).ravel()
+  v = v[np.isfinite(v)]
+  if v.size == 0:
+    return float('nan'), float('nan'), float('nan')
+  rng = np.random.default_rng(seed)
+  means = v[rng.integers(0, v.size, (n_boot, v.size))].mean(axis=1)
+  lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+  return float(v.mean()), float(lo), float(hi)

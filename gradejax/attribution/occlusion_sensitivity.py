@@ -3,6 +3,11 @@
 Patches of ``patch x patch`` pixels at top-left corners ``(i * stride, j * stride)`` that fit in
 the image (``ny = (H - patch) // stride + 1``, likewise ``nx``); every occluded copy of every
 image is run through the network in batches of ``chunk`` positions x B images.
+
+The hidden patch is filled as :mod:`gradejax.attribution.fills` says (``fill_mode``: a constant
+``fill``, a blurred copy, or inpainted from the patch's surroundings). :func:`occlusion_multiscale`
+combines several patch sizes (a small patch finds a small cue a large one dilutes; a large one
+finds what a small one leaves readable around its edge).
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from gradejax import nets
+from gradejax.attribution import fills
 from gradejax.attribution.common import as_targets, chunked_map, method
 
 Array = jax.Array
@@ -37,10 +43,12 @@ def _cover(n: int, size: int, patch: int, stride: int) -> Array:
 
 def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride: int,
                           fill: float | Array = DEFAULT_FILL, chunk: int = 16,
-                          unroll: int | bool | None = None) -> Array:
+                          unroll: int | bool | None = None, fill_mode: str = 'value',
+                          blur_sigma: float = 5.0) -> Array:
   """``outputs(x) - outputs(x occluded at (i, j))`` for every output unit: [B, ny, nx, K].
 
-  ``fill`` is the occluder's value (scalar or broadcastable to one image ``[H, W, C]``).
+  ``fill`` is the occluder's value (scalar or broadcastable to one image ``[H, W, C]``) when
+  ``fill_mode`` is 'value'; 'blur' / 'inpaint' use ``blur_sigma`` (pixels) instead.
   Traceable helper (not jitted itself).
   """
   b, h, w, c = images.shape
@@ -49,13 +57,12 @@ def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride
   n = ny * nx
   chunk = max(1, min(chunk, n))
   n_pad = -(-n // chunk) * chunk
-  fill = jnp.broadcast_to(jnp.asarray(fill, images.dtype), (h, w, c))
+  base = fills.prepare(images, fill, fill_mode, blur_sigma)
   clean, _ = fn(images)
 
   def run(pos):  # pos [chunk] flat positions (padded ones repeat the last and are dropped)
     masks = rows[pos // nx][:, :, None] * cols[pos % nx][:, None, :]  # [chunk, H, W]
-    m = masks[:, None, :, :, None]
-    x = images[None] * (1 - m) + fill * m
+    x = fills.apply(images, masks, base, fill_mode, blur_sigma)
     out, _ = fn(x.reshape((chunk * b, h, w, c)))
     return clean[None] - out.reshape((chunk, b, -1))
 
@@ -64,32 +71,84 @@ def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride
   return jnp.transpose(drops, (1, 0, 2)).reshape((b, ny, nx, -1))
 
 
-@method('patch', 'stride', 'chunk', 'unroll')
+_STATIC = ('patch', 'stride', 'chunk', 'unroll', 'fill_mode', 'blur_sigma')
+
+
+@method(*_STATIC)
 def occlusion_grid(fn: nets.ModelFn, images: Array, targets: Array, *, patch: int = 15,
                    stride: int = 15, fill: float | Array = DEFAULT_FILL, chunk: int = 16,
-                   unroll: int | bool | None = None) -> Array:
+                   unroll: int | bool | None = None, fill_mode: str = 'value',
+                   blur_sigma: float = 5.0) -> Array:
   """Target-score drop per occluder position, [B, ny, nx] (score units; > 0: patch helped)."""
   t = as_targets(targets, images.shape[0])
   d = occlusion_all_outputs(fn, images, patch=patch, stride=stride, fill=fill, chunk=chunk,
-                            unroll=unroll)
+                            unroll=unroll, fill_mode=fill_mode, blur_sigma=blur_sigma)
   return jnp.take_along_axis(d, t[:, None, None, None], axis=3)[..., 0]
 
 
-def grid_to_pixels(grid: Array, size: tuple[int, int], patch: int, stride: int) -> Array:
-  """[B, ny, nx] per-position values -> [B, H, W]: mean over the patches covering each pixel."""
+def grid_to_pixels(grid: Array, size: tuple[int, int], patch: int, stride: int,
+                   aggregate: str = 'mean') -> Array:
+  """[B, ny, nx] per-position values -> [B, H, W].
+
+  ``aggregate``: 'mean' (the mean over the patches covering each pixel, 0 where none does) or
+  'centre' (each pixel takes the position whose patch centre is nearest: the map peaks where
+  the single most important patch is centred, instead of averaging that patch's drop with the
+  partial covers around it -- a cue that is still read when half hidden only drops the score
+  when one patch hides all of it, and the mean dilutes that one patch 1 : (patch/stride)^2).
+  """
   ny, nx = grid.shape[1:]
+  if aggregate == 'centre':
+    at = lambda n, size: jnp.clip(jnp.round((jnp.arange(size) - (patch - 1) / 2) / stride),
+                                  0, n - 1).astype(jnp.int32)
+    return grid[:, at(ny, size[0])][:, :, at(nx, size[1])]
+  if aggregate != 'mean':
+    raise ValueError(f"aggregate must be 'mean' or 'centre', got {aggregate!r}")
   rows, cols = _cover(ny, size[0], patch, stride), _cover(nx, size[1], patch, stride)
   total = jnp.einsum('byx,yh,xw->bhw', grid, rows, cols)
   count = jnp.einsum('yh,xw->hw', rows, cols)
   return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
 
 
-@method('patch', 'stride', 'chunk', 'unroll')
+@method(*_STATIC, 'aggregate')
 def occlusion(fn: nets.ModelFn, images: Array, targets: Array, *, patch: int = 15,
               stride: int = 15, fill: float | Array = DEFAULT_FILL, chunk: int = 16,
-              unroll: int | bool | None = None) -> Array:
+              unroll: int | bool | None = None, fill_mode: str = 'value',
+              blur_sigma: float = 5.0, aggregate: str = 'mean') -> Array:
   """Occlusion map at the input resolution, [B, H, W]: each pixel gets the mean score drop of
-  the occluder positions covering it (0 where none does)."""
+  the occluder positions covering it (0 where none does), or with ``aggregate='centre'`` the
+  drop of the position centred nearest to it (:func:`grid_to_pixels`)."""
   grid = occlusion_grid.unjitted(fn, images, targets, patch=patch, stride=stride, fill=fill,
-                                 chunk=chunk, unroll=unroll)
-  return grid_to_pixels(grid, images.shape[1:3], patch, stride)
+                                 chunk=chunk, unroll=unroll, fill_mode=fill_mode,
+                                 blur_sigma=blur_sigma)
+  return grid_to_pixels(grid, images.shape[1:3], patch, stride, aggregate)
+
+
+@method('patches', 'strides', 'combine', 'chunk', 'unroll', 'fill_mode', 'blur_sigma')
+def occlusion_multiscale(fn: nets.ModelFn, images: Array, targets: Array, *,
+                         patches: tuple[int, ...] = (7, 15, 29),
+                         strides: tuple[int, ...] | None = None, combine: str = 'mean',
+                         fill: float | Array = 0.0, chunk: int = 16,
+                         unroll: int | bool | None = None, fill_mode: str = 'value',
+                         blur_sigma: float = 5.0) -> Array:
+  """Occlusion maps at several patch sizes, combined per pixel: [B, H, W].
+
+  ``strides`` default to half of each patch (rounded up), so every pixel is covered at every
+  scale. ``combine``: 'mean' (each scale's map divided by its largest |value| per image first,
+  so no scale dominates by the size of its drops) or 'max' (the largest normalised drop: a
+  pixel counts if any scale finds it). Patches larger than the image are clipped to it.
+  """
+  if combine not in ('mean', 'max'):
+    raise ValueError(f"combine must be 'mean' or 'max', got {combine!r}")
+  h, w = images.shape[1:3]
+  strides = strides or tuple(max(1, -(-p // 2)) for p in patches)
+  if len(strides) != len(patches):
+    raise ValueError(f'occlusion_multiscale: {len(patches)} patches but {len(strides)} strides')
+  maps = []
+  for p, s in zip(patches, strides):
+    p = min(p, h, w)
+    m = occlusion.unjitted(fn, images, targets, patch=p, stride=s, fill=fill, chunk=chunk,
+                           unroll=unroll, fill_mode=fill_mode, blur_sigma=blur_sigma)
+    scale = jnp.max(jnp.abs(m), axis=(1, 2), keepdims=True)
+    maps.append(m / jnp.where(scale > 0, scale, 1.0))
+  stack = jnp.stack(maps)
+  return jnp.mean(stack, axis=0) if combine == 'mean' else jnp.max(stack, axis=0)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from gradejax import nets
 from gradejax.attribution import class_activation as cam
-from gradejax.attribution import deeplift, gradients, guided, regions
+from gradejax.attribution import deeplift, gradients, guided, regions, rise, superpixels, xrai
 from gradejax.attribution import occlusion_sensitivity as occlusion
 from gradejax.attribution.common import DEFAULT_PRECISION, to_heatmap
 
@@ -62,6 +62,33 @@ def _regions(fn, images, targets, *, layer=None, precision=DEFAULT_PRECISION, **
                                   **opts)
 
 
+_FILL = ('fill', 'fill_mode', 'blur_sigma')
+_SEG = ('segments', 'n_segments', 'compactness', 'n_samples', 'chunk', 'unroll', 'kernel_width', 'ridge') + _FILL
+
+
+def _superpixels(scorer):
+  def f(fn, images, targets, *, key=None, precision=DEFAULT_PRECISION, **opts):
+    return superpixels.superpixel_ablation(fn, images, targets, key=key, scorer=scorer,
+                                           precision=precision, **opts)
+  return f
+
+
+def _xrai(fn, images, targets, *, baseline=None, key=None, layer=None,
+          precision=DEFAULT_PRECISION, base: str = 'integrated_gradients', scales=(16, 32, 64, 128),
+          **opts):
+  """XRAI over the map of registry method ``base`` (its options pass through)."""
+  if base == 'xrai' or get(base).output == 'regions':
+    raise ValueError(f'xrai: base must be a pixel-map method, got {base!r}')
+  m = get(base)
+  allowed = {k: v for k, v in opts.items() if k in m.options}
+  a = heatmap(base, fn, images, targets, baseline=baseline, key=key, layer=layer,
+              precision=precision, **allowed)
+  return xrai.xrai(a, images, scales=scales)
+
+
+_XRAI = ('base', 'scales', 'steps', 'chunk', 'unroll', 'n_samples', 'noise_level', 'n_masks',
+         'patch', 'stride') + _FILL
+
 METHODS: dict[str, Method] = {m.name: m for m in [
     _entry('saliency', gradients.saliency, 'vanilla gradient |dS/dx|, max over channels',
            reduce='abs_max', signed=False),
@@ -83,7 +110,29 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     _entry('guided_grad_cam', cam.guided_grad_cam, 'guided backprop x Grad-CAM',
            inputs=('layer',), reduce='abs_max', signed=False),
     _entry('occlusion', occlusion.occlusion, 'score drop when a patch is hidden',
-           options=('patch', 'stride', 'fill', 'chunk', 'unroll'), output='map', reduce=None),
+           options=('patch', 'stride', 'chunk', 'unroll', 'aggregate') + _FILL, output='map',
+           reduce=None),
+    _entry('occlusion_multiscale', occlusion.occlusion_multiscale,
+           'occlusion at several patch sizes, each scaled to max |drop| 1, mean or max',
+           options=('patches', 'strides', 'combine', 'chunk', 'unroll') + _FILL, output='map',
+           reduce=None),
+    _entry('rise', rise.rise, 'RISE: score-weighted random smooth masks (centred)',
+           inputs=('key',), options=('n_masks', 'cells', 'p_keep', 'chunk', 'unroll', 'centre',
+                                     'score') + _FILL, output='map', reduce=None),
+    _entry('superpixel_ablation', _superpixels('removal'),
+           'score drop when one SLIC superpixel is removed', options=_SEG, output='map',
+           reduce=None),
+    _entry('kernel_shap', _superpixels('kernel_shap'),
+           'KernelSHAP Shapley values of SLIC superpixels', inputs=('key',), options=_SEG,
+           output='map', reduce=None),
+    _entry('lime', _superpixels('lime'), 'LIME ridge fit over SLIC superpixels',
+           inputs=('key',), options=_SEG, output='map', reduce=None),
+    Method('xrai',
+           lambda fn, x, t, given, opts, precision: _xrai(
+               fn, x, t, baseline=given.get('baseline'), key=given.get('key'),
+               layer=given.get('layer'), precision=precision, **_opts(opts, _XRAI)),
+           'XRAI-style: multi-scale SLIC regions ranked by the density of a base map (IG)',
+           output='map', reduce=None, options=_XRAI),
     _entry('deeplift', deeplift.deeplift_rescale, 'DeepLIFT rescale rule vs a reference',
            inputs=('baseline',), reduce='sum'),
     Method('region_class',

@@ -118,8 +118,12 @@ def cue_draws(grades: np.ndarray, seed: int, cue_strength: float) -> np.ndarray:
   return (u < p).astype(np.int32)
 
 
+CUE_SHAPES = ('sticker', 'tag')
+
+
 def render_row(seed: int, row: int, cue: bool,
-               photo_size: tuple[int, int] = PHOTO_SIZE, cue_kind: str = 'sticker'
+               photo_size: tuple[int, int] = PHOTO_SIZE, cue_kind: str = 'sticker',
+               cue_shape: str = 'sticker'
                ) -> tuple[np.ndarray, portraits.Face, tuple[float, ...] | None]:
   """The portrait of data row ``row`` (0-based): uint8 [H, W, 3], its Face, cue box or None.
 
@@ -128,7 +132,12 @@ def render_row(seed: int, row: int, cue: bool,
   ``photo_size`` is (width, height) in pixels. ``cue_kind`` 'background' tints the
   background of a cue row; 'jpeg' draws the portrait as if there were no cue (the cue is in
   the compression, see :func:`encode_jpeg`).
+  ``cue_shape`` (for ``cue_kind`` 'sticker'): 'sticker' (a round sticker on
+  the cheekbone) or 'tag' (a square badge low on the jaw: another shape and place, drawn from
+  the cue stream after the sticker's draws, so 'sticker' workbooks are unchanged).
   """
+  if cue_shape not in CUE_SHAPES:
+    raise ValueError(f'cue_shape must be one of {", ".join(CUE_SHAPES)}; got {cue_shape!r}.')
   params = portraits.sample_params(np.random.default_rng([seed, row, _APPEARANCE]))
   cue_rng = np.random.default_rng([seed, row, _CUE])
   cue_rng.uniform()  # the presence draw of cue_draws
@@ -140,6 +149,10 @@ def render_row(seed: int, row: int, cue: bool,
     params = dict(params, bg_top=(1 - blend) * params['bg_top'] + blend * tint,
                   bg_bottom=(1 - blend) * params['bg_bottom'] + blend * tint)
   cue = cue and cue_kind == 'sticker'
+  if cue_shape == 'tag':
+    tag = portraits.sample_tag(cue_rng)
+    image, face = portraits.draw(params, None, size=photo_size, tag=tag if cue else None)
+    return image, face, (portraits.tag_box(face, tag) if cue else None)
   image, face = portraits.draw(params, sticker if cue else None, size=photo_size)
   box = portraits.sticker_box(face, sticker) if cue else None
   return image, face, box
@@ -155,7 +168,7 @@ def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0,
                         cue_strength: float = 0.0,
                         photo_size: tuple[int, int] = PHOTO_SIZE,
-                        cue_kind: str = 'sticker') -> Truth:
+                        cue_kind: str = 'sticker', cue_shape: str = 'sticker') -> Truth:
   """Writes the demo .xlsx at ``path`` and ``truth.csv`` in the same folder; returns the truth.
 
   Args:
@@ -169,6 +182,9 @@ def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0
     cue_kind: 'sticker' (the default: a sticker on the cheek), 'jpeg' (cue rows compressed
       at quality JPEG_LOW_QUALITY) or 'background' (cue rows' background tinted); the cue box
       is written only for stickers.
+    cue_shape: 'sticker' (round, on the cheekbone) or 'tag' (square, low on the jaw): the
+      second planted local cue, for checking that attribution localises a cue of another
+      shape and place (see :func:`render_row`).
 
   Returns:
     The ground truth (also written to ``truth.csv``), row r being sheet row r + 2.
@@ -192,7 +208,7 @@ def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0
     sheet_row = r + 2
     ws.cell(sheet_row, 1, int(ids[r]))
     ws.cell(sheet_row, 2, float(grades[r])).number_format = '0.00'
-    image, face, box = render_row(seed, r, bool(cues[r]), (width, height), cue_kind)
+    image, face, box = render_row(seed, r, bool(cues[r]), (width, height), cue_kind, cue_shape)
     if box is not None:
       boxes[r] = box
     eyes[r], nose[r] = face.eyes, face.nose
@@ -259,7 +275,7 @@ def main(argv: Sequence[str]) -> None:
   del argv
   f = flags.FLAGS
   truth = write_demo_workbook(f.out, n=f.n, seed=f.seed, cue_strength=f.cue_strength,
-                              cue_kind=f.cue_kind)
+                              cue_kind=f.cue_kind, cue_shape=f.cue_shape)
   fail = int((truth.grade < PASS_MARK).sum())
   print(f'wrote {f.out}: {len(truth.id)} rows ({len(truth.id) - fail} pass, {fail} fail at '
         f'{PASS_MARK}), cue on {int(truth.cue.sum())} photos (strength {f.cue_strength}); '
@@ -275,5 +291,7 @@ def command() -> None:
   flags.DEFINE_float('cue_strength', 0.0, 'planted cue strength in [0, 1]; 0 = null world')
   flags.DEFINE_enum('cue_kind', 'sticker', list(CUE_KINDS),
                     'sticker on the cheek, or a photo condition: jpeg compression, background')
+  flags.DEFINE_enum('cue_shape', 'sticker', list(CUE_SHAPES), 'the planted cue: a round '
+                    'sticker on the cheekbone or a square tag low on the jaw')
   flags.mark_flag_as_required('out')
   app.run(main)

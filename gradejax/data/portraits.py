@@ -179,6 +179,34 @@ def sticker_box(face: Face, sticker: dict) -> tuple[float, float, float, float]:
   return (x - r, y - r, x + r, y + r)
 
 
+# The second planted cue (demo_data's cue_shape='tag'): a square badge of another shape and
+# place than the sticker -- low on the jaw beside the mouth, a dark square with a light centre.
+TAG_U, TAG_V = 0.45, 0.74
+TAG_HALF = 0.11  # half side, face half-widths (the sticker is 0.125 in radius)
+TAG_INNER = 0.05
+TAG_COLOURS = np.array([[0.05, 0.05, 0.30], [0.20, 0.02, 0.02], [0.02, 0.20, 0.05]])
+
+
+def sample_tag(rng: np.random.Generator) -> dict:
+  """The second cue's look: a dark colour, which side, a small offset."""
+  return dict(colour=TAG_COLOURS[rng.integers(len(TAG_COLOURS))],
+              side=float(rng.choice([-1.0, 1.0])), du=rng.uniform(-0.03, 0.03),
+              dv=rng.uniform(-0.03, 0.03))
+
+
+def _tag_centre(tag: dict) -> tuple[float, float]:
+  return tag['side'] * (TAG_U + tag['du']), TAG_V + tag['dv']
+
+
+def tag_box(face: Face, tag: dict) -> tuple[float, float, float, float]:
+  """The painted tag's bounding box (its corners, turned with the face): x0 y0 x1 y1 px."""
+  su, sv = _tag_centre(tag)
+  su = float(yaw_u(su, face.yaw))
+  pts = [face.to_photo(su + a * TAG_HALF, sv + b * TAG_HALF) for a in (-1, 1) for b in (-1, 1)]
+  xs, ys = [q[0] for q in pts], [q[1] for q in pts]
+  return (min(xs), min(ys), max(xs), max(ys))
+
+
 def _features(fu, fn, v, p: dict, s: float, face_img: np.ndarray) -> np.ndarray:
   """Shading and features on the face skin. fu / fn: frontal u of the face / the nose [H, W]."""
   skin = np.asarray(p['skin'])
@@ -236,12 +264,14 @@ def _features(fu, fn, v, p: dict, s: float, face_img: np.ndarray) -> np.ndarray:
 
 
 def draw(p: dict, sticker: dict | None = None,
-         size: tuple[int, int] = (WIDTH, HEIGHT)) -> tuple[np.ndarray, Face]:
+         size: tuple[int, int] = (WIDTH, HEIGHT), tag: dict | None = None
+         ) -> tuple[np.ndarray, Face]:
   """Renders one portrait: uint8 [height, width, 3] RGB and where its face is.
 
   Args:
     p: appearance from :func:`sample_params` (lengths in pixels of the 260x300 reference photo).
     sticker: from :func:`sample_sticker` to paint the cue on the cheek, or None.
+    tag: from :func:`sample_tag` to paint the second cue (a square on the jaw), or None.
     size: (width, height) of the photo in pixels; the drawing scales with the height and stays
       centred horizontally.
   """
@@ -324,6 +354,12 @@ def draw(p: dict, sticker: dict | None = None,
                      soft((dist - STICKER_RADIUS - STICKER_OUTLINE) * s, 0.6))
     face_img = _over(face_img, sticker['colour'], soft((dist - STICKER_RADIUS) * s, 0.6))
     face_img = _over(face_img, np.ones(3), 0.6 * _blob(u, v, su - 0.04, sv - 0.04, 0.025, 0.025))
+  if tag is not None:  # a dark square, a light square inside it
+    tu, tv = _tag_centre(tag)
+    tu = float(yaw_u(tu, yaw))
+    cheb = np.maximum(np.abs(u - tu), np.abs(v - tv))
+    face_img = _over(face_img, tag['colour'], soft((cheb - TAG_HALF) * s, 0.5))
+    face_img = _over(face_img, np.array([0.95, 0.95, 0.9]), soft((cheb - TAG_INNER) * s, 0.5))
   img = _over(img, np.clip(face_img, 0, 1), face_a)
 
   # Hair on top: a cap over the skull down to the fringe line, and sides.

@@ -6,7 +6,9 @@
 Writes ``DIR/report/overlays/*.png`` (one per image x method), ``DIR/report/grid_*.png`` (per
 image, and all images x methods) and ``DIR/report/index.html`` (self-contained: verdict from
 ``DIR/eval/verdict.json``, per-image maps, sanity checks, deletion/insertion AUCs, localisation
-against the demo's planted cue when its truth is available, a link to ``DIR/featurevis``).
+against the demo's planted cue when its truth is available -- on the shown images and, with
+bootstrap CIs, on all cue-bearing images of the held-out fold --, ROAD, a causal check (remove
+each map's top square vs random squares), the methods ranked, a link to ``DIR/featurevis``).
 
 ``main`` only loads (``runs.load_trained``, ``dataset.load_arrays``); ``make_report`` does the
 work for any (module, variables) following gradejax.nets and any arrays in load_arrays' format.
@@ -54,6 +56,26 @@ class Options:
   faithfulness_steps: int = 10
   pointing_tolerance: float = 4.0
   truth: str | None = None  # truth.csv of the demo workbook; None: look beside the data
+  # Perturbation methods (occlusion, RISE, superpixels, the causal check): what a removed
+  # region becomes. 'inpaint' (from its surroundings) removes a small cue without painting a
+  # new object; 'value' is the constant ``fill`` (the grey occluder of earlier reports).
+  fill_mode: str = 'inpaint'
+  blur_sigma: float = 5.0  # px, for the 'blur' and 'inpaint' fills
+  rise_masks: int = 2000
+  rise_cells: int = 8
+  segments: int = 64  # SLIC superpixels (superpixel_ablation, kernel_shap, lime)
+  shap_samples: int = 256  # coalitions of KernelSHAP / LIME
+  patches: tuple[int, ...] = (8, 16, 32)  # occlusion_multiscale
+  xrai_base: str = 'integrated_gradients'
+  # Localisation over all cue-bearing images of the held-out fold (not only the shown ones).
+  localisation_set: str = 'fold'  # 'fold' (valid_fold's cue-bearing images) or 'shown'
+  valid_fold: int = 0
+  localisation_methods: Sequence[str] | None = None  # None: the report's methods
+  batch: int = 8  # images per call on the fold (bounds memory: chunk x batch per forward)
+  bootstrap: int = 1000
+  causal_size: int = 16  # px: side of the square the causal check removes
+  causal_random: int = 8  # random squares per image
+  road_fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
 
 
 def select(arrays: dict, spec: str) -> np.ndarray:
@@ -90,7 +112,14 @@ def _inputs(name: str, fn: nets.ModelFn, x, opts: Options, layer: str) -> dict[s
   """Per-method inputs and options (CAM's weights are re-derived for every fn)."""
   kw = dict(layer=layer, key=jax.random.key(opts.seed), precision=opts.precision,
             steps=opts.steps, n_samples=opts.n_samples, noise_level=opts.noise_level,
-            patch=min(opts.patch, *x.shape[1:3]), stride=opts.stride, fill=opts.fill)
+            patch=min(opts.patch, *x.shape[1:3]), stride=opts.stride, fill=opts.fill,
+            fill_mode=opts.fill_mode, blur_sigma=opts.blur_sigma, n_masks=opts.rise_masks,
+            cells=opts.rise_cells, n_segments=opts.segments, patches=opts.patches,
+            base=opts.xrai_base)
+  if name in ('kernel_shap', 'lime'):
+    kw['n_samples'] = opts.shap_samples
+  if name == 'rise':
+    kw['unroll'] = False  # 40 unrolled copies of a ResNet compile for minutes on a CPU
   if name == 'cam':
     kw['weights'] = class_activation.linear_head_weights(fn, x, opts.cam_pooled,
                                                          key=jax.random.key(opts.seed))
@@ -220,10 +249,25 @@ def make_report(workdir: str | pathlib.Path, module, variables, arrays: dict,
   pixel_methods = [m for m in maps if registry.get(m).output != 'regions']
   sections.append(_sanity_section(module, variables, x, targets, pixel_methods, opts, layer,
                                   functools.lru_cache(None)(retrain) if retrain else None))
-  sections.append(_faithfulness_section(fn, x, targets, maps, pixel_methods, opts,
-                                        outputs.shape[1]))
+  faith = faithfulness_rows(fn, x, targets, maps, pixel_methods, opts, outputs.shape[1])
+  sections.append(_faithfulness_section(faith, opts, outputs.shape[1]))
   masks, note = cue_masks(data_dir, ids, x.shape[1], opts.truth, cue_mask_fn)
   sections.append(_localisation_section(maps, pixel_methods, ids, masks, note, opts))
+  loc_methods = [m for m in (opts.localisation_methods or pixel_methods)
+                 if registry.get(m).output != 'regions']
+  fx, fm, fnote = localisation_images(arrays, data_dir, opts, cue_mask_fn, x.shape[1], idx)
+  loc_rows, causal = [], None
+  if fm is not None and loc_methods:
+    ft = predicted(fn, fx, opts.batch)
+    fmaps = {m: fold_maps(m, fn, fx, ft, opts, layer) for m in loc_methods}
+    loc_rows = localisation_rows(fmaps, fm, opts)
+    causal = causal_rows(fn, fx, ft, fmaps, opts, fm)
+  elif loc_methods:
+    causal = causal_rows(fn, x, targets, {m: maps[m] for m in loc_methods if m in maps}, opts)
+  sections.append(_fold_localisation_section(loc_rows, fnote, fm, opts))
+  if causal is not None:
+    sections.append(_causal_section(causal, opts))
+  sections.append(_ranking_section(loc_rows, faith))
   fv = workdir / 'featurevis' / 'index.html'
   sections.append(document.Section(
       'Feature visualisation',
@@ -264,7 +308,11 @@ def _methods_section(opts, maps, skipped, layer) -> document.Section:
   return document.Section('Methods', [
       f'Matmul/convolution precision: {opts.precision}. Integrated gradients: {opts.steps} '
       f'steps from black; SmoothGrad: {opts.n_samples} samples at noise {opts.noise_level}; '
-      f'occlusion: {opts.patch} px patches, stride {opts.stride}, fill {opts.fill:g}.'],
+      f'occlusion: {opts.patch} px patches, stride {opts.stride}; perturbation methods fill '
+      f'what they remove with: {opts.fill_mode}'
+      + (f' {opts.fill:g}' if opts.fill_mode == 'value' else f' (sigma {opts.blur_sigma:g} px)')
+      + f'; RISE: {opts.rise_masks} masks, {opts.rise_cells} cells; superpixels: SLIC '
+      f'{opts.segments} segments, {opts.shap_samples} KernelSHAP/LIME coalitions.'],
       [document.Table(('method', 'what', 'layer', 'status'), rows)])
 
 
@@ -311,7 +359,9 @@ def _sanity_section(module, variables, x, targets, methods, opts, layer, retrain
       ('method', 'randomised so far', 'Spearman', 'Spearman |map|', 'SSIM', 'flagged'), rows)])
 
 
-def _faithfulness_section(fn, x, targets, maps, methods, opts, classes) -> document.Section:
+def faithfulness_rows(fn, x, targets, maps, methods, opts, classes) -> list[tuple]:
+  """Per method: (name, deletion AUC, insertion AUC, insertion - deletion, ROAD MoRF AUC,
+  ROAD LeRF AUC, LeRF - MoRF), means over the images."""
   score = 'softmax' if classes > 1 else 'logit'
   rows = []
   for m in methods:
@@ -320,13 +370,186 @@ def _faithfulness_section(fn, x, targets, maps, methods, opts, classes) -> docum
       c = faithfulness.curve(fn, x, targets, maps[m], mode=mode, steps=opts.faithfulness_steps,
                              score=score, precision=opts.precision)
       aucs.append(float(np.mean(faithfulness.auc(c))))
-    rows.append((m, aucs[0], aucs[1], aucs[1] - aucs[0]))
+    for order in ('morf', 'lerf'):
+      c = faithfulness.road(fn, x, targets, maps[m], jax.random.key(opts.seed), order=order,
+                            fractions=tuple(opts.road_fractions), score=score,
+                            precision=opts.precision)
+      aucs.append(float(np.mean(faithfulness.road_auc(c, tuple(opts.road_fractions)))))
+    rows.append((m, aucs[0], aucs[1], aucs[1] - aucs[0], aucs[2], aucs[3], aucs[3] - aucs[2]))
+  return rows
+
+
+def _faithfulness_section(rows, opts, classes) -> document.Section:
+  score = 'softmax' if classes > 1 else 'logit'
+  fr = ', '.join(f'{f:g}' for f in opts.road_fractions)
   return document.Section('Faithfulness', [
       f'Deletion: the most-attributed pixels are set to black, {opts.faithfulness_steps} steps; '
       f'insertion: they are restored onto a blurred copy. Area under the {score} score of the '
       f'predicted class, mean over images: lower deletion and higher insertion AUC = more '
-      f'faithful.'], [document.Table(('method', 'deletion AUC', 'insertion AUC',
-                                    'insertion - deletion'), rows)])
+      f'faithful.',
+      f'ROAD (Rong et al. 2022, remove and debias): the fractions {fr} of the pixels are '
+      f'removed, most relevant first (MoRF; lower AUC = more faithful) or least relevant first '
+      f'(LeRF; higher = more faithful), and imputed from their neighbours (noisy linear '
+      f'imputation), so that the removal\'s shape does not leak the ranking to the model.'],
+      [document.Table(('method', 'deletion AUC', 'insertion AUC', 'insertion - deletion',
+                       'ROAD MoRF AUC', 'ROAD LeRF AUC', 'LeRF - MoRF'), rows)])
+
+
+def predicted(fn, x: np.ndarray, batch: int) -> np.ndarray:
+  """The predicted class per image, int32 [B], ``batch`` images per call."""
+  if isinstance(fn, nets.Bound):  # params as a traced pytree: one compile
+    forward = functools.partial(jax.jit(lambda f, xb: f(xb)[0]), fn)
+  else:
+    forward = jax.jit(lambda xb: fn(xb)[0])
+  return np.concatenate([np.argmax(np.asarray(forward(x[i:i + batch])), axis=1)
+                         for i in range(0, len(x), batch)]).astype(np.int32)
+
+
+def fold_maps(name: str, fn, x: np.ndarray, targets: np.ndarray, opts: Options, layer: str
+              ) -> np.ndarray:
+  """[B, H, W] maps of method ``name``, ``opts.batch`` images per call (same options as the
+  per-image maps)."""
+  out = []
+  for i in range(0, len(x), opts.batch):
+    xb = x[i:i + opts.batch]
+    out.append(np.asarray(registry.heatmap(name, fn, xb, targets[i:i + opts.batch],
+                                           **_inputs(name, fn, xb, opts, layer))))
+  return np.concatenate(out)
+
+
+def localisation_images(arrays: dict, data_dir, opts: Options, cue_mask_fn, size: int,
+                        shown: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+  """The images localisation is measured on and their cue masks: all cue-bearing images of
+  the held-out fold (``opts.localisation_set == 'fold'``; the shown ones when the data has no
+  folds) -> (images float [N, H, W, 3], masks bool [N, H, W], note); (None, None, why)."""
+  use_fold = opts.localisation_set == 'fold' and 'fold' in arrays and opts.valid_fold >= 0
+  pool = (np.nonzero(np.asarray(arrays['fold']) == opts.valid_fold)[0] if use_fold
+          else np.asarray(shown))
+  ids = [str(arrays['id'][i]) for i in pool]
+  masks, note = cue_masks(data_dir, ids, size, opts.truth, cue_mask_fn)
+  if not masks:
+    return None, None, note
+  keep = [k for k, i in enumerate(ids) if i in masks]
+  x = np.asarray(arrays['images'])[pool[keep]].astype(np.float32) / 255.0
+  where = (f'all {len(keep)} cue-bearing images of the held-out fold {opts.valid_fold} '
+           f'({len(pool)} images in the fold)' if use_fold else
+           f'the {len(keep)} cue-bearing images among the shown ones')
+  return x, np.stack([masks[ids[k]] for k in keep]), f'{note} Measured on {where}.'
+
+
+def localisation_rows(maps: dict[str, np.ndarray], masks: np.ndarray, opts: Options
+                      ) -> list[dict]:
+  """Per method: mean and bootstrap CI over images of mass inside, pointing game and
+  relevance-rank accuracy, best first (pointing game, then mass inside)."""
+  area = float(masks.mean())
+  rows = []
+  for k, (m, h) in enumerate(maps.items()):
+    ci = lambda v, j: localisation.bootstrap_ci(v, opts.bootstrap, seed=opts.seed + j)
+    r = dict(method=m, images=len(h), area=area,
+             mass=ci(localisation.mass_inside(h, masks), 0),
+             pointing=ci(localisation.pointing_game(h, masks, opts.pointing_tolerance), 1),
+             rank=ci(localisation.relevance_rank_accuracy(h, masks), 2))
+    r['meets'] = r['pointing'][0] >= 0.8 and r['mass'][0] >= 10 * area
+    rows.append(r)
+  return sorted(rows, key=lambda r: (-np.nan_to_num(r['pointing'][0], nan=-1),
+                                     -np.nan_to_num(r['mass'][0], nan=-1)))
+
+
+def _top_square(h: np.ndarray, k: int) -> tuple[int, int]:
+  """Top-left corner of the k x k window with the largest summed map value."""
+  c = np.pad(np.cumsum(np.cumsum(np.asarray(h, np.float64), 0), 1), ((1, 0), (1, 0)))
+  sums = c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
+  return np.unravel_index(np.argmax(sums), sums.shape)
+
+
+def causal_rows(fn, x: np.ndarray, targets: np.ndarray, maps: dict[str, np.ndarray],
+                opts: Options, cue: np.ndarray | None = None) -> list[tuple]:
+  """The causal check: per method, the drop of the predicted class's score (logit) when the
+  map's top ``causal_size`` square is removed (``opts.fill_mode``), beside the mean drop over
+  ``causal_random`` random squares of the same size, each with a bootstrap CI over images;
+  with ``cue`` masks, a first row removes the cue itself (dilated by 2 px)."""
+  b, h, w = x.shape[:3]
+  k = min(opts.causal_size, h, w)
+  rng = np.random.default_rng(opts.seed)
+  corners = rng.integers(0, [h - k + 1, w - k + 1], size=(opts.causal_random, b, 2))
+  square = lambda y0, x0: np.pad(np.ones((k, k), np.float32), ((y0, h - k - y0), (x0, w - k - x0)))
+  rand = np.stack([[square(*corners[r, i]) for i in range(b)] for r in range(opts.causal_random)])
+
+  def drops(removed):  # removed [R, B, H, W] -> drop per image, mean over R: [B]
+    return np.concatenate([np.asarray(faithfulness.removal_drop(
+        fn, x[i:i + opts.batch], targets[i:i + opts.batch], removed[:, i:i + opts.batch],
+        fill=opts.fill, fill_mode=opts.fill_mode, blur_sigma=opts.blur_sigma,
+        precision=opts.precision)).mean(axis=0) for i in range(0, b, opts.batch)])
+
+  ci = lambda v: localisation.bootstrap_ci(v, opts.bootstrap, seed=opts.seed)
+  random_drop = drops(rand)
+  rows = []
+  if cue is not None:
+    import scipy.ndimage
+    grown = np.stack([scipy.ndimage.binary_dilation(c, iterations=2) for c in cue])
+    rows.append(('(the planted cue itself)', ci(drops(grown[None].astype(np.float32))),
+                 ci(random_drop), int(round(grown.sum(axis=(1, 2)).mean()))))
+  for m, hm in maps.items():
+    tops = np.stack([square(*_top_square(hm[i], k)) for i in range(b)])
+    rows.append((m, ci(drops(tops[None])), ci(random_drop), k * k))
+  return rows
+
+
+def _fmt_ci(c) -> str:
+  return f'{c[0]:.3f} [{c[1]:.3f}, {c[2]:.3f}]'
+
+
+def _fold_localisation_section(rows, note, masks, opts) -> document.Section:
+  title = 'Localisation over the held-out fold'
+  if not rows:
+    return document.Section(title, [note if masks is None else
+                                    'No pixel-map method to measure.'])
+  area = rows[0]['area']
+  table = [(r['method'], r['images'], _fmt_ci(r['mass']), f'{r["mass"][0] / area:.1f}x',
+            _fmt_ci(r['pointing']), _fmt_ci(r['rank']), 'yes' if r['meets'] else 'no')
+           for r in rows]
+  return document.Section(title, [
+      note, f'Mean over images with a 95% percentile bootstrap CI ({opts.bootstrap} resamples '
+      f'of the images). Mass inside: share of positive attribution inside the cue region (a '
+      f'uniform map scores its area share, {area:.4f}; "x uniform" divides by it). Pointing '
+      f'game: the map\'s maximum within {opts.pointing_tolerance:g} px of the region. Rank '
+      f'accuracy: share of the map\'s top-|cue| pixels inside the cue. Target: pointing game '
+      f'>= 0.8 and mass inside >= 10x uniform. Best first.'],
+      [document.Table(('method', 'images', 'mass inside [95% CI]', 'x uniform',
+                       'pointing game [95% CI]', 'rank accuracy [95% CI]', 'meets target'),
+                      table)])
+
+
+def _causal_section(rows, opts) -> document.Section:
+  table = [(m, _fmt_ci(top), _fmt_ci(rand), top[0] - rand[0], area)
+           for m, top, rand, area in rows]
+  return document.Section('Causal check: removing what the map points at', [
+      f'For each map, the {opts.causal_size} x {opts.causal_size} px square with the most '
+      f'attribution is removed ({opts.fill_mode} fill) and the drop of the predicted class\'s '
+      f'logit is read, beside the mean drop over {opts.causal_random} random squares of the '
+      f'same size per image (95% bootstrap CI over images). A map that points at what the '
+      f'network uses drops the score far more than a random region does.'],
+      [document.Table(('region removed', 'score drop [95% CI]',
+                       'random region drop [95% CI]', 'difference', 'pixels'), table)])
+
+
+def _ranking_section(loc_rows, faith) -> document.Section:
+  if loc_rows:
+    best = loc_rows[0]
+    text = [f'Ranked by measured localisation of the planted cue (pointing game, then mass '
+            f'inside; table above). Best: {best["method"]}, pointing game '
+            f'{_fmt_ci(best["pointing"])}, mass inside {_fmt_ci(best["mass"])} '
+            f'({best["mass"][0] / best["area"]:.1f}x uniform).']
+    order = [r['method'] for r in loc_rows]
+  else:
+    ranked = sorted(faith, key=lambda r: -(r[3] + r[6]))
+    order = [r[0] for r in ranked]
+    text = ['No ground truth for localisation: ranked by faithfulness (insertion - deletion '
+            'plus ROAD LeRF - MoRF, higher first).'] + (
+                [f'Best: {order[0]}.'] if order else [])
+  return document.Section('Methods ranked', text + [
+      'Order: ' + ', '.join(f'{i + 1}. {m}' for i, m in enumerate(order)) + '.'] if order
+      else text)
 
 
 def _localisation_section(maps, methods, ids, masks, note, opts) -> document.Section:
@@ -362,7 +585,8 @@ def main(argv: Sequence[str]) -> None:
                  images=f.images, layer=f.layer, precision=f.precision, seed=f.seed,
                  steps=f.steps, n_samples=f.n_samples, patch=f.patch, stride=f.stride,
                  fill=f.fill,
-                 sanity_images=f.sanity_images, truth=f.truth, cam_pooled=f.cam_pooled)
+                 sanity_images=f.sanity_images, truth=f.truth, cam_pooled=f.cam_pooled,
+                 **perturbation_options(f, config))
   if multi_host and f.label_randomization:
     # Re-training saves orbax checkpoints, a collective of every process, while only process 0
     # runs the checks: it would wait for the others forever.
@@ -372,6 +596,36 @@ def main(argv: Sequence[str]) -> None:
                      if f.label_randomization and not multi_host else None)
   if distributed.is_main():
     print(f'wrote {path} (a local file with students\' photos: do not share it)')
+
+
+def perturbation_options(f, config) -> dict[str, Any]:
+  """Options of the perturbation, localisation and causal-check flags (and the run's held-out
+  fold from its config)."""
+  split = lambda v: tuple(m.strip() for m in v.split(',') if m.strip())
+  return dict(fill_mode=f.fill_mode, blur_sigma=f.blur_sigma, rise_masks=f.rise_masks,
+              rise_cells=f.rise_cells, segments=f.segments, shap_samples=f.shap_samples,
+              localisation_set=f.localisation_set,
+              localisation_methods=split(f.localisation_methods) or None,
+              valid_fold=int(config.get('valid_fold', 0)), batch=f.batch,
+              bootstrap=f.bootstrap, causal_size=f.causal_size)
+
+
+def _define_perturbation_flags() -> None:
+  flags.DEFINE_enum('fill_mode', 'inpaint', ['inpaint', 'blur', 'value'],
+                    'what perturbation methods put where they remove pixels: inpainted from '
+                    'the surroundings, a blurred copy, or the constant --fill')
+  flags.DEFINE_float('blur_sigma', 5.0, 'Gaussian sigma (px) of the blur and inpaint fills')
+  flags.DEFINE_integer('rise_masks', 2000, 'RISE random masks')
+  flags.DEFINE_integer('rise_cells', 8, 'RISE grid cells per side')
+  flags.DEFINE_integer('segments', 64, 'SLIC superpixels (superpixel_ablation, kernel_shap, lime)')
+  flags.DEFINE_integer('shap_samples', 256, 'coalitions for kernel_shap / lime')
+  flags.DEFINE_enum('localisation_set', 'fold', ['fold', 'shown'], 'localisation over all '
+                    'cue-bearing images of the held-out fold, or over the shown images only')
+  flags.DEFINE_string('localisation_methods', '', 'methods measured on the held-out fold '
+                      '(default: --methods)')
+  flags.DEFINE_integer('batch', 8, 'images per call for the held-out-fold maps')
+  flags.DEFINE_integer('bootstrap', 1000, 'bootstrap resamples for the localisation CIs')
+  flags.DEFINE_integer('causal_size', 16, 'side (px) of the square the causal check removes')
 
 
 def _define_flags() -> None:
@@ -396,6 +650,7 @@ def _define_flags() -> None:
   flags.DEFINE_boolean('label_randomization', True, 're-train the head on shuffled labels for '
                        'the label-randomisation sanity check')
   flags.DEFINE_string('truth', None, 'truth.csv of a demo workbook (default: beside the data)')
+  _define_perturbation_flags()
 
 
 def command() -> None:
