@@ -189,7 +189,8 @@ def test_report_flags_a_failed_sanity_check_and_keeps_deletion_and_insertion_apa
   want = [float(np.mean(faithfulness.auc(faithfulness.curve(fn, x, t, heat, mode=m, steps=4))))
           for m in ('deletion', 'insertion')]
   assert abs(want[0] - want[1]) > 0.01  # far enough apart for a swap to show
+  # Faithfulness row: deletion AUC, insertion AUC, their difference, then the ROAD columns.
   row = re.search(r'<td class="text">saliency</td><td>([0-9.-]+)</td><td>([0-9.-]+)</td>'
-                  r'<td>([0-9.e-]+)</td></tr>', text)
+                  r'<td>([0-9.e-]+)</td>(<td>[0-9.e-]+</td>){3}</tr>', text)
   assert row, 'no faithfulness row'
   np.testing.assert_allclose([float(row.group(1)), float(row.group(2))], want, atol=2e-3)

@@ -187,7 +187,8 @@ def test_verdict_section_quotes_first_then_figures_and_folds_the_json(evaluated)
   after = p.events[p.events.index('h2') + 2:]  # after the h2 and its text
   first = after[0][len('text:'):]
   assert first == verdict.quotable(v)
-  assert first.startswith('Grades were predictable') and 'cross-validated ROC AUC' in first
+  assert v['answer'] == 'faces predict grades'  # the fixture's world has a face-local cue
+  assert first.startswith('Faces predict grades: cross-validated ROC AUC')
   assert f'{v["cv_score"]:.2f}' in first and 'p < 0.001' not in first  # p >= 1/51 here
   assert f'p = {v["p_value"]:.3f}' in first
   assert after.index('svg') > 0 and after.count('svg') == 4  # null, ROC, confusion, baselines
@@ -212,3 +213,22 @@ def test_verdict_section_without_arrays_or_baselines_still_renders(tmp_path):
                        'cross-validated MCC 0.01, permutation test p = 0.46.')
   assert not s.charts
   assert 'run the evaluation' in verdict.section(tmp_path / 'none').paragraphs[0]
+
+
+def test_quotable_names_the_explaining_baselines_and_the_power_of_a_null_answer():
+  base = dict(metric='roc_auc', cv_score=0.951, ci95=[0.93, 0.97], chance=0.5, p_value=0.001,
+              num_permutations=1000, num_examples=430, folds=5, repeats=1)
+  conditions = dict(base, answer='photos predict grades through photo conditions',
+                    predictable=True, explained_by=['image_quality'],
+                    baselines={'image_quality': {'cv_score': 0.9996, 'ci95': [1.0, 1.0]},
+                               'background': {'cv_score': 0.51}})
+  text = verdict.quotable(conditions)
+  assert text.startswith('Photos predict grades through photo conditions: cross-validated ROC '
+                         'AUC 0.95')
+  assert 'explained by image quality 1.00' in text and 'background' not in text
+  null = dict(base, answer='not distinguishable from chance', predictable=False, cv_score=0.47,
+              p_value=0.81, power={'power': 0.8, 'min_detectable_auc': 0.5843})
+  text = verdict.quotable(null)
+  assert 'smallest ROC AUC detectable with 80% power 0.58' in text
+  # Power is only quoted beside a null answer.
+  assert 'detectable' not in verdict.quotable(dict(null, predictable=True))

@@ -303,7 +303,7 @@ def test_tensorboard_evaluation_scalars_and_verdict_text(data_dir, full_run, tmp
   (event,) = acc.Tensors('eval/verdict/text_summary')
   text = tensor_util.make_ndarray(event.tensor_proto).item().decode()
   txt = (tmp_path / 'eval' / 'verdict.txt').read_text().splitlines()
-  assert [line.strip() for line in text.splitlines()] == txt
+  assert [line.strip() for line in text.splitlines()] == [line.strip() for line in txt]
   assert metrics['verdict']['cv_score'] == v['cv_score']
 
 

@@ -69,6 +69,18 @@ def quotable(v: dict[str, Any]) -> str:
   if isinstance(v.get('folds'), int):
     tail.append(f'{v["folds"]}-fold CV' + (f' x {v["repeats"]}' if isinstance(v.get('repeats'),
                                                                             int) else ''))
+  # What the three-way answer rests on: the baselines that explain the signal, or what a null
+  # answer could have seen.
+  explained = [b for b in v.get('explained_by') or [] if b in (v.get('baselines') or {})]
+  if explained:
+    named = [f'{b.replace("_", " ")} {_num(_score(v["baselines"][b])):.2f}' for b in explained
+             if _num(_score(v['baselines'][b])) is not None]
+    if named:
+      parts.append('explained by ' + ', '.join(named))
+  pw = v.get('power') if isinstance(v.get('power'), dict) else None
+  if pw and v.get('predictable') is False and _num(pw.get('min_detectable_auc')) is not None:
+    parts.append(f'smallest ROC AUC detectable with {float(pw.get("power", 0.8)):.0%} power '
+                 f'{float(pw["min_detectable_auc"]):.2f}')
   text = opening + (': ' + ', '.join(parts) if parts else '')
   return text + ('; ' + ', '.join(tail) if tail else '') + '.'
 
