@@ -21,7 +21,7 @@ import optax
 
 from gradejax.data import labels
 from gradejax.nets import classifier
-from gradejax import stats
+from gradejax import batching, stats
 from gradejax.training import input_pipeline
 
 Array = jax.Array
@@ -188,15 +188,9 @@ def permutation_scores(h: CVHead, x: np.ndarray, y: np.ndarray, folds: np.ndarra
   perms = permutations(len(y), num_permutations, seed, groups)
   k = int(folds.max()) + 1
   x, folds_j = jnp.asarray(x), jnp.asarray(folds)
-  out = []
-  for s in range(0, num_permutations, chunk):
-    p = perms[s:s + chunk]
-    real = len(p)
-    if real < chunk:
-      p = np.concatenate([p, np.repeat(p[-1:], chunk - real, axis=0)])
-    ys = jnp.asarray(np.asarray(y)[p])
-    out.append(np.asarray(_scores_of_labels(h, x, ys, folds_j, key, k))[:real])
-  return np.concatenate(out)
+  y = np.asarray(y)
+  return batching.map_batches(
+      lambda p: _scores_of_labels(h, x, jnp.asarray(y[p]), folds_j, key, k), perms, chunk)
 
 
 def p_value(observed_score: float, null: np.ndarray) -> float:
@@ -345,16 +339,12 @@ def ridge_permutation_scores(metric: str, x: np.ndarray, y: np.ndarray, folds: n
   :func:`permutations`, the same for every feature set); ``chunk`` per compiled call."""
   k = int(folds.max()) + 1
   x_j, f_j = jnp.asarray(x, jnp.float32), jnp.asarray(folds)
-  out = []
-  for s in range(0, len(perms), chunk):
-    p = perms[s:s + chunk]
-    real = len(p)
-    if real < chunk:
-      p = np.concatenate([p, np.repeat(p[-1:], chunk - real, axis=0)])
-    out.append(np.asarray(_ridge_label_scores(metric, num_classes, x_j,
-                                              jnp.asarray(np.asarray(y)[p]), f_j, ridge,
-                                              k))[:real])
-  return np.concatenate(out) if out else np.zeros(0)
+  if len(perms) == 0:
+    return np.zeros(0)
+  y = np.asarray(y)
+  return batching.map_batches(
+      lambda p: _ridge_label_scores(metric, num_classes, x_j, jnp.asarray(y[p]), f_j, ridge, k),
+      perms, chunk)
 
 
 @functools.partial(jax.jit, static_argnames=('metric', 'num_classes', 'k'))
@@ -406,12 +396,7 @@ def fast_bootstrap(metric: str, y: np.ndarray, oof: np.ndarray, num_classes: int
   rng = np.random.default_rng(seed)
   idx = rng.integers(0, len(y), size=(n, len(y)))
   y_j, oof_j = jnp.asarray(y), jnp.asarray(oof)
-  out = []
-  for s in range(0, n, chunk):
-    i = idx[s:s + chunk]
-    real = len(i)
-    if real < chunk:
-      i = np.concatenate([i, np.repeat(i[-1:], chunk - real, axis=0)])
-    out.append(np.asarray(_resampled_scores(metric, num_classes, y_j, oof_j,
-                                            jnp.asarray(i)))[:real])
-  return np.concatenate(out) if out else np.zeros(0)
+  if n == 0:
+    return np.zeros(0)
+  return batching.map_batches(
+      lambda i: _resampled_scores(metric, num_classes, y_j, oof_j, jnp.asarray(i)), idx, chunk)
