@@ -17,6 +17,7 @@ one jitted program run on all hosts, each process feeding and holding only its o
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -24,6 +25,9 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from gradejax import options
+from gradejax.options import option
 
 ENV_COORDINATOR = 'GRADEJAX_COORDINATOR'
 ENV_NUM_PROCESSES = 'GRADEJAX_NUM_PROCESSES'
@@ -33,21 +37,24 @@ ENV_AUTO = 'GRADEJAX_JAX_INIT'
 _started = [False]
 
 
+@dataclasses.dataclass(frozen=True)
+class HostOptions:
+  """The commands' multi-host flags (gradejax.options), read by :func:`initialize_from_flags`."""
+  coordinator: str | None = option(None, f'host:port of process 0 for a multi-host run (or '
+                                   f'${ENV_COORDINATOR}; ${ENV_AUTO}=1 lets JAX find the cluster)')
+  num_processes: int | None = option(None, f'processes in a multi-host run (or '
+                                     f'${ENV_NUM_PROCESSES})')
+  process_id: int | None = option(None, f'this process, 0..num_processes-1 (or '
+                                  f'${ENV_PROCESS_ID})')
+
+
 def define_flags() -> None:
-  """The commands' multi-host flags (absl), read by :func:`initialize_from_flags`."""
-  from absl import flags
-  flags.DEFINE_string('coordinator', None, 'host:port of process 0 for a multi-host run (or '
-                      f'${ENV_COORDINATOR}; ${ENV_AUTO}=1 lets JAX find the cluster)')
-  flags.DEFINE_integer('num_processes', None, f'processes in a multi-host run (or '
-                       f'${ENV_NUM_PROCESSES})')
-  flags.DEFINE_integer('process_id', None, f'this process, 0..num_processes-1 (or '
-                       f'${ENV_PROCESS_ID})')
+  options.define_flags(HostOptions)
 
 
 def initialize_from_flags() -> bool:
-  from absl import flags
-  f = flags.FLAGS
-  return initialize(f.coordinator, f.num_processes, f.process_id)
+  o = options.from_flags(HostOptions)
+  return initialize(o.coordinator, o.num_processes, o.process_id)
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None,

@@ -43,7 +43,9 @@ from openpyxl.drawing.image import Image as XlImage
 from PIL import Image
 from scipy import stats
 
+from gradejax import options as optlib
 from gradejax.data import portraits
+from gradejax.options import default_of, option
 
 GRADE_MEDIAN = 4.75
 # Chosen so that about 7% fail (grade < 4.0): ~30 of 430, like the school's cohort.
@@ -270,10 +272,25 @@ def cue_mask_in_chip(box: Sequence[float] | str, chip_affine: np.ndarray | Seque
           (pts[..., 1] >= lo_y) & (pts[..., 1] <= hi_y))
 
 
+@dataclasses.dataclass(frozen=True)
+class Command:
+  """The ``demo_data`` command's options (defaults: :func:`write_demo_workbook`'s)."""
+  out: str | None = option(None, 'the .xlsx to write (truth.csv goes beside it)', required=True)
+  n: int = option(default_of(write_demo_workbook, 'n'), 'rows (students)')
+  seed: int = option(default_of(write_demo_workbook, 'seed'), 'seed: same seed, same workbook')
+  cue_strength: float = option(default_of(write_demo_workbook, 'cue_strength'),
+                               'planted cue strength in [0, 1]; 0 = null world')
+  cue_kind: str = option(default_of(write_demo_workbook, 'cue_kind'), 'sticker on the cheek, '
+                         'or a photo condition: jpeg compression, background',
+                         choices=tuple(CUE_KINDS))
+  cue_shape: str = option(default_of(write_demo_workbook, 'cue_shape'), 'the planted cue: a '
+                          'round sticker on the cheekbone or a square tag low on the jaw',
+                          choices=tuple(CUE_SHAPES))
+
+
 def main(argv: Sequence[str]) -> None:
-  from absl import flags
   del argv
-  f = flags.FLAGS
+  f = optlib.from_flags(Command)
   truth = write_demo_workbook(f.out, n=f.n, seed=f.seed, cue_strength=f.cue_strength,
                               cue_kind=f.cue_kind, cue_shape=f.cue_shape)
   fail = int((truth.grade < PASS_MARK).sum())
@@ -284,14 +301,6 @@ def main(argv: Sequence[str]) -> None:
 
 def command() -> None:
   """The ``gradejax.demo_data`` command: defines its flags, parses argv, runs :func:`main`."""
-  from absl import app, flags
-  flags.DEFINE_string('out', None, 'the .xlsx to write (truth.csv goes beside it)')
-  flags.DEFINE_integer('n', 430, 'rows (students)')
-  flags.DEFINE_integer('seed', 0, 'seed: same seed, same workbook')
-  flags.DEFINE_float('cue_strength', 0.0, 'planted cue strength in [0, 1]; 0 = null world')
-  flags.DEFINE_enum('cue_kind', 'sticker', list(CUE_KINDS),
-                    'sticker on the cheek, or a photo condition: jpeg compression, background')
-  flags.DEFINE_enum('cue_shape', 'sticker', list(CUE_SHAPES), 'the planted cue: a round '
-                    'sticker on the cheekbone or a square tag low on the jaw')
-  flags.mark_flag_as_required('out')
+  from absl import app
+  optlib.define_flags(Command)
   app.run(main)

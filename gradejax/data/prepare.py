@@ -32,6 +32,8 @@ import numpy as np
 from gradejax.data import (faces, folder_input, images, labels, manifest, parallel,
                            photo_quality, workbook)
 from gradejax.data.manifest import Entry
+from gradejax.options import option
+from gradejax import options as optlib
 
 Progress = Callable[[int, int], None]
 
@@ -40,32 +42,50 @@ class OutputExistsError(FileExistsError):
   """``--out`` exists and ``--overwrite`` was not given."""
 
 
+def _pivot(value: str | float) -> float | str:
+  """--pivot: a grade (float) or 'median'."""
+  if isinstance(value, str) and value.strip().lower() == 'median':
+    return 'median'
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    raise ValueError(f'--pivot must be a grade such as 4.0, or "median"; got {value!r}') from None
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
-  """Everything ``prepare`` needs besides the two paths (the CLI flags, one to one)."""
-  sheet: str | None = None
-  id_column: str | None = None
-  grade_column: str | None = None
-  photo_column: str | None = None
-  group_column: str | None = None  # cohort / photo session / photographer (optional)
-  grade_min: float = 1.0
-  grade_max: float = 6.0
-  pivot: float | str = 4.0  # a grade, or 'median'
-  bins: int | None = None  # n quantile bins instead of a pivot
-  detector: str = 'hog'
-  upsample: int = 1
-  chip_size: int = 150
-  padding: float = 0.25
-  min_side: int = images.DEFAULT_MIN_SIDE
-  no_face: str = 'skip'
-  multi_face: str = 'best'
-  multi_face_min_score: float = 0.5
-  detect_max_side: int = 1024
-  duplicates: str = 'first'  # 'first': keep the first row of an id; 'all': skip every copy
-  hidden_rows: str = 'use'  # rows hidden in the workbook: 'use' (and report them) or 'skip'
-  folds: int = 5
-  seed: int = 0
-  overwrite: bool = False
+  """Everything ``prepare`` needs besides the paths: the source of its flags (gradejax.options)."""
+  sheet: str | None = option(None, 'Sheet name (default: first sheet with id+grade columns).')
+  id_column: str | None = option(None, 'Header (or column letter) of the anonymous ids.')
+  grade_column: str | None = option(None, 'Header (or column letter) of the grades.')
+  photo_column: str | None = option(None, 'Header (or column letter) of the photos.')
+  group_column: str | None = option(
+      None, 'Header (or letter) of an optional group column (cohort, photo session, '
+      'photographer): CV folds and permutations then respect groups.')
+  grade_min: float = option(1.0, 'Lowest valid grade.')
+  grade_max: float = option(6.0, 'Highest valid grade.')
+  pivot: float | str = option(4.0, 'Class boundary: a grade (4.0 = pass) or "median".',
+                              parse=_pivot)
+  bins: int | None = option(None, 'n quantile classes instead of a pivot.')
+  detector: str = option('hog', 'dlib face detector.', choices=('hog', 'cnn'))
+  upsample: int = option(1, 'Detector upsampling (finds smaller faces, slower).')
+  chip_size: int = option(150, 'Chip side in pixels (150 for the dlib ResNet).')
+  padding: float = option(0.25, 'dlib chip padding.')
+  min_side: int = option(images.DEFAULT_MIN_SIDE, 'Smallest photo side accepted, px.')
+  no_face: str = option('skip', 'Photo without a face: skip or centre crop.',
+                        choices=('skip', 'centre'))
+  multi_face: str = option('best', 'Photo with several faces.',
+                           choices=('best', 'largest', 'skip'))
+  multi_face_min_score: float = option(
+      0.5, 'Weaker detections do not count as another face for --multi_face=skip.')
+  detect_max_side: int = option(1024, 'Search larger photos downscaled to this side.')
+  duplicates: str = option('first', 'Repeated id: keep the first row (first) or skip every '
+                           'copy (all).', choices=('first', 'all'))
+  hidden_rows: str = option('use', 'Rows hidden in the workbook: use them (reported) or skip '
+                            'them.', choices=('use', 'skip'))
+  folds: int = option(5, 'Stratified cross-validation folds.')
+  seed: int = option(0, 'Seed of the fold assignment.')
+  overwrite: bool = option(False, 'Replace an existing --out (atomically).')
 
   def face_options(self) -> faces.FaceOptions:
     return faces.FaceOptions(self.detector, self.upsample, self.chip_size, self.padding,
@@ -74,19 +94,11 @@ class Options:
 
 
 def _check_options(o: Options) -> None:
-  choices = {'detector': ('hog', 'cnn'), 'no_face': ('skip', 'centre'),
-             'multi_face': ('best', 'largest', 'skip'), 'duplicates': ('first', 'all'),
-             'hidden_rows': ('use', 'skip')}
-  for name, allowed in choices.items():
-    if getattr(o, name) not in allowed:
-      raise ValueError(f'--{name} must be one of {", ".join(allowed)}; got {getattr(o, name)!r}')
+  optlib.check_choices(o)
   if o.folds < 2:
     raise ValueError(f'--folds must be >= 2, got {o.folds}')
-  if o.bins is None and not (isinstance(o.pivot, str) and o.pivot.strip().lower() == 'median'):
-    try:
-      float(o.pivot)
-    except (TypeError, ValueError):
-      raise ValueError(f'--pivot must be a grade or "median"; got {o.pivot!r}') from None
+  if o.bins is None:
+    _pivot(o.pivot)
 
 
 def file_stem(student_id: str) -> str:
@@ -498,47 +510,18 @@ def format_summary(summary: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 # CLI
 
-def _define_flags():
-  from absl import flags
-  flags.DEFINE_string('workbook', None, 'The school workbook (.xlsx), or a CSV (id, grade, file '
-                      'name) of photos in --images_dir.')
-  flags.DEFINE_string('images_dir', None, 'Folder of the photos a CSV --workbook names '
-                      '(default: the CSV\'s folder).')
-  flags.DEFINE_integer('workers', None, 'Processes decoding and aligning photos (default: all '
-                       'cores); the output is the same for any number.')
-  flags.DEFINE_string('out', None, 'Output folder (created; see --overwrite).')
-  flags.DEFINE_string('pivot', '4.0', 'Class boundary: a grade (4.0 = pass) or "median".')
-  flags.DEFINE_integer('bins', None, 'n quantile classes instead of a pivot.')
-  flags.DEFINE_string('sheet', None, 'Sheet name (default: first sheet with id+grade columns).')
-  flags.DEFINE_string('id_column', None, 'Header (or column letter) of the anonymous ids.')
-  flags.DEFINE_string('grade_column', None, 'Header (or column letter) of the grades.')
-  flags.DEFINE_string('photo_column', None, 'Header (or column letter) of the photos.')
-  flags.DEFINE_string('group_column', None, 'Header (or letter) of an optional group column '
-                      '(cohort, photo session, photographer): CV folds and permutations then '
-                      'respect groups.')
-  flags.DEFINE_float('grade_min', 1.0, 'Lowest valid grade.')
-  flags.DEFINE_float('grade_max', 6.0, 'Highest valid grade.')
-  flags.DEFINE_enum('detector', 'hog', ['hog', 'cnn'], 'dlib face detector.')
-  flags.DEFINE_integer('upsample', 1, 'Detector upsampling (finds smaller faces, slower).')
-  flags.DEFINE_integer('chip_size', 150, 'Chip side in pixels (150 for the dlib ResNet).')
-  flags.DEFINE_float('padding', 0.25, 'dlib chip padding.')
-  flags.DEFINE_integer('min_side', images.DEFAULT_MIN_SIDE, 'Smallest photo side accepted, px.')
-  flags.DEFINE_enum('no_face', 'skip', ['skip', 'centre'], 'Photo without a face: skip or centre crop.')
-  flags.DEFINE_enum('multi_face', 'best', ['best', 'largest', 'skip'], 'Photo with several faces.')
-  flags.DEFINE_float('multi_face_min_score', 0.5,
-                     'Weaker detections do not count as another face for --multi_face=skip.')
-  flags.DEFINE_integer('detect_max_side', 1024, 'Search larger photos downscaled to this side.')
-  flags.DEFINE_enum('duplicates', 'first', ['first', 'all'],
-                    'Repeated id: keep the first row (first) or skip every copy (all).')
-  flags.DEFINE_integer('folds', 5, 'Stratified cross-validation folds.')
-  flags.DEFINE_integer('seed', 0, 'Seed of the fold assignment.')
-  flags.DEFINE_bool('overwrite', False, 'Replace an existing --out (atomically).')
-  flags.DEFINE_enum('hidden_rows', 'use', ['use', 'skip'],
-                    'Rows hidden in the workbook: use them (reported) or skip them.')
-  flags.DEFINE_bool('check', False, 'Dry run: print the row -> photo mapping and every problem, '
-                    'without detecting faces or writing anything (--out not needed).')
-  flags.mark_flags_as_required(['workbook'])
-  return flags.FLAGS
+@dataclasses.dataclass(frozen=True)
+class Command(Options):
+  """The ``prepare`` command's options: :class:`Options` plus the paths and the run mode."""
+  workbook: str | None = option(None, 'The school workbook (.xlsx), or a CSV (id, grade, file '
+                                'name) of photos in --images_dir.', required=True)
+  images_dir: str | None = option(None, 'Folder of the photos a CSV --workbook names '
+                                  '(default: the CSV\'s folder).')
+  workers: int | None = option(None, 'Processes decoding and aligning photos (default: all '
+                               'cores); the output is the same for any number.')
+  out: str | None = option(None, 'Output folder (created; see --overwrite).')
+  check: bool = option(False, 'Dry run: print the row -> photo mapping and every problem, '
+                       'without detecting faces or writing anything (--out not needed).')
 
 
 def _raise_interrupt(signum, frame) -> None:
@@ -547,22 +530,10 @@ def _raise_interrupt(signum, frame) -> None:
 
 def main(argv) -> None:
   del argv
-  from absl import flags, logging
+  from absl import logging
   logging.set_verbosity(logging.WARNING)  # TFDS logs every build step at INFO.
-  f = flags.FLAGS
-  pivot = f.pivot.strip().lower()
-  if pivot != 'median':
-    try:
-      pivot = float(pivot)
-    except ValueError:
-      sys.exit(f'error: --pivot must be a grade such as 4.0, or "median"; got {f.pivot!r}')
-  o = Options(sheet=f.sheet, id_column=f.id_column, grade_column=f.grade_column,
-              photo_column=f.photo_column, group_column=f.group_column, grade_min=f.grade_min, grade_max=f.grade_max,
-              pivot=pivot, bins=f.bins, detector=f.detector, upsample=f.upsample,
-              chip_size=f.chip_size, padding=f.padding, min_side=f.min_side, no_face=f.no_face,
-              multi_face=f.multi_face, multi_face_min_score=f.multi_face_min_score,
-              detect_max_side=f.detect_max_side, duplicates=f.duplicates, folds=f.folds, seed=f.seed,
-              overwrite=f.overwrite, hidden_rows=f.hidden_rows)
+  f = optlib.from_flags(Command)
+  o = optlib.narrow(Options, f)
   if f.check:
     try:
       print(check(f.workbook, o, f.images_dir)[1])
@@ -592,5 +563,5 @@ def command() -> None:
   from absl import app
   # Flags are defined only when run as a program, so importing prepare() from another module
   # (which may define --seed etc. itself) cannot clash.
-  _define_flags()
+  optlib.define_flags(Command)
   app.run(main)

@@ -8,18 +8,21 @@ dlib face ResNet.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Sequence
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import app, logging
 
 from gradejax import batching, distributed, logs, nets
+from gradejax import options as optlib
 from gradejax.featurevis import dataset_examples, objectives
 from gradejax.report import featurevis_page as page
 from gradejax.featurevis import param as param_lib
 from gradejax.featurevis import render, transform
+from gradejax.options import option
 
 
 def parse_units(spec: str) -> np.ndarray:
@@ -94,13 +97,41 @@ def accentuations(fn, data: np.ndarray, layer: str, units: np.ndarray, top: dict
                   f'caricature: the chip\'s own {car_layer} activation amplified.'}
 
 
-def run(workdir: str, layer: str, units: np.ndarray, *, net: str = 'classifier',
-        steps: int = 512, size: int = 150, param: str = 'fourier', decorrelate: bool = True,
-        jitter: int = 8, rotate: float = 5.0, scale: float = 0.05, diversity: float = 0.0,
-        batch: int = 64, lr: float = 0.05, seed: int = 0, top_k: int = 4,
-        max_examples: int = 512, data_dir: str | None = None, accentuate: int = 64,
-        keep_weight: float = 10.0) -> str:
-  fn, data, class_names = load(net, workdir, data_dir)
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """What ``featurevis`` synthesises and how: the source of its flags (gradejax.options)."""
+  workdir: str | None = option(None, 'work directory (output goes to WORKDIR/featurevis)',
+                               required=True)
+  layer: str = option('logits', 'tap to visualise (e.g. logits, extractor/level2)')
+  units: str = option('0:8', 'units: a range 0:64 or a list 3,5,9')
+  net: str = option('classifier', 'trained classifier or face net', choices=('classifier', 'face'))
+  steps: int = option(512, 'Adam steps')
+  size: int = option(150, 'image size (the face net needs 150)')
+  param: str = option('fourier', 'image parameterisation', choices=('fourier', 'pixel'))
+  decorrelate: bool = option(True, 'decorrelated colour (estimated from the data)')
+  jitter: int = option(8, 'pad and jitter in px')
+  rotate: float = option(5.0, 'max rotation in degrees')
+  scale: float = option(0.05, 'max relative scale change')
+  diversity: float = option(0.0, 'weight of the diversity term across the batch')
+  batch: int = option(64, 'units per compiled batch')
+  lr: float = option(0.05, 'Adam learning rate')
+  seed: int = option(0, 'PRNG seed')
+  top_k: int = option(4, 'dataset examples per unit')
+  max_examples: int = option(512, 'dataset images scanned for examples')
+  data_dir: str | None = option(None, 'prepared data (default: the run config\'s data_dir)')
+  accentuate: int = option(64, 'steps of feature accentuation and caricature from each unit\'s '
+                           'top chip (0: none)')
+  keep_weight: float = option(10.0, 'accentuation: weight of the distance to the original '
+                              'photo at the earliest spatial tap')
+
+
+def run(o: Options) -> str:
+  """Renders ``o.units`` of ``o.layer`` and writes WORKDIR/featurevis; returns its page."""
+  units = parse_units(o.units)
+  workdir, layer, steps, size, jitter, lr = o.workdir, o.layer, o.steps, o.size, o.jitter, o.lr
+  rotate, scale, diversity, decorrelate, param, seed = (o.rotate, o.scale, o.diversity,
+                                                        o.decorrelate, o.param, o.seed)
+  fn, data, class_names = load(o.net, workdir, o.data_dir)
   taps = nets.activation_shapes(fn, np.zeros((1, size, size, 3), np.float32))
   if layer not in taps:
     raise ValueError(f'--layer {layer!r} is not a tap of this network; taps: {sorted(taps)}')
@@ -112,7 +143,7 @@ def run(workdir: str, layer: str, units: np.ndarray, *, net: str = 'classifier',
   par = make(size, size, decorrelate=decorrelate, colour_matrix=colour)
   settings = render.Settings(steps=steps, learning_rate=lr, robustness=transform.Robustness(
       pad=jitter, jitter=jitter, scale=(1 - scale, 1 + scale), rotate=rotate))
-  batch = min(batch, len(units))
+  batch = min(o.batch, len(units))
 
   def objective_for(u):
     obj = objectives.channel_batch(layer, u)
@@ -132,11 +163,11 @@ def run(workdir: str, layer: str, units: np.ndarray, *, net: str = 'classifier',
   images, history = np.concatenate(images), np.concatenate(history, 1)
   top, accents = None, None
   if data is not None:
-    data = data[:max_examples]
-    top = dataset_examples.top_k_across_processes(fn, data, layer, units, k=top_k)
-    if accentuate > 0:
+    data = data[:o.max_examples]
+    top = dataset_examples.top_k_across_processes(fn, data, layer, units, k=o.top_k)
+    if o.accentuate > 0:
       accents = accentuations(fn, data, layer, units, top, jax.random.fold_in(key, 1),
-                              accentuate, keep_weight)
+                              o.accentuate, o.keep_weight)
       logging.info('accentuations and caricatures: %.1f s', time.time() - t0)
   text = [f'{steps} Adam steps (lr {lr}), {param} parameterisation'
           f'{" with decorrelated colour" if decorrelate else ""}, jitter {jitter} px, rotation '
@@ -150,54 +181,26 @@ def run(workdir: str, layer: str, units: np.ndarray, *, net: str = 'classifier',
                    note='Dataset examples are student photos: this page is a local file, do not '
                         'share it.' if top is not None else '',
                    names=unit_names(layer, units, class_names), accents=accents,
-                   workdir=workdir if net == 'classifier' else None)
+                   workdir=workdir if o.net == 'classifier' else None)
   return str(out)
 
 
 def main(argv: Sequence[str]) -> None:
   del argv
   logs.quiet_libraries()
-  f = flags.FLAGS
   distributed.initialize_from_flags()  # a multi-host run, when asked for; before any JAX work
-  out = run(f.workdir, f.layer, parse_units(f.units), net=f.net, steps=f.steps, size=f.size,
-            param=f.param, decorrelate=f.decorrelate, jitter=f.jitter, rotate=f.rotate,
-            scale=f.scale, diversity=f.diversity, batch=f.batch, lr=f.lr, seed=f.seed,
-            top_k=f.top_k, max_examples=f.max_examples, data_dir=f.data_dir,
-            accentuate=f.accentuate, keep_weight=f.keep_weight)
+  try:
+    out = run(optlib.from_flags(Options))
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   if distributed.is_main():
     print(f'wrote {out}')
 
 
-def _define_flags() -> None:
-  distributed.define_flags()
-  flags.DEFINE_string('workdir', None, 'work directory (output goes to WORKDIR/featurevis)',
-                      required=True)
-  flags.DEFINE_string('layer', 'logits', 'tap to visualise (e.g. logits, extractor/level2)')
-  flags.DEFINE_string('units', '0:8', 'units: a range 0:64 or a list 3,5,9')
-  flags.DEFINE_enum('net', 'classifier', ['classifier', 'face'], 'trained classifier or face net')
-  flags.DEFINE_integer('steps', 512, 'Adam steps')
-  flags.DEFINE_integer('size', 150, 'image size (the face net needs 150)')
-  flags.DEFINE_enum('param', 'fourier', ['fourier', 'pixel'], 'image parameterisation')
-  flags.DEFINE_boolean('decorrelate', True, 'decorrelated colour (estimated from the data)')
-  flags.DEFINE_integer('jitter', 8, 'pad and jitter in px')
-  flags.DEFINE_float('rotate', 5.0, 'max rotation in degrees')
-  flags.DEFINE_float('scale', 0.05, 'max relative scale change')
-  flags.DEFINE_float('diversity', 0.0, 'weight of the diversity term across the batch')
-  flags.DEFINE_integer('batch', 64, 'units per compiled batch')
-  flags.DEFINE_float('lr', 0.05, 'Adam learning rate')
-  flags.DEFINE_integer('seed', 0, 'PRNG seed')
-  flags.DEFINE_integer('top_k', 4, 'dataset examples per unit')
-  flags.DEFINE_integer('max_examples', 512, 'dataset images scanned for examples')
-  flags.DEFINE_string('data_dir', None, 'prepared data (default: the run config\'s data_dir)')
-  flags.DEFINE_integer('accentuate', 64, 'steps of feature accentuation and caricature from '
-                       'each unit\'s top chip (0: none)')
-  flags.DEFINE_float('keep_weight', 10.0, 'accentuation: weight of the distance to the original '
-                     'photo at the earliest spatial tap')
-
-
 def command() -> None:
   """The ``gradejax.featurevis`` command: defines its flags, parses argv, runs :func:`main`."""
-  _define_flags()
+  distributed.define_flags()
+  optlib.define_flags(Options)
   app.run(main)
 
 

@@ -25,57 +25,82 @@ from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import app
 
 from gradejax import distributed, logs
+from gradejax import options as optlib
 from gradejax import nets
 from gradejax.report import figures, document, verdict
 from gradejax.attribution import class_activation, faithfulness, localisation, registry, sanity
 from gradejax.attribution.occlusion_sensitivity import DEFAULT_FILL
+from gradejax.options import option
 
 DEFAULT_METHODS = ('saliency', 'integrated_gradients', 'grad_cam', 'occlusion')
 CueMaskFn = Callable[..., np.ndarray]
 
 
+PRECISIONS = ('highest', 'high', 'default', 'float32', 'tensorfloat32', 'bfloat16')
+
+
 @dataclasses.dataclass
 class Options:
-  """What to compute; defaults are the CLI's flags' defaults."""
-  methods: Sequence[str] = DEFAULT_METHODS
-  images: str = '8'  # a count (the first N examples) or comma-separated ids
-  layer: str | None = None  # tap for Grad-CAM & co.; None: the last spatial tap
-  cam_pooled: str = 'pooled'  # tap of the globally pooled features (CAM)
-  precision: str = 'highest'
-  seed: int = 0
-  steps: int = 32  # integrated gradients
-  n_samples: int = 16  # SmoothGrad
-  noise_level: float = 0.15
-  patch: int = 15  # occlusion
-  stride: int = 15
-  fill: float = DEFAULT_FILL  # occluder value in [0, 1]: mid-grey, near the mean pixel
-  sanity_images: int = 2
-  faithfulness_steps: int = 10
-  pointing_tolerance: float = 4.0
-  truth: str | None = None  # truth.csv of the demo workbook; None: look beside the data
+  """What the report computes: the source of the ``visualize`` flags (gradejax.options)."""
+  methods: Sequence[str] = option(DEFAULT_METHODS, f'comma-separated, from: '
+                                  f'{", ".join(registry.METHODS)}')
+  images: str = option('8', 'how many images (the first N) or comma-separated ids')
+  layer: str | None = option(None, 'tap for Grad-CAM-like methods (default: the last spatial '
+                             'tap with a map of at least 7 px)')
+  cam_pooled: str = option('pooled', 'tap of the pooled features, for CAM')
+  precision: str = option('highest', 'jax.default_matmul_precision for every map',
+                          choices=PRECISIONS)
+  seed: int = option(0, 'PRNG seed (SmoothGrad noise, RISE masks, sanity re-initialisation)')
+  steps: int = option(32, 'integrated-gradients steps')
+  n_samples: int = option(16, 'SmoothGrad samples')
+  noise_level: float = option(0.15, 'SmoothGrad noise, as a share of the input range')
+  patch: int = option(15, 'occlusion patch size (px)')
+  stride: int = option(15, 'occlusion stride (px)')
+  fill: float = option(DEFAULT_FILL, 'occluder value in [0, 1] for --fill_mode value (0.5: '
+                       'mid-grey; 0: black, captum\'s default baseline, reads as a dark object '
+                       'to a face network)')
+  sanity_images: int = option(2, 'images used by the randomisation checks')
+  faithfulness_steps: int = option(10, 'deletion/insertion curve steps')
+  pointing_tolerance: float = option(4.0, 'pointing game: px a map\'s maximum may lie outside '
+                                     'the cue region')
+  truth: str | None = option(None, 'truth.csv of a demo workbook (default: beside the data)')
   # Perturbation methods (occlusion, RISE, superpixels, the causal check): what a removed
   # region becomes. 'inpaint' (from its surroundings) removes a small cue without painting a
   # new object; 'value' is the constant ``fill`` (the grey occluder of earlier reports).
-  fill_mode: str = 'inpaint'
-  blur_sigma: float = 5.0  # px, for the 'blur' and 'inpaint' fills
-  rise_masks: int = 2000
-  rise_cells: int = 8
-  segments: int = 64  # SLIC superpixels (superpixel_ablation, kernel_shap, lime)
-  shap_samples: int = 256  # coalitions of KernelSHAP / LIME
-  patches: tuple[int, ...] = (8, 16, 32)  # occlusion_multiscale
-  xrai_base: str = 'integrated_gradients'
+  fill_mode: str = option('inpaint', 'what perturbation methods put where they remove pixels: '
+                          'inpainted from the surroundings, a blurred copy, or the constant '
+                          '--fill', choices=('inpaint', 'blur', 'value'))
+  blur_sigma: float = option(5.0, 'Gaussian sigma (px) of the blur and inpaint fills')
+  rise_masks: int = option(2000, 'RISE random masks')
+  rise_cells: int = option(8, 'RISE grid cells per side')
+  segments: int = option(64, 'SLIC superpixels (superpixel_ablation, kernel_shap, lime)')
+  shap_samples: int = option(256, 'coalitions for kernel_shap / lime')
+  patches: tuple[int, ...] = option((8, 16, 32), 'occlusion_multiscale patch sizes (px)')
+  xrai_base: str = option('integrated_gradients', 'attribution XRAI ranks regions by')
   # Localisation over all cue-bearing images of the held-out fold (not only the shown ones).
-  localisation_set: str = 'fold'  # 'fold' (valid_fold's cue-bearing images) or 'shown'
-  valid_fold: int = 0
-  localisation_methods: Sequence[str] | None = None  # None: the report's methods
-  batch: int = 8  # images per call on the fold (bounds memory: chunk x batch per forward)
-  bootstrap: int = 1000
-  causal_size: int = 16  # px: side of the square the causal check removes
-  causal_random: int = 8  # random squares per image
-  road_fractions: tuple[float, ...] = (0.01, 0.02, 0.05, 0.1, 0.2)
+  localisation_set: str = option('fold', 'localisation over all cue-bearing images of the '
+                                 'held-out fold, or over the shown images only',
+                                 choices=('fold', 'shown'))
+  valid_fold: int = option(0, 'held-out fold (the run config\'s valid_fold)', flag=False)
+  localisation_methods: Sequence[str] | None = option(
+      None, 'methods measured on the held-out fold (default: --methods)')
+  batch: int = option(8, 'images per call for the held-out-fold maps (bounds memory)')
+  bootstrap: int = option(1000, 'bootstrap resamples for the localisation CIs')
+  causal_size: int = option(16, 'side (px) of the square the causal check removes')
+  causal_random: int = option(8, 'random squares per image in the causal check')
+  road_fractions: tuple[float, ...] = option((0.01, 0.02, 0.05, 0.1, 0.2),
+                                             'ROAD: shares of pixels removed')
+
+
+@dataclasses.dataclass
+class Command(Options):
+  """The ``visualize`` command: :class:`Options` plus the run and the retraining switch."""
+  workdir: str | None = option(None, 'work directory of a training run', required=True)
+  label_randomization: bool = option(True, 're-train the head on shuffled labels for the '
+                                     'label-randomisation sanity check')
 
 
 def select(arrays: dict, spec: str) -> np.ndarray:
@@ -577,16 +602,11 @@ def main(argv: Sequence[str]) -> None:
   multi_host = distributed.initialize_from_flags()  # before any JAX work
   from gradejax.data import dataset  # the loading layer; everything else is make_report
   from gradejax.training import runs, train
-  f = flags.FLAGS
+  f = optlib.from_flags(Command)
   module, variables, config = runs.load_trained(f.workdir)
   data_dir = pathlib.Path(config.data_dir)
   arrays = dataset.load_arrays(data_dir)
-  opts = Options(methods=tuple(m.strip() for m in f.methods.split(',') if m.strip()),
-                 images=f.images, layer=f.layer, precision=f.precision, seed=f.seed,
-                 steps=f.steps, n_samples=f.n_samples, patch=f.patch, stride=f.stride,
-                 fill=f.fill,
-                 sanity_images=f.sanity_images, truth=f.truth, cam_pooled=f.cam_pooled,
-                 **perturbation_options(f, config))
+  opts = optlib.narrow(Options, f, valid_fold=int(config.get('valid_fold', 0)))
   if multi_host and f.label_randomization:
     # Re-training saves orbax checkpoints, a collective of every process, while only process 0
     # runs the checks: it would wait for the others forever.
@@ -598,62 +618,8 @@ def main(argv: Sequence[str]) -> None:
     print(f'wrote {path} (a local file with students\' photos: do not share it)')
 
 
-def perturbation_options(f, config) -> dict[str, Any]:
-  """Options of the perturbation, localisation and causal-check flags (and the run's held-out
-  fold from its config)."""
-  split = lambda v: tuple(m.strip() for m in v.split(',') if m.strip())
-  return dict(fill_mode=f.fill_mode, blur_sigma=f.blur_sigma, rise_masks=f.rise_masks,
-              rise_cells=f.rise_cells, segments=f.segments, shap_samples=f.shap_samples,
-              localisation_set=f.localisation_set,
-              localisation_methods=split(f.localisation_methods) or None,
-              valid_fold=int(config.get('valid_fold', 0)), batch=f.batch,
-              bootstrap=f.bootstrap, causal_size=f.causal_size)
-
-
-def _define_perturbation_flags() -> None:
-  flags.DEFINE_enum('fill_mode', 'inpaint', ['inpaint', 'blur', 'value'],
-                    'what perturbation methods put where they remove pixels: inpainted from '
-                    'the surroundings, a blurred copy, or the constant --fill')
-  flags.DEFINE_float('blur_sigma', 5.0, 'Gaussian sigma (px) of the blur and inpaint fills')
-  flags.DEFINE_integer('rise_masks', 2000, 'RISE random masks')
-  flags.DEFINE_integer('rise_cells', 8, 'RISE grid cells per side')
-  flags.DEFINE_integer('segments', 64, 'SLIC superpixels (superpixel_ablation, kernel_shap, lime)')
-  flags.DEFINE_integer('shap_samples', 256, 'coalitions for kernel_shap / lime')
-  flags.DEFINE_enum('localisation_set', 'fold', ['fold', 'shown'], 'localisation over all '
-                    'cue-bearing images of the held-out fold, or over the shown images only')
-  flags.DEFINE_string('localisation_methods', '', 'methods measured on the held-out fold '
-                      '(default: --methods)')
-  flags.DEFINE_integer('batch', 8, 'images per call for the held-out-fold maps')
-  flags.DEFINE_integer('bootstrap', 1000, 'bootstrap resamples for the localisation CIs')
-  flags.DEFINE_integer('causal_size', 16, 'side (px) of the square the causal check removes')
-
-
-def _define_flags() -> None:
-  distributed.define_flags()
-  flags.DEFINE_string('workdir', None, 'work directory of a training run', required=True)
-  flags.DEFINE_string('methods', ','.join(DEFAULT_METHODS),
-                      f'comma-separated, from: {", ".join(registry.METHODS)}')
-  flags.DEFINE_string('images', '8', 'how many images (the first N) or comma-separated ids')
-  flags.DEFINE_string('layer', None, 'tap for Grad-CAM-like methods (default: last spatial tap)')
-  flags.DEFINE_string('cam_pooled', 'pooled', 'tap of the pooled features, for CAM')
-  flags.DEFINE_enum('precision', 'highest', ['highest', 'high', 'default', 'float32',
-                                             'tensorfloat32', 'bfloat16'],
-                    'jax.default_matmul_precision for every map')
-  flags.DEFINE_integer('seed', 0, 'PRNG seed (SmoothGrad noise, sanity re-initialisation)')
-  flags.DEFINE_integer('steps', 32, 'integrated-gradients steps')
-  flags.DEFINE_integer('n_samples', 16, 'SmoothGrad samples')
-  flags.DEFINE_integer('patch', 15, 'occlusion patch size (px)')
-  flags.DEFINE_integer('stride', 15, 'occlusion stride (px)')
-  flags.DEFINE_float('fill', DEFAULT_FILL, 'occluder value in [0, 1] (0.5: mid-grey; 0: black, as '
-                     'captum\'s default baseline, reads as a dark object to a face network)')
-  flags.DEFINE_integer('sanity_images', 2, 'images used by the randomisation checks')
-  flags.DEFINE_boolean('label_randomization', True, 're-train the head on shuffled labels for '
-                       'the label-randomisation sanity check')
-  flags.DEFINE_string('truth', None, 'truth.csv of a demo workbook (default: beside the data)')
-  _define_perturbation_flags()
-
-
 def command() -> None:
   """The ``gradejax.visualize`` command: defines its flags, parses argv, runs :func:`main`."""
-  _define_flags()
+  distributed.define_flags()
+  optlib.define_flags(Command)
   app.run(main)
