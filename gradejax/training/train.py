@@ -382,6 +382,33 @@ def chunk_metrics(config, setup: Setup, params, losses: np.ndarray
   return metrics
 
 
+def check_finite(config, start: int, losses: np.ndarray, metrics: dict) -> None:
+  """Stops a diverged run before it logs or checkpoints NaN: raises FloatingPointError naming
+  the first step (1-based, as logged) whose minibatch loss ``losses [length]`` (steps ``start
+  ..``) is not finite, or the chunk's end when only the split losses after it are, and the
+  config fields to change."""
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    where = f'the minibatch loss of step {start + bad[0] + 1} is {losses[bad[0]]}'
+  else:
+    split = next((k for k in ('train', 'valid')
+                  if not np.isfinite(metrics[k].get('loss', 0.0))), None)
+    if split is None:
+      return
+    where = (f'the {split}-split loss after step {start + len(losses)} is '
+             f'{metrics[split]["loss"]}')
+  fields = f'optimizer={config.optimizer!r}, learning_rate={config.learning_rate}'
+  if config.unfreeze:
+    fields += (f', unfreeze={config.unfreeze!r}, '
+               f'unfreeze_lr_scale={config.get("unfreeze_lr_scale", 1.0)}')
+  raise FloatingPointError(
+      f'Training diverged: {where} (of {config.steps} steps; {fields}). Nothing after step '
+      f'{start} was logged or checkpointed, and a rerun resumes into the same divergence: lower '
+      f'--config.learning_rate, try --config.optimizer=adam'
+      + (', lower --config.unfreeze_lr_scale or train the head only (--config.unfreeze=)'
+         if config.unfreeze else '') + '.')
+
+
 def train_loop(config, setup: Setup, state: runs.TrainState, run_chunk: ChunkRunner,
                writer: Writer, mngr: ocp.CheckpointManager
                ) -> tuple[dict[str, Any], int | None]:
@@ -398,6 +425,7 @@ def train_loop(config, setup: Setup, state: runs.TrainState, run_chunk: ChunkRun
     dt = time.time() - t0
     step += length
     metrics = chunk_metrics(config, setup, state.params, losses)
+    check_finite(config, step - length, losses, metrics)
     writer.scalars(step, metrics, lr=float(lr_fn(step - 1)))
     if step % config.save_every and step < config.steps:
       continue  # a log point only
