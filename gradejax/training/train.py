@@ -401,12 +401,16 @@ def check_finite(config, start: int, losses: np.ndarray, metrics: dict) -> None:
   if config.unfreeze:
     fields += (f', unfreeze={config.unfreeze!r}, '
                f'unfreeze_lr_scale={config.get("unfreeze_lr_scale", 1.0)}')
+  remedies = ['lower --config.learning_rate']
+  if config.optimizer != 'adam':
+    remedies.append('try --config.optimizer=adam')
+  if config.unfreeze:
+    remedies += ['lower --config.unfreeze_lr_scale',
+                 'train the head only (--config.unfreeze=)']
   raise FloatingPointError(
       f'Training diverged: {where} (of {config.steps} steps; {fields}). Nothing after step '
-      f'{start} was logged or checkpointed, and a rerun resumes into the same divergence: lower '
-      f'--config.learning_rate, try --config.optimizer=adam'
-      + (', lower --config.unfreeze_lr_scale or train the head only (--config.unfreeze=)'
-         if config.unfreeze else '') + '.')
+      f'{start} was logged or checkpointed, and a rerun resumes into the same divergence: '
+      f'{", ".join(remedies)}.')
 
 
 def train_loop(config, setup: Setup, state: runs.TrainState, run_chunk: ChunkRunner,
