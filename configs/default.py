@@ -11,7 +11,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.pivot = ml_collections.config_dict.placeholder(object)  # None: the dataset's labels
   config.head_input = 'descriptor'  # or a tap, globally average pooled: 'level1', 'level2', ...
   config.head = ml_collections.ConfigDict({'widths': (64,), 'dropout': 0.2})
-  config.unfreeze = ''  # '' or 'level0' (slow path only)
+  config.unfreeze = ''  # '' or a level trained with the head, e.g. 'level2' (slow path only)
+  # Learning-rate multiplier of the unfrozen layers (the head's input standardisation makes
+  # their gradients ~1/feature-std larger). Measured on the tests' photos, sgd, 30 steps
+  # (tests/test_train.py): learning_rate x scale up to 1e-6 trains, 1e-5 collapses the
+  # features (loss ln 2); learning_rate 0.01 with scale 1 gives NaN at step 5.
+  config.unfreeze_lr_scale = 1e-3
   config.fast_path = True  # cached features (frozen extractor)
   config.optimizer = 'adam'
   config.learning_rate = 1e-3

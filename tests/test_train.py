@@ -336,7 +336,8 @@ def _ce(logits, label):
 def test_unfreeze_head_input_and_constant_schedule_on_the_slow_path(data_dir, tmp_path):
   # The paths no other test takes, in one slow-path run: head_input='level2' (the trunk stops
   # there, 128 channels pooled), unfreeze='level2' (trained with the head), schedule='constant'
-  # (optimizer='sgd' is checked by hand below: with level2 unfrozen, sgd at lr 0.01 gives NaN). level2 moves away from dlib's weights and nothing else does;
+  # (optimizer='sgd' with level2 unfrozen: test_unfrozen_level2_trains_with_sgd_at_the_defaults).
+  # level2 moves away from dlib's weights and nothing else does;
   # load_trained puts the trained level2 in place (not dlib's); the loaded model's loss on the
   # training split is the loss the run reported (computed by re-embedding the chips with the
   # trained level2); the learning rate logged is constant.
@@ -384,3 +385,94 @@ def test_sgd_and_constant_schedule_by_hand():
   c.optimizer = 'rmsprop'
   with pytest.raises(ValueError, match='adam or sgd'):
     runs.make_optimizer(c)
+
+
+def test_unfreeze_lr_scale_multiplies_only_the_extractor_updates():
+  # optax's update for a {'head', 'extractor'} pytree with equal params and grads: the
+  # extractor's is unfreeze_lr_scale times the head's (sgd with momentum and weight decay, two
+  # steps, so the momentum and the decay are scaled too), and a head-only run's optimiser is
+  # the plain one (its checkpoints keep their layout).
+  c = toy.get_config()
+  c.optimizer, c.schedule, c.learning_rate, c.weight_decay = 'sgd', 'constant', 0.2, 0.1
+  c.unfreeze, c.unfreeze_lr_scale = 'level2', 0.25
+  tx = runs.make_optimizer(c)
+  p0 = jnp.array([1.0, -2.0])
+  params = {'extractor': p0, 'head': p0}
+  state = tx.init(params)
+  for g in (jnp.array([0.5, 0.5]), jnp.array([-1.0, 0.3])):
+    u, state = tx.update({'extractor': g, 'head': g}, state, params)
+    np.testing.assert_allclose(u['extractor'], 0.25 * u['head'], rtol=1e-6)
+    params = {'extractor': params['extractor'], 'head': optax.apply_updates(params['head'],
+                                                                          u['head'])}
+    params['extractor'] = params['head']  # keep them equal: same decay term next step
+  assert np.all(u['head'] != 0)
+  c.unfreeze = ''
+  plain = runs.make_optimizer(c).init(p0)
+  assert jax.tree.structure(plain) == jax.tree.structure(
+      optax.chain(optax.add_decayed_weights(0.1),
+                  optax.sgd(runs.learning_rate_fn(c), 0.9)).init(p0))
+
+
+def test_check_finite_names_the_first_bad_step():
+  # Step numbers are 1-based as logged: losses[i] of a chunk from step `start` is step
+  # start + i + 1's.
+  c = toy.get_config()
+  fine = {'train': {'loss': 0.5}, 'valid': {}}
+  train.check_finite(c, 10, np.array([1.0, 2.0]), fine)  # finite: no error
+  with pytest.raises(FloatingPointError, match=r'minibatch loss of step 12 is inf'):
+    train.check_finite(c, 10, np.array([1.0, np.inf, np.nan]), fine)
+  with pytest.raises(FloatingPointError, match=r'valid-split loss after step 7 is nan'):
+    train.check_finite(c, 5, np.array([1.0, 2.0]),
+                       {'train': {'loss': 0.5}, 'valid': {'loss': float('nan')}})
+
+
+def test_diverging_run_stops_at_the_first_nonfinite_step(data_dir, full_run, tmp_path):
+  # An absurd learning rate on the fast path: the run stops with a message naming the step and
+  # the fields to change; what it had checkpointed and logged before is finite and nothing
+  # after that step is written. The step named is the first whose minibatch loss is NaN:
+  # resumed from the checkpoint and logging every step, the run gets through the step before
+  # with a finite minibatch loss and stops on its update (the split loss after it).
+  import re
+  shutil.copytree(full_run[0] / 'features', tmp_path / 'features')
+  kw = dict(optimizer='sgd', schedule='constant', learning_rate=1e6, steps=8, save_every=2,
+            log_every=2)
+  with pytest.raises(FloatingPointError) as e:
+    train.train(config_for(data_dir, **kw), tmp_path)
+  msg = str(e.value)
+  assert "optimizer='sgd'" in msg and 'learning_rate=1000000.0' in msg
+  assert 'lower --config.learning_rate' in msg and 'try --config.optimizer=adam' in msg
+  assert 'unfreeze' not in msg  # a head-only run: no unfreeze fields
+  bad = int(re.search(r'minibatch loss of step (\d+) is nan', msg).group(1))
+  assert not (tmp_path / 'metrics.json').exists()
+  saved = sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit())
+  assert saved and max(saved) < bad  # a checkpoint before the divergence, none after
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(params_of(tmp_path)))
+  acc = event_accumulator.EventAccumulator(str(tmp_path / 'tb'))
+  acc.Reload()
+  logged = [e for t in acc.Tags()['scalars'] for e in acc.Scalars(t)]
+  assert logged and all(np.isfinite(e.value) and e.step < bad for e in logged)
+  with pytest.raises(FloatingPointError, match=rf'train-split loss after step {bad - 1} is nan'):
+    train.train(config_for(data_dir, **{**kw, 'steps': bad - 1, 'log_every': 1}), tmp_path)
+
+
+def test_unfrozen_level2_trains_with_sgd_at_the_defaults(data_dir, full_run, tmp_path):
+  # The default learning rate and unfreeze_lr_scale with sgd and level2 unfrozen: every logged
+  # minibatch loss is finite and no larger than an untrained head's on these photos (measured,
+  # learning_rate 0, 30 steps: at most 2.5), level2 moves away from dlib's weights. Without the
+  # multiplier (unfreeze_lr_scale=1) the same run logs 0.9, 34 and 7.6e8 (1.5e9 at step 6).
+  from gradejax.nets import extractor
+  from flax import traverse_util
+  shutil.copytree(full_run[0] / 'features', tmp_path / 'features')
+  c = config_for(data_dir, fast_path=False, unfreeze='level2', optimizer='sgd', steps=6,
+                 save_every=6, log_every=2, batch_size=8)
+  assert c.learning_rate == 1e-3 and c.unfreeze_lr_scale == 1e-3  # the defaults
+  metrics = train_and_evaluate(c, str(tmp_path))
+  acc = event_accumulator.EventAccumulator(str(tmp_path / 'tb'))
+  acc.Reload()
+  step_loss = [e.value for e in acc.Scalars('train/step_loss')]
+  assert len(step_loss) == 3 and max(step_loss) < 3.0
+  assert np.isfinite(metrics['train']['loss']) and np.isfinite(metrics['valid']['loss'])
+  _, dlib = extractor.load_face_resnet()
+  got = traverse_util.flatten_dict(params_of(tmp_path)['params']['extractor'], sep='/')
+  ref = traverse_util.flatten_dict(dlib['params'], sep='/')
+  assert any(not np.array_equal(got[k], ref[k]) for k in got if k.startswith('level2/'))

@@ -9,15 +9,23 @@ on those features, a chunk of steps per compiled ``lax.scan``. Slow path: every 
 and runs the extractor (needed when ``config.unfreeze`` trains ``level0``). Both draw step ``t``'s
 batch from ``fold_in(key(seed), t)``, so a run killed and restarted from its orbax checkpoint
 (``WORKDIR/checkpoints``, every ``save_every`` steps) ends with exactly the same params.
+
+:func:`train` runs the steps in order: :func:`setup_run` (data, model, features, split,
+sampling), :func:`restore_or_init`, :func:`log_run_start`, :func:`make_chunk_runner`,
+:func:`train_loop` (chunks of :func:`chunk_length` steps, :func:`chunk_metrics`,
+:func:`check_finite`, scalars, checkpoints) and :func:`log_run_end`. A loss that turns NaN or
+inf stops the run (FloatingPointError naming the step and the config fields to change) before
+anything non-finite is logged or checkpointed.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
 import pathlib
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -245,6 +253,217 @@ def hparam_table(config) -> str:
                     [f'| {k} | {v} |' for k, v in sorted(flat.items())])
 
 
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """What a run decides once, before its first step, from the config and the data.
+
+  ``feats`` [1 + num_views, N, D] are the cached features (view 0: the chip itself); ``train``
+  and ``valid`` bool [N] split the N examples by ``config.valid_fold``; ``norm`` is the head's
+  standardisation (``{'head': {'mean', 'std'}}`` [D], from view 0 of the training rows);
+  ``probs`` [N] is the chance of drawing each example and ``weight`` [N] its loss weight
+  (:func:`sampling`); ``frozen`` the extractor params the optimiser never sees.
+  """
+  data: dict[str, Any]
+  module: classifier.GradeClassifier
+  extractor_params: dict
+  frozen: dict
+  feats: np.ndarray
+  train: np.ndarray
+  valid: np.ndarray
+  norm: dict
+  probs: np.ndarray
+  weight: np.ndarray
+
+
+def load_data(config) -> dict[str, Any]:
+  """The dataset (:func:`input_pipeline.load_dataset`), labels permuted by
+  ``config.shuffle_labels_seed`` when it is >= 0."""
+  data = input_pipeline.load_dataset(config)
+  if config.get('shuffle_labels_seed', -1) >= 0:
+    # Adebayo et al.'s label randomisation: the same run on labels that carry no information.
+    data['label'] = np.random.default_rng(config.shuffle_labels_seed).permutation(data['label'])
+  return data
+
+
+def setup_run(config, workdir: pathlib.Path) -> Setup:
+  """Data, model, cached features, split, standardisation and sampling of a run; writes
+  ``WORKDIR/config.json`` (the config plus what the data decided)."""
+  if config.fast_path and config.unfreeze:
+    raise ValueError('config.unfreeze needs the slow path: set --config.fast_path=False')
+  data = load_data(config)
+  label, num_classes = data['label'], data['num_classes']
+  ext_module, ext_vars = extractor.load_face_resnet()
+  module = make_model(config, num_classes, ext_module.input_means)
+  feats = input_pipeline.cached_features(config, data, workdir, ext_module, ext_vars,
+                                         input_pipeline.weights_id(config))
+  n, dim = feats.shape[1:]
+  valid = (data['fold'] == config.valid_fold) if config.valid_fold >= 0 else np.zeros(n, bool)
+  probs, weight = sampling(config, label, ~valid, num_classes)
+  _, frozen = extractor.freeze_partition(ext_vars['params'], (config.unfreeze,)
+                                         if config.unfreeze else ())
+  runs.write_config(config, workdir, {'num_classes': num_classes,
+                                      'class_names': data['class_names'],
+                                      'input_means': list(ext_module.input_means),
+                                      'feature_dim': int(dim)})
+  return Setup(data=data, module=module, extractor_params=ext_vars['params'], frozen=frozen,
+               feats=feats, train=~valid, valid=valid,
+               norm={'head': classifier.norm_stats(feats[0], ~valid)}, probs=probs,
+               weight=weight)
+
+
+def restore_or_init(config, setup: Setup, mngr: ocp.CheckpointManager) -> runs.TrainState:
+  """The fresh train state (head from ``fold_in(key(seed), 1)``), or the latest checkpoint's."""
+  state = create_train_state(config, setup.module, setup.feats.shape[-1],
+                             jax.random.fold_in(jax.random.key(config.seed), 1),
+                             setup.extractor_params)
+  if mngr.latest_step() is None:
+    return state
+  restored = mngr.restore(mngr.latest_step(),
+                          args=ocp.args.StandardRestore(runs.saved(state, setup.norm)))
+  logging.info('Resumed from step %d (%s)', int(restored['step']), mngr.directory)
+  return state.replace(params=restored['params'], opt_state=restored['opt_state'],
+                       step=restored['step'])
+
+
+def log_run_start(writer: Writer, config, setup: Setup, state: runs.TrainState) -> None:
+  """TensorBoard's once-per-run records: the param table, the config (text and HParams) and
+  the model graph."""
+  writer.text('model', param_table(state.params, setup.extractor_params, config))
+  writer.text('hparams', hparam_table(config))
+  writer.hparams(config, [f'{split}/{name}' for split in ('train', 'valid')
+                          for name in ('loss', 'balanced_accuracy', 'roc_auc')])
+  writer.graph(setup.module, (1,) + tuple(setup.data['images'].shape[1:]))
+
+
+ChunkRunner = Callable[[runs.TrainState, int, int], tuple[runs.TrainState, np.ndarray]]
+
+
+def make_chunk_runner(config, setup: Setup) -> ChunkRunner:
+  """``run(state, start, length) -> (state, losses [length])``: steps ``start .. start +
+  length - 1``, one compiled ``lax.scan`` on the cached features (fast path) or one compiled
+  augment-and-embed step per step (slow path)."""
+  label, probs, weight = map(jnp.asarray, (setup.data['label'], setup.probs, setup.weight))
+  if config.fast_path:
+    chunk = make_feature_chunk(config, setup.module)
+    feats = jnp.asarray(setup.feats)
+
+    def run(state, start, length):
+      state, losses = chunk(state, jnp.int32(start), feats, label, probs, weight, setup.norm,
+                            length=length)
+      return state, np.asarray(losses)
+  else:
+    step_fn = make_image_step(config, setup.module, setup.frozen)
+    images = jnp.asarray(setup.data['images'])
+
+    def run(state, start, length):
+      losses = []
+      for s in range(start, start + length):
+        state, loss = step_fn(state, jnp.int32(s), images, label, probs, weight, setup.norm)
+        losses.append(loss)
+      return state, np.asarray(jnp.stack(losses))
+  return run
+
+
+def chunk_length(config, step: int) -> int:
+  """Steps from ``step`` to the next log point, checkpoint or the end (the batches depend on
+  the step only, so the chunking changes no result)."""
+  log_every = max(1, int(config.get('log_every', config.save_every)))
+  return min(log_every - step % log_every, config.save_every - step % config.save_every,
+             config.steps - step)
+
+
+def chunk_metrics(config, setup: Setup, params, losses: np.ndarray
+                  ) -> dict[str, dict[str, float]]:
+  """``{'train': {...}, 'valid': {...}}`` (:func:`split_metrics`) of ``params``, plus the chunk's
+  mean minibatch loss as ``train/step_loss``."""
+  if config.unfreeze:
+    # Unfrozen layers change the features: re-embed view 0 for the metrics.
+    feats = _embed_with(setup.module, params, setup.frozen, setup.data['images'])
+  else:
+    feats = setup.feats[0]
+  label, num_classes = setup.data['label'], setup.data['num_classes']
+  metrics = {split: split_metrics(setup.module, params, setup.norm, feats, label, mask,
+                                  num_classes)
+             for split, mask in (('train', setup.train), ('valid', setup.valid))}
+  metrics['train']['step_loss'] = float(losses.mean())
+  return metrics
+
+
+def check_finite(config, start: int, losses: np.ndarray, metrics: dict) -> None:
+  """Stops a diverged run before it logs or checkpoints NaN: raises FloatingPointError naming
+  the first step (1-based, as logged) whose minibatch loss ``losses [length]`` (steps ``start
+  ..``) is not finite, or the chunk's end when only the split losses after it are, and the
+  config fields to change."""
+  bad = np.flatnonzero(~np.isfinite(losses))
+  if bad.size:
+    where = f'the minibatch loss of step {start + bad[0] + 1} is {losses[bad[0]]}'
+  else:
+    split = next((k for k in ('train', 'valid')
+                  if not np.isfinite(metrics[k].get('loss', 0.0))), None)
+    if split is None:
+      return
+    where = (f'the {split}-split loss after step {start + len(losses)} is '
+             f'{metrics[split]["loss"]}')
+  fields = f'optimizer={config.optimizer!r}, learning_rate={config.learning_rate}'
+  if config.unfreeze:
+    fields += (f', unfreeze={config.unfreeze!r}, '
+               f'unfreeze_lr_scale={config.get("unfreeze_lr_scale", 1.0)}')
+  remedies = ['lower --config.learning_rate']
+  if config.optimizer != 'adam':
+    remedies.append('try --config.optimizer=adam')
+  if config.unfreeze:
+    remedies += ['lower --config.unfreeze_lr_scale',
+                 'train the head only (--config.unfreeze=)']
+  raise FloatingPointError(
+      f'Training diverged: {where} (of {config.steps} steps; {fields}). Nothing after step '
+      f'{start} was logged or checkpointed, and a rerun resumes into the same divergence: '
+      f'{", ".join(remedies)}.')
+
+
+def train_loop(config, setup: Setup, state: runs.TrainState, run_chunk: ChunkRunner,
+               writer: Writer, mngr: ocp.CheckpointManager
+               ) -> tuple[dict[str, Any], int | None]:
+  """Steps ``state.step .. config.steps``: TensorBoard scalars at every log point, an orbax
+  checkpoint every ``save_every`` steps. Returns ``(last metrics, stopped_at)``, ``stopped_at``
+  the step where ``config.stop_after_steps`` ended the run early, else None."""
+  lr_fn = learning_rate_fn(config)
+  metrics: dict[str, Any] = {}
+  step = int(state.step)
+  while step < config.steps:
+    length = chunk_length(config, step)
+    t0 = time.time()
+    state, losses = run_chunk(state, step, length)
+    dt = time.time() - t0
+    step += length
+    metrics = chunk_metrics(config, setup, state.params, losses)
+    check_finite(config, step - length, losses, metrics)
+    writer.scalars(step, metrics, lr=float(lr_fn(step - 1)))
+    if step % config.save_every and step < config.steps:
+      continue  # a log point only
+    logging.info('step %d/%d  loss %.4f  valid %s  %.1f steps/s', step, config.steps,
+                 losses.mean(), metrics['valid'], length / max(dt, 1e-9))
+    mngr.save(step, args=ocp.args.StandardSave(runs.saved(state, setup.norm)))
+    mngr.wait_until_finished()
+    if 0 < config.stop_after_steps <= step < config.steps:
+      logging.warning('Stopping at step %d (config.stop_after_steps); rerun to resume.', step)
+      return metrics, step
+  return metrics, None
+
+
+def log_run_end(writer: Writer, config, setup: Setup, metrics: dict, workdir: pathlib.Path
+                ) -> None:
+  """A finished run's records: ``WORKDIR/metrics.json``, the HParams session end and the
+  Projector's view-0 features with class, fold and split."""
+  writer.end_session()
+  (workdir / 'metrics.json').write_text(json.dumps(metrics, indent=2))
+  names = setup.data['class_names']
+  writer.embedding(setup.feats[0], [[names[k] if k < len(names) else str(k), str(int(f)),
+                                     'valid' if v else 'train']
+                                    for k, f, v in zip(setup.data['label'], setup.data['fold'],
+                                                       setup.valid)],
+                   ['class', 'fold', 'split'], int(config.steps), setup.data['images'])
+
+
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
           ) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
   """Trains the head (resuming from ``WORKDIR/checkpoints`` if any).
@@ -256,109 +475,22 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
   """
   workdir = pathlib.Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
-  data = input_pipeline.load_dataset(config)
-  label, num_classes = data['label'], data['num_classes']
-  if config.get('shuffle_labels_seed', -1) >= 0:
-    # Adebayo et al.'s label randomisation: the same run on labels that carry no information.
-    label = np.random.default_rng(config.shuffle_labels_seed).permutation(label)
-    data['label'] = label
-  ext_module, ext_vars = extractor.load_face_resnet()
-  module = make_model(config, num_classes, ext_module.input_means)
-  feats = input_pipeline.cached_features(config, data, workdir, ext_module, ext_vars,
-                                         input_pipeline.weights_id(config))
-  n, dim = feats.shape[1:]
-  valid = (data['fold'] == config.valid_fold) if config.valid_fold >= 0 else np.zeros(n, bool)
-  train = ~valid
-  norm = {'head': classifier.norm_stats(feats[0], train)}
-  probs, weight = sampling(config, label, train, num_classes)
-  runs.write_config(config, workdir, {'num_classes': num_classes, 'class_names': data['class_names'],
-                                 'input_means': list(ext_module.input_means),
-                                 'feature_dim': int(dim)})
-
-  state = create_train_state(config, module, dim, jax.random.fold_in(jax.random.key(config.seed),
-                                                                     1), ext_vars['params'])
+  setup = setup_run(config, workdir)
   mngr = runs.checkpoint_manager(workdir)
-  if mngr.latest_step() is not None:
-    restored = mngr.restore(mngr.latest_step(),
-                            args=ocp.args.StandardRestore(runs.saved(state, norm)))
-    state = state.replace(params=restored['params'], opt_state=restored['opt_state'],
-                          step=restored['step'])
-    logging.info('Resumed from step %d (%s)', int(state.step), workdir / 'checkpoints')
-
   writer = Writer(workdir / 'tb', enabled_images=config.log_images)
-  if int(state.step) == 0:
-    writer.text('model', param_table(state.params, ext_vars['params'], config))
-    writer.text('hparams', hparam_table(config))
-    writer.hparams(config, [f'{split}/{name}' for split in ('train', 'valid')
-                            for name in ('loss', 'balanced_accuracy', 'roc_auc')])
-    writer.graph(module, (1,) + tuple(data['images'].shape[1:]))
-  lr_fn = learning_rate_fn(config)
-  frozen = None
-  if config.fast_path:
-    if config.unfreeze:
-      raise ValueError('config.unfreeze needs the slow path: set --config.fast_path=False')
-    run_chunk = make_feature_chunk(config, module)
-    feats_j = jnp.asarray(feats)
-  else:
-    _, frozen = extractor.freeze_partition(ext_vars['params'], (config.unfreeze,)
-                                           if config.unfreeze else ())
-    step_fn = make_image_step(config, module, frozen)
-    images_j = jnp.asarray(data['images'])
-  label_j, probs_j, weight_j = map(jnp.asarray, (label, probs, weight))
-
-  metrics: dict[str, Any] = {}
-  step = int(state.step)
-  log_every = max(1, int(config.get('log_every', config.save_every)))
-  while step < config.steps:
-    # One compiled chunk up to the next log point, checkpoint or the end (the batches depend on
-    # the step only, so the chunking changes no result).
-    length = min(log_every - step % log_every, config.save_every - step % config.save_every,
-                 config.steps - step)
-    t0 = time.time()
-    if config.fast_path:
-      state, losses = run_chunk(state, jnp.int32(step), feats_j, label_j, probs_j, weight_j,
-                                norm, length=length)
-    else:
-      losses = []
-      for s in range(step, step + length):
-        state, loss = step_fn(state, jnp.int32(s), images_j, label_j, probs_j, weight_j, norm)
-        losses.append(loss)
-      losses = jnp.stack(losses)
-    losses = np.asarray(losses)
-    dt = time.time() - t0
-    step += length
-    eval_params = state.params
-    if not config.fast_path and config.unfreeze:
-      # Unfrozen layers change the features: re-embed view 0 for the metrics.
-      eval_feats = _embed_with(module, state.params, frozen, data['images'])
-    else:
-      eval_feats = feats[0]
-    metrics = {'train': split_metrics(module, eval_params, norm, eval_feats, label, train,
-                                      num_classes),
-               'valid': split_metrics(module, eval_params, norm, eval_feats, label, valid,
-                                      num_classes)}
-    metrics['train']['step_loss'] = float(losses.mean())
-    writer.scalars(step, metrics, lr=float(lr_fn(step - 1)))
-    if step % config.save_every and step < config.steps:
-      continue  # a log point only
-    logging.info('step %d/%d  loss %.4f  valid %s  %.1f steps/s', step, config.steps,
-                 losses.mean(), metrics['valid'], length / max(dt, 1e-9))
-    mngr.save(step, args=ocp.args.StandardSave(runs.saved(state, norm)))
-    mngr.wait_until_finished()
-    if 0 < config.stop_after_steps <= step < config.steps:
-      logging.warning('Stopping at step %d (config.stop_after_steps); rerun to resume.', step)
-      writer.close()
-      mngr.close()
-      return {'stopped_at': step, **metrics}, data, feats
-  writer.end_session()
-  mngr.close()
-  (workdir / 'metrics.json').write_text(json.dumps(metrics, indent=2))
-  writer.embedding(feats[0], [[data['class_names'][k] if k < len(data['class_names']) else
-                               str(k), str(int(f)), 'valid' if v else 'train']
-                              for k, f, v in zip(label, data['fold'], valid)],
-                   ['class', 'fold', 'split'], int(config.steps), data['images'])
-  writer.close()
-  return metrics, data, feats
+  try:
+    state = restore_or_init(config, setup, mngr)
+    if int(state.step) == 0:
+      log_run_start(writer, config, setup, state)
+    run_chunk = make_chunk_runner(config, setup)
+    metrics, stopped_at = train_loop(config, setup, state, run_chunk, writer, mngr)
+    if stopped_at is not None:
+      return {'stopped_at': stopped_at, **metrics}, setup.data, setup.feats
+    log_run_end(writer, config, setup, metrics, workdir)
+    return metrics, setup.data, setup.feats
+  finally:
+    writer.close()
+    mngr.close()
 
 
 def _embed_with(module, params, frozen, images: np.ndarray) -> np.ndarray:
