@@ -13,6 +13,7 @@ import contextlib
 import io
 import pathlib
 import shutil
+import tempfile
 from typing import Sequence
 
 import numpy as np
@@ -84,15 +85,29 @@ class GradeChips(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       }
 
 
+@contextlib.contextmanager
+def _own_temp_dir():
+  """``tempfile`` points at a folder of its own while inside, removed afterwards: TFDS's
+  DatasetInfo.initialize_from_bucket makes a ``tempfile.mkdtemp('tfds')`` folder on every
+  build (even with GCS off) and never removes it."""
+  with tempfile.TemporaryDirectory(prefix='gradejax-tfds-') as tmp:
+    before, tempfile.tempdir = tempfile.tempdir, tmp
+    try:
+      yield
+    finally:
+      tempfile.tempdir = before
+
+
 def build(out_dir: str | pathlib.Path, class_names: tuple[str, ...], chip_size: int = 150
           ) -> pathlib.Path:
   """Builds ``out_dir/tfds`` from ``out_dir/manifest.csv``; returns the dataset version folder."""
   out_dir = pathlib.Path(out_dir)
   data_dir = out_dir / 'tfds'
-  builder = GradeChips(prepared_dir=str(out_dir), class_names=tuple(class_names),
-                       chip_size=chip_size, data_dir=str(data_dir), file_format='array_record')
-  with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints a banner meant for notebooks.
-    builder.download_and_prepare(download_dir=str(data_dir / 'downloads'))
+  with _own_temp_dir():  # constructing the builder is what makes TFDS's leftover folder
+    builder = GradeChips(prepared_dir=str(out_dir), class_names=tuple(class_names),
+                         chip_size=chip_size, data_dir=str(data_dir), file_format='array_record')
+    with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints a banner meant for notebooks.
+      builder.download_and_prepare(download_dir=str(data_dir / 'downloads'))
   shutil.rmtree(data_dir / 'downloads', ignore_errors=True)  # Nothing is downloaded.
   return pathlib.Path(builder.data_dir)
 
