@@ -33,7 +33,7 @@ N_EXAMPLES = 9  # odd: the processes' shares differ in size (5 and 4)
 N_DATA, CHIP = 13, 16  # the prepared toy data: 13 chips (shares 7 and 6), 16 px
 # smoothgrad: one key per call, so the fold's batches must be the one-process batches
 REPORT = dict(methods=('smoothgrad',), images='5', n_samples=2, faithfulness_steps=2,
-              sanity_images=2, batch=2, bootstrap=20, causal_size=4, causal_random=2,
+              sanity_images=2, batch=3, bootstrap=20, causal_size=4, causal_random=2,
               road_fractions=(0.5,))
 
 # The same computation in every process and in the test: a toy net, few steps.
@@ -290,7 +290,8 @@ def test_report_numbers_equal_one_process(two_processes, prepared):
   for section in ('labels shuffled', 'deletion AUC', 'pointing game [95% CI]', 'score drop'):
     assert section in one, section
   assert len(tables) >= 6 and _tables(two) == tables
-  assert 'all 7 cue-bearing images of the held-out fold 0' in two  # fold: batches 4 + 3 images
+  # The fold's 7 images in calls of 3: process 0 takes 2 calls (6 images), process 1 one (1).
+  assert 'all 7 cue-bearing images of the held-out fold 0' in two
   # Process 1 wrote nothing: only process 0's files exist (one report).
   assert sorted(p.name for p in (prepared / 'two' / 'report').iterdir()) == sorted(
       p.name for p in (prepared / 'one' / 'report').iterdir())

@@ -451,6 +451,7 @@ class _Floats:
   def __init__(self, images, rows: np.ndarray):
     self._images, self._rows = images, np.asarray(rows)
     self.shape = (len(self._rows),) + tuple(images.shape[1:])
+    self.dtype = np.dtype(np.float32)
 
   def __len__(self) -> int:
     return self.shape[0]
@@ -495,6 +496,7 @@ def localisation_images(arrays: dict, data_dir, opts: Options, cue_mask_fn, size
     return None, None, note
   keep = [k for k, i in enumerate(ids) if i in masks]
   x = _Floats(arrays['images'], pool[keep])  # read when sliced: a process reads its share
+  x = x if not isinstance(arrays['images'], np.ndarray) else np.asarray(x)  # in memory: as is
   where = (f'all {len(keep)} cue-bearing images of the held-out fold {opts.valid_fold} '
            f'({len(pool)} images in the fold)' if use_fold else
            f'the {len(keep)} cue-bearing images among the shown ones')
