@@ -149,9 +149,11 @@ def load_arrays(out_dir: str | pathlib.Path, rows: slice | Sequence[int] | None 
   """
   builder = _reader(out_dir)
   label_feature = builder.info.features['label']
-  small = builder.as_data_source(split=SPLIT, decoders={'image': tfds.decode.SkipDecoding()})
-  total = len(small)
-  index = [small[i] for i in range(total)]  # small fields of every record; no PNG decoded
+  every = rows is None and images is True  # everything: one pass, images decoded on the way
+  source = builder.as_data_source(split=SPLIT, decoders=None if every else {
+      'image': tfds.decode.SkipDecoding()})  # else the small fields only: no PNG decoded
+  total = len(source)
+  index = [source[i] for i in range(total)]
   order = np.argsort([int(r['source_row']) for r in index], kind='stable')
   positions = np.arange(total)[rows] if rows is not None else np.arange(total)
   records = [index[order[p]] for p in positions]
@@ -169,6 +171,10 @@ def load_arrays(out_dir: str | pathlib.Path, rows: slice | Sequence[int] | None 
   }
   if images == 'lazy':
     out['images'] = Images(builder, order[positions])
+  elif every:
+    s = tuple(builder.info.features['image'].shape)
+    out['images'] = (np.stack([np.asarray(r['image'], np.uint8) for r in records]) if records
+                     else np.zeros((0,) + s, np.uint8))
   elif images:
     out['images'] = read_images(out_dir, order[positions], builder)
   return out
