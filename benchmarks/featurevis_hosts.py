@@ -16,6 +16,13 @@ checked equal. On one machine both configurations share the same cores: the seco
 cost of the multi-process machinery (start-up, gloo, gathering), not a speed-up; on several
 hosts each process brings its own devices.
 
+With ``--data DIR`` (a ``prepare`` output) each configuration also finds the dataset examples
+of the first call's units among the first ``--examples`` chips as the featurevis command does:
+each process reads and decodes only its share of the TFDS records (``dataset.load_share``),
+scores it, and the top-k and their images are exchanged (``top_k_across_processes``,
+``gather_examples``); the table shows the read and the scoring per process and checks the top
+images identical across configurations.
+
 On a GPU host (jax's default backend gpu) run it with --devices 1 --processes 1, and on several
 hosts start one process per host with --child and GRADEJAX_COORDINATOR etc. (see
 gradejax/distributed.py).
@@ -42,6 +49,9 @@ flags.DEFINE_integer('devices', 2, 'devices in all (forced CPU devices)')
 flags.DEFINE_string('layer', 'level2', 'tap whose channels are visualised')
 flags.DEFINE_bool('child', False, 'internal: run the timed renders in this process')
 flags.DEFINE_string('save', None, 'internal: where the child saves its images (.npy)')
+flags.DEFINE_string('data', None, 'prepared data: also time the dataset examples over it')
+flags.DEFINE_integer('examples', 256, 'chips scanned for dataset examples (with --data)')
+flags.DEFINE_integer('top_k', 4, 'dataset examples per unit (with --data)')
 
 
 def child() -> None:
@@ -64,10 +74,28 @@ def child() -> None:
     img, _ = render.render_sharded(fn, objective_for, par, units, jax.random.key(call), settings)
     img = np.asarray(img)  # gathered: every process waits for every shard
     times.append(time.perf_counter() - t)
+  extra = {}
+  if FLAGS.data:
+    from gradejax.data import dataset
+    from gradejax.featurevis import dataset_examples
+    units = np.arange(FLAGS.units) % 128
+    t = time.perf_counter()
+    mine = dataset.load_share(FLAGS.data, limit=FLAGS.examples)
+    extra['read'] = time.perf_counter() - t
+    extra['decoded'] = len(mine['images'])
+    start, total = int(mine['rows'][0]) if len(mine['rows']) else 0, mine['total']
+    t = time.perf_counter()
+    top = dataset_examples.top_k_across_processes(fn, mine['images'], FLAGS.layer, units,
+                                                  k=FLAGS.top_k, start=start, total=total)
+    shown, index = dataset_examples.gather_examples(mine['images'], start, top['index'])
+    extra['top'] = time.perf_counter() - t
+    img = np.concatenate([img.ravel(), shown[index].ravel().astype(np.float32),
+                          top['index'].ravel().astype(np.float32)])
   if distributed.is_main():
     np.save(FLAGS.save, img)
     print(json.dumps({'first': times[0], 'second': times[1], 'devices': jax.device_count(),
-                      'processes': jax.process_count(), 'backend': jax.default_backend()}))
+                      'processes': jax.process_count(), 'backend': jax.default_backend(),
+                      **extra}))
 
 
 def _free_port() -> int:
@@ -81,7 +109,8 @@ def launch(processes: int, save: str) -> dict:
   per = FLAGS.devices // processes
   port = _free_port()
   args = [sys.executable, __file__, '--child', f'--units={FLAGS.units}', f'--steps={FLAGS.steps}',
-          f'--layer={FLAGS.layer}', f'--save={save}']
+          f'--layer={FLAGS.layer}', f'--save={save}', f'--examples={FLAGS.examples}',
+          f'--top_k={FLAGS.top_k}'] + ([f'--data={FLAGS.data}'] if FLAGS.data else [])
   t = time.perf_counter()
   children = []
   try:
@@ -112,9 +141,11 @@ def main(argv):
   import numpy as np
   print(f'{FLAGS.units} units of {FLAGS.layer}, {FLAGS.steps} steps, {FLAGS.devices} CPU devices '
         f'in all; load average {os.getloadavg()[0]:.1f} at start')
+  data = FLAGS.data is not None
   print('| configuration | devices | s (second call) | s/unit-step | first call incl. compile | '
-        'wall incl. start-up |')
-  print('|---|---:|---:|---:|---:|---:|')
+        'wall incl. start-up |' + (' chips decoded by process 0 | read, s | top-k + gather, s |'
+                                   if data else ''))
+  print('|---|---:|---:|---:|---:|---:|' + ('---:|---:|---:|' if data else ''))
   with tempfile.TemporaryDirectory() as tmp:
     images = []
     for p in sorted({1, FLAGS.processes}):
@@ -122,9 +153,11 @@ def main(argv):
       images.append(np.load(f'{tmp}/img{p}.npy'))
       print(f'| {p} process(es), {r["backend"]} | {r["devices"]} | {r["second"]:.2f} | '
             f'{r["second"] / FLAGS.units / FLAGS.steps:.3f} | {r["first"]:.1f} s | '
-            f'{r["wall"]:.1f} s |', flush=True)
+            f'{r["wall"]:.1f} s |' + (f' {r["decoded"]} of {FLAGS.examples} | {r["read"]:.2f} | '
+                                       f'{r["top"]:.2f} |' if data else ''), flush=True)
     diff = max(float(np.abs(a - images[0]).max()) for a in images)
-  print(f'max |image difference| between configurations: {diff:.2g}; load average '
+  print(f'max |image{" + top-k example" if data else ""} difference| between configurations: '
+        f'{diff:.2g}; load average '
         f'{os.getloadavg()[0]:.1f} at end')
 
 

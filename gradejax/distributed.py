@@ -79,7 +79,16 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id)
   elif env.get(ENV_AUTO, '').strip().lower() not in ('', '0', 'false', 'no'):
-    jax.distributed.initialize()
+    try:
+      jax.distributed.initialize()  # JAX finds the cluster (jax/_src/clusters)
+    except ValueError as e:  # nothing detected: JAX asks for a coordinator address
+      raise RuntimeError(
+          f'${ENV_AUTO}={env[ENV_AUTO]}: jax.distributed.initialize() found no cluster to join '
+          f'(it detects Cloud TPU, SLURM (SLURM_JOB_ID, SLURM_STEP_NODELIST, SLURM_NTASKS, '
+          f'SLURM_PROCID, SLURM_LOCALID), Open MPI (OMPI_MCA_orte_hnp_uri, ...) and '
+          f'Kubernetes; JAX said: {e}). Outside such a job set ${ENV_COORDINATOR}=host:port, '
+          f'${ENV_NUM_PROCESSES} and ${ENV_PROCESS_ID} (or --coordinator, --num_processes, '
+          f'--process_id) instead, or unset ${ENV_AUTO}.') from e
   else:
     return False
   _started[0] = True
@@ -135,17 +144,37 @@ def split(total: int, process: int | None = None, count: int | None = None) -> s
 
 
 def gather_rows(x: np.ndarray, total: int) -> np.ndarray:
-  """Every process's rows ``x`` (its :func:`split` of ``total`` items, on the first axis) ->
-  all ``total`` rows in order, on every process (a collective; shorter shares are padded for
+  """Every process's rows ``x`` (a contiguous share of ``total`` items on the first axis, in
+  process order: its :func:`split`, or whole batches as :func:`batch_split` gives) -> all
+  ``total`` rows in order, on every process (a collective; shorter shares are padded for
   the exchange)."""
   x = np.asarray(x)
   if jax.process_count() == 1:
     return x
-  per = -(-total // jax.process_count())
+  sizes = np.asarray(multihost_utils.process_allgather(np.int64(len(x)))).ravel()
+  if int(sizes.sum()) != total:
+    raise ValueError(f'gather_rows: the processes hold {sizes.tolist()} rows, not {total}')
+  per = int(sizes.max())
   padded = np.concatenate([x, np.zeros((per - len(x),) + x.shape[1:], x.dtype)])
   every = np.asarray(multihost_utils.process_allgather(padded))  # [processes, per, ...]
-  sizes = [len(range(total)[split(total, p)]) for p in range(jax.process_count())]
   return np.concatenate([every[p, :k] for p, k in enumerate(sizes)])
+
+
+def batch_split(total: int, batch: int, process: int | None = None, count: int | None = None
+                ) -> slice:
+  """This process's rows when ``total`` items are processed ``batch`` at a time: whole
+  batches are split (:func:`split` of the batches), so every batch holds exactly the items
+  it holds in one process -- the same shapes, the same per-batch PRNG draws, the same
+  numbers."""
+  calls = split(-(-total // batch), process, count)
+  return slice(min(calls.start * batch, total), min(calls.stop * batch, total))
+
+
+def broadcast(x: Any) -> Any:
+  """Process 0's value of ``x`` (a numpy scalar or array) on every process (a collective)."""
+  if jax.process_count() == 1:
+    return x
+  return np.asarray(multihost_utils.broadcast_one_to_all(np.asarray(x)))
 
 
 def sync(name: str) -> None:

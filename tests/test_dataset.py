@@ -80,3 +80,19 @@ def test_dataset_files_hold_no_absolute_paths(prepared):
     if f.suffix in ('.json', '.txt'):
       assert '.tmp-' not in f.read_text()
   assert not (prepared / 'tfds' / 'downloads').exists()
+
+
+def test_build_leaves_no_temporary_folder(prepared, tmp_path, monkeypatch):
+  # TFDS makes a tempfile.mkdtemp('tfds') folder per build and keeps it; build removes it.
+  import shutil
+  import tempfile
+  from gradejax.data import dataset
+  out = tmp_path / 'again'
+  shutil.copytree(prepared / 'chips', out / 'chips')
+  shutil.copy(prepared / 'manifest.csv', out / 'manifest.csv')
+  temp = tmp_path / 'temp'
+  temp.mkdir()
+  monkeypatch.setattr(tempfile, 'tempdir', str(temp))  # this test's own temp dir
+  dataset.build(out, ('below_4.0', 'at_or_above_4.0'))
+  assert tempfile.tempdir == str(temp) and list(temp.iterdir()) == []
+  assert dataset.load_arrays(out)['id'].tolist() == ['z9', 'a1', 'b2', 'k7']

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -36,8 +36,25 @@ def parse_units(spec: str) -> np.ndarray:
     raise ValueError(f'--units {spec!r}: give a range like 0:64 or a list like 3,5,9') from None
 
 
-def load(net: str, workdir: str, data_dir: str | None):
-  """-> (ModelFn, images uint8 [N,150,150,3] or None, class names of the logits or [])."""
+class Examples(NamedTuple):
+  """This process's dataset examples: ``share`` uint8 [n, H, W, 3] = rows ``start..start+n``
+  of the ``total`` scanned; ``colour`` the first chips (every process holds them) that the
+  colour decorrelation is estimated from."""
+  share: np.ndarray
+  start: int
+  total: int
+  colour: np.ndarray
+
+
+def load(net: str, workdir: str, data_dir: str | None, max_examples: int = 512,
+         colour_images: int = 256):
+  """-> (ModelFn, :class:`Examples` or None, class names of the logits or []).
+
+  The examples: this process's share (``distributed.split``)
+  of the first ``max_examples`` prepared chips (uint8 [n, 150, 150, 3], rows
+  ``start..start+n`` of ``total``), read from the TFDS files without the rest, and the first
+  ``colour_images`` chips that every process needs for the colour decorrelation, gathered
+  from the processes' own shares of them (one process: all read once)."""
   class_names: list[str] = []
   if net == 'face':
     from gradejax.nets import extractor
@@ -51,9 +68,18 @@ def load(net: str, workdir: str, data_dir: str | None):
   if data_dir:
     from gradejax.data import dataset
     try:
-      images = dataset.load_arrays(data_dir)['images']
+      n = dataset.count(data_dir)
     except (FileNotFoundError, ValueError) as e:
       logging.warning('no dataset examples: %s', e)
+    else:
+      total, n_colour = min(n, max_examples), min(n, colour_images)
+      share, colour = distributed.split(total), distributed.split(n_colour)
+      # One read of both shares (they overlap); only this process's images are decoded.
+      lo, hi = min(share.start, colour.start), max(share.stop, colour.stop)
+      held = dataset.load_arrays(data_dir, slice(lo, hi))['images']
+      colour_rows = distributed.gather_rows(held[colour.start - lo:colour.stop - lo], n_colour)
+      images = Examples(held[share.start - lo:share.stop - lo], share.start, total,
+                        colour_rows)
   return nets.bind(module, variables), images, class_names
 
 
@@ -131,14 +157,14 @@ def run(o: Options) -> str:
   workdir, layer, steps, size, jitter, lr = o.workdir, o.layer, o.steps, o.size, o.jitter, o.lr
   rotate, scale, diversity, decorrelate, param, seed = (o.rotate, o.scale, o.diversity,
                                                         o.decorrelate, o.param, o.seed)
-  fn, data, class_names = load(o.net, workdir, o.data_dir)
+  fn, data, class_names = load(o.net, workdir, o.data_dir, o.max_examples)
   taps = nets.activation_shapes(fn, np.zeros((1, size, size, 3), np.float32))
   if layer not in taps:
     raise ValueError(f'--layer {layer!r} is not a tap of this network; taps: {sorted(taps)}')
   n_units = taps[layer][-1]
   if units.max() >= n_units or units.min() < 0:
     raise ValueError(f'--units: {layer} has {n_units} units (0..{n_units - 1})')
-  colour = param_lib.colour_sqrt(data[:256]) if data is not None and decorrelate else None
+  colour = param_lib.colour_sqrt(data.colour) if data is not None and decorrelate else None
   make = param_lib.fourier if param == 'fourier' else param_lib.pixel
   par = make(size, size, decorrelate=decorrelate, colour_matrix=colour)
   settings = render.Settings(steps=steps, learning_rate=lr, robustness=transform.Robustness(
@@ -163,8 +189,12 @@ def run(o: Options) -> str:
   images, history = np.concatenate(images), np.concatenate(history, 1)
   top, accents = None, None
   if data is not None:
-    data = data[:o.max_examples]
-    top = dataset_examples.top_k_across_processes(fn, data, layer, units, k=o.top_k)
+    share, start, total, _ = data
+    top = dataset_examples.top_k_across_processes(fn, share, layer, units, k=o.top_k,
+                                                  start=start, total=total)
+    # Every process gets the top images from the processes that read them: the page and
+    # the accentuations need them, no other image.
+    data, top['index'] = dataset_examples.gather_examples(share, start, top['index'])
     if o.accentuate > 0:
       accents = accentuations(fn, data, layer, units, top, jax.random.fold_in(key, 1),
                               o.accentuate, o.keep_weight)

@@ -54,22 +54,49 @@ def crop(image: np.ndarray, centre: np.ndarray, size: int) -> np.ndarray:
   return image[r:r + size, c:c + size]
 
 
-def top_k_across_processes(fn: nets.ModelFn, images: np.ndarray, layer: str, units: np.ndarray,
-                           k: int = 4, batch_size: int = 64) -> dict[str, np.ndarray]:
-  """:func:`top_k` with the images split over the processes of a multi-host run
-  (``gradejax.distributed``): each scores its own contiguous share, the per-share top k are
-  exchanged and merged. The result is :func:`top_k`'s on every process: shares are in image
-  order and both sorts are stable, so ties still go to the earlier image."""
-  from gradejax import distributed
+def top_k_across_processes(fn: nets.ModelFn, share: np.ndarray, layer: str, units: np.ndarray,
+                           k: int = 4, batch_size: int = 64, start: int = 0,
+                           total: int | None = None) -> dict[str, np.ndarray]:
+  """:func:`top_k` over ``total`` images split over the processes of a multi-host run
+  (``gradejax.distributed.split``): ``share`` [n, H, W, 3] are this process's images, rows
+  ``start..start+n`` of them. Each process scores its own share; the per-share top k are
+  exchanged and merged (a collective: every process calls it). The result, on every
+  process, is :func:`top_k`'s over all ``total`` images (``index`` into them): shares are in
+  image order and both sorts are stable, so ties still go to the earlier image. One process:
+  ``share`` is every image and this is :func:`top_k`."""
   from jax.experimental import multihost_utils
-  n, processes = len(images), jax.process_count()
-  if processes == 1 or n // processes < k:  # a share too small for k: everyone does it all
-    return top_k(fn, images, layer, units, k, batch_size)
-  share = distributed.split(n)
-  mine = top_k(fn, images[share], layer, units, k, batch_size)
-  mine['index'] = mine['index'] + share.start
+  total = len(share) if total is None else int(total)
+  if jax.process_count() == 1:
+    return top_k(fn, share, layer, units, k, batch_size)
+  k = min(k, total)
+  u = len(units)
+  mine = {'index': np.full((u, k), -1, np.int64), 'score': np.full((u, k), -np.inf, np.float32),
+          'position': np.zeros((u, k, 2), np.float64)}
+  if len(share):  # a share shorter than k (or empty) is padded with -inf scores, sorted last
+    got = top_k(fn, share, layer, units, k, batch_size)
+    n = got['index'].shape[1]
+    mine['index'][:, :n] = got['index'] + start
+    mine['score'][:, :n] = got['score']
+    mine['position'][:, :n] = got['position']
   every = {name: np.asarray(multihost_utils.process_allgather(v)) for name, v in mine.items()}
   cat = {name: np.concatenate(list(v), axis=1) for name, v in every.items()}  # [U, P * k, ...]
   order = np.argsort(-cat['score'], axis=1, kind='stable')[:, :k]
   return {name: np.take_along_axis(v, order if v.ndim == 2 else order[..., None], axis=1)
           for name, v in cat.items()}
+
+
+def gather_examples(share: np.ndarray, start: int, index: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+  """The images that ``index`` (into all images, e.g. :func:`top_k_across_processes`'s)
+  names, from the processes holding them (``share`` = rows ``start..start+len(share)``) ->
+  (images [M, H, W, C] of the M distinct indices, ``index`` remapped into them). Every
+  process calls it (a collective in a multi-host run) and gets the same answer."""
+  from jax.experimental import multihost_utils
+  index = np.asarray(index)
+  wanted, remapped = np.unique(index, return_inverse=True)
+  mine = np.zeros((len(wanted),) + share.shape[1:], share.dtype)
+  here = (wanted >= start) & (wanted < start + len(share))
+  mine[here] = share[wanted[here] - start]
+  if jax.process_count() > 1:  # exactly one process holds each image; the others send zeros
+    mine = np.asarray(multihost_utils.process_allgather(mine)).sum(0).astype(share.dtype)
+  return mine, remapped.reshape(index.shape)

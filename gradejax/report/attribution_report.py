@@ -231,7 +231,7 @@ def make_report(workdir: str | pathlib.Path, module, variables, arrays: dict,
   idx = select(arrays, opts.images)
   if len(idx) == 0:
     raise ValueError('no images to explain: the prepared data is empty')
-  raw = np.asarray(arrays['images'])[idx]
+  raw = np.asarray(arrays['images'][idx])  # only these (load_arrays' lazy images too)
   x = raw.astype(np.float32) / 255.0
   ids = [str(arrays['id'][i]) for i in idx]
   class_names = list(arrays.get('class_names') or [])
@@ -242,8 +242,9 @@ def make_report(workdir: str | pathlib.Path, module, variables, arrays: dict,
   layer = opts.layer or default_layer(fn, x)
 
   maps, skipped = _all_maps(fn, x, targets, opts, layer)
-  if not distributed.is_main():  # a multi-host run: process 0 has every map and writes
-    return out_dir / 'index.html'
+  # A multi-host run: every process goes on (the checks below split their images over the
+  # processes or are collectives); process 0 alone writes.
+  save_png = figures.save_png if distributed.is_main() else lambda *a, **k: None
 
   rows, shown = [], []
   for r, i in enumerate(idx):
@@ -256,15 +257,15 @@ def make_report(workdir: str | pathlib.Path, module, variables, arrays: dict,
                                                                range(outputs.shape[1])], m)
       else:
         p = figures.heat_panel(raw[r], h[r], meta.signed, m)
-      figures.save_png(p, out_dir / 'overlays' / f'img{r:02d}_{m}.png')
+      save_png(p, out_dir / 'overlays' / f'img{r:02d}_{m}.png')
       row.append(p)
     g = figures.grid([row])
-    figures.save_png(g, out_dir / f'grid_img{r:02d}.png')
+    save_png(g, out_dir / f'grid_img{r:02d}.png')
     rows.append(row)
     label = name_of(int(arrays['label'][i])) if 'label' in arrays else '?'
     shown.append(document.Figure(g, f'image #{r}: predicted {name_of(targets[r])}, '
                                     f'label {label}'))
-  figures.save_png(figures.grid(rows, [f'#{r}' for r in range(len(idx))]), out_dir / 'grid_all.png')
+  save_png(figures.grid(rows, [f'#{r}' for r in range(len(idx))]), out_dir / 'grid_all.png')
 
   sections = [_verdict_section(workdir), _methods_section(opts, maps, skipped, layer)]
   sections.append(document.Section('Maps per image', [
@@ -283,8 +284,7 @@ def make_report(workdir: str | pathlib.Path, module, variables, arrays: dict,
   fx, fm, fnote = localisation_images(arrays, data_dir, opts, cue_mask_fn, x.shape[1], idx)
   loc_rows, causal = [], None
   if fm is not None and loc_methods:
-    ft = predicted(fn, fx, opts.batch)
-    fmaps = {m: fold_maps(m, fn, fx, ft, opts, layer) for m in loc_methods}
+    ft, fmaps = _fold_predictions_and_maps(fn, fx, opts, layer, loc_methods)
     loc_rows = localisation_rows(fmaps, fm, opts)
     causal = causal_rows(fn, fx, ft, fmaps, opts, fm)
   elif loc_methods:
@@ -299,6 +299,8 @@ def make_report(workdir: str | pathlib.Path, module, variables, arrays: dict,
       [] if fv.is_file() else ['No feature visualisation in this work directory yet.'],
       links=[('Open the feature visualisation report', '../featurevis/index.html')]
       if fv.is_file() else []))
+  if not distributed.is_main():
+    return out_dir / 'index.html'
   return document.write(out_dir / 'index.html', f'Attribution report: {workdir.name}', sections)
 
 
@@ -442,6 +444,44 @@ def fold_maps(name: str, fn, x: np.ndarray, targets: np.ndarray, opts: Options, 
   return np.concatenate(out)
 
 
+class _Floats:
+  """Rows ``rows`` of uint8 images (an array or dataset.Images), as float [0, 1] when
+  sliced: ``x[i:j]`` reads and converts only those rows."""
+
+  def __init__(self, images, rows: np.ndarray):
+    self._images, self._rows = images, np.asarray(rows)
+    self.shape = (len(self._rows),) + tuple(images.shape[1:])
+    self.dtype = np.dtype(np.float32)
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def __getitem__(self, s) -> np.ndarray:
+    return np.asarray(self._images[self._rows[s]]).astype(np.float32) / 255.0
+
+  def __array__(self, dtype=None, copy=None):
+    return np.asarray(self[:], dtype)
+
+
+def _fold_predictions_and_maps(fn, x, opts: Options, layer: str, methods
+                               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  """:func:`predicted` and :func:`fold_maps` of every method over ``x`` [N, H, W, 3]; in a
+  multi-host run each process takes whole batches of ``opts.batch`` (so each call sees the
+  images, shapes and PRNG draws it has in one process) and reads only those images; the rows
+  are gathered to every process."""
+  n = len(x)
+  here = distributed.batch_split(n, opts.batch)
+  xs = np.asarray(x[here])
+  ts = predicted(fn, xs, opts.batch) if len(xs) else np.zeros((0,), np.int32)
+  targets = distributed.gather_rows(ts, n)
+  maps = {}
+  for m in methods:
+    h = (fold_maps(m, fn, xs, ts, opts, layer) if len(xs) else
+         np.zeros((0,) + tuple(x.shape[1:3]), np.float32))
+    maps[m] = distributed.gather_rows(h, n)
+  return targets, maps
+
+
 def localisation_images(arrays: dict, data_dir, opts: Options, cue_mask_fn, size: int,
                         shown: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None, str]:
   """The images localisation is measured on and their cue masks: all cue-bearing images of
@@ -455,7 +495,8 @@ def localisation_images(arrays: dict, data_dir, opts: Options, cue_mask_fn, size
   if not masks:
     return None, None, note
   keep = [k for k, i in enumerate(ids) if i in masks]
-  x = np.asarray(arrays['images'])[pool[keep]].astype(np.float32) / 255.0
+  x = _Floats(arrays['images'], pool[keep])  # read when sliced: a process reads its share
+  x = x if not isinstance(arrays['images'], np.ndarray) else np.asarray(x)  # in memory: as is
   where = (f'all {len(keep)} cue-bearing images of the held-out fold {opts.valid_fold} '
            f'({len(pool)} images in the fold)' if use_fold else
            f'the {len(keep)} cue-bearing images among the shown ones')
@@ -500,11 +541,15 @@ def causal_rows(fn, x: np.ndarray, targets: np.ndarray, maps: dict[str, np.ndarr
   square = lambda y0, x0: np.pad(np.ones((k, k), np.float32), ((y0, h - k - y0), (x0, w - k - x0)))
   rand = np.stack([[square(*corners[r, i]) for i in range(b)] for r in range(opts.causal_random)])
 
+  here = distributed.batch_split(b, opts.batch)  # this process's whole batches
+
   def drops(removed):  # removed [R, B, H, W] -> drop per image, mean over R: [B]
-    return np.concatenate([np.asarray(faithfulness.removal_drop(
-        fn, x[i:i + opts.batch], targets[i:i + opts.batch], removed[:, i:i + opts.batch],
-        fill=opts.fill, fill_mode=opts.fill_mode, blur_sigma=opts.blur_sigma,
-        precision=opts.precision)).mean(axis=0) for i in range(0, b, opts.batch)])
+    return distributed.gather_rows(np.concatenate([np.zeros((0,), np.float32)] + [
+        np.asarray(faithfulness.removal_drop(
+            fn, x[i:i + opts.batch], targets[i:i + opts.batch], removed[:, i:i + opts.batch],
+            fill=opts.fill, fill_mode=opts.fill_mode, blur_sigma=opts.blur_sigma,
+            precision=opts.precision)).mean(axis=0)
+        for i in range(here.start, here.stop, opts.batch)]), b)
 
   ci = lambda v: localisation.bootstrap_ci(v, opts.bootstrap, seed=opts.seed)
   random_drop = drops(rand)
@@ -599,21 +644,21 @@ def _localisation_section(maps, methods, ids, masks, note, opts) -> document.Sec
 def main(argv: Sequence[str]) -> None:
   del argv
   logs.quiet_libraries()
-  multi_host = distributed.initialize_from_flags()  # before any JAX work
+  distributed.initialize_from_flags()  # before any JAX work
   from gradejax.data import dataset  # the loading layer; everything else is make_report
   from gradejax.training import runs, train
   f = optlib.from_flags(Command)
   module, variables, config = runs.load_trained(f.workdir)
   data_dir = pathlib.Path(config.data_dir)
-  arrays = dataset.load_arrays(data_dir)
+  # Images are decoded when used: the shown ones, and each process's share of the held-out
+  # fold (a multi-host run reads no other image).
+  arrays = dataset.load_arrays(data_dir, images='lazy')
   opts = optlib.narrow(Options, f, valid_fold=int(config.get('valid_fold', 0)))
-  if multi_host and f.label_randomization:
-    # Re-training saves orbax checkpoints, a collective of every process, while only process 0
-    # runs the checks: it would wait for the others forever.
-    logging.warning('--label_randomization is not run in a multi-host run; run it in one process')
+  # Every process calls retrain (a multi-host run re-trains once, in process 0's child, and
+  # every process reads the result: train.retrain_on_shuffled_labels).
   path = make_report(f.workdir, module, variables, arrays, data_dir, opts,
                      retrain=(lambda: train.retrain_on_shuffled_labels(f.workdir, config, f.seed))
-                     if f.label_randomization and not multi_host else None)
+                     if f.label_randomization else None)
   if distributed.is_main():
     print(f'wrote {path} (a local file with students\' photos: do not share it)')
 

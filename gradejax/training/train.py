@@ -506,11 +506,34 @@ def retrain_on_shuffled_labels(workdir: str | pathlib.Path, config, seed: int) -
   returns its params (same structure as the run's)."""
   import shutil
   sub = pathlib.Path(workdir) / 'sanity' / 'shuffled_labels'
-  shutil.rmtree(sub, ignore_errors=True)
-  if (pathlib.Path(workdir) / 'features').is_dir():
-    shutil.copytree(pathlib.Path(workdir) / 'features', sub / 'features')
+  if jax.process_index() == 0:  # in a multi-host run, process 0 alone writes (below)
+    shutil.rmtree(sub, ignore_errors=True)
+    if (pathlib.Path(workdir) / 'features').is_dir():
+      shutil.copytree(pathlib.Path(workdir) / 'features', sub / 'features')
   cfg = ml_collections.ConfigDict(config.to_dict())
   with cfg.unlocked():
     cfg.shuffle_labels_seed, cfg.evaluate = seed, False
-  train(cfg, sub)
+  if jax.process_count() == 1:
+    train(cfg, sub)
+  else:
+    # A multi-host run (gradejax.distributed): orbax cannot save this training's host-local
+    # arrays from several processes, and one process alone would wait for the others' part of
+    # the save. So process 0 trains in a child process outside the run (the same training a
+    # single process does), the others wait for it, and every process reads its checkpoint.
+    import os
+    import subprocess
+    import sys
+    from gradejax import distributed
+    rc = 0
+    if distributed.is_main():
+      code = ('import json, sys, ml_collections\nfrom gradejax.training import train\n'
+              'train.train(ml_collections.ConfigDict(json.loads(sys.stdin.read())), sys.argv[1])')
+      root = str(pathlib.Path(__file__).resolve().parents[2])
+      env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
+          root, os.environ.get('PYTHONPATH')])))
+      rc = subprocess.run([sys.executable, '-c', code, str(sub)], input=json.dumps(cfg.to_dict()),
+                          text=True, env=env).returncode
+    if int(distributed.broadcast(np.int32(rc))) != 0:
+      raise RuntimeError(f're-training on shuffled labels in {sub} failed (exit status {rc} '
+                         'in process 0; its messages are in process 0\'s log)')
   return runs.load_trained(sub)[1]['params']
