@@ -55,7 +55,7 @@ def timing(config) -> list[str]:
   for name, d in WIDTHS.items():
     if name not in sets:
       sets[name] = rng.normal(size=(n, d)).astype(np.float32)
-  perms = crossval.permutations(n, config.num_permutations, 1)
+  perms = crossval.label_permutations(folds, config.num_permutations, 1)
   t0 = time.perf_counter()
   bat = confounds.battery(config.metric, sets, y, folds, perms, 2, config.baseline_ridge,
                           config.bootstrap, 2, config.permutation_chunk)
@@ -109,7 +109,7 @@ def uniformity(config) -> list[str]:
     folds = labels.stratified_folds(y, 5, s)[None]
     sets = {k: rng.normal(size=(n, d)).astype(np.float32) for k, d in WIDTHS.items()}
     sets['image_quality'][:, :3] = rng.integers(0, 3, (n, 3))  # discrete columns, ties
-    perms = crossval.permutations(n, FLAGS.null_permutations, s + 1)
+    perms = crossval.label_permutations(folds, FLAGS.null_permutations, s + 1)
     bat = confounds.battery(config.metric, sets, y, folds, perms, 2, config.baseline_ridge, 0,
                             0, 100)
     for k, b in bat.items():
