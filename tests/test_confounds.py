@@ -113,6 +113,37 @@ def test_groups_stay_in_one_fold_and_permutations_stay_within_groups():
   np.testing.assert_array_equal(free, [rng0.permutation(N) for _ in range(3)])
 
 
+def test_null_labellings_keep_fold_counts_so_every_null_score_is_an_observed_score():
+  # Folds stratified by the true labels and held fixed: a shuffle p that maps every fold (of
+  # every repeat) onto itself is the same as shuffling the photos, T(y[p], x, F) ==
+  # T(y, x[argsort(p)], F), so each null score is the observed score of an equally likely world
+  # (exact p-value). A free shuffle changes the folds' class counts and breaks the identity.
+  import jax
+  n = 20
+  y = (np.arange(n) % 4 == 0).astype(np.int32)  # 5 positives
+  folds = np.stack([labels.stratified_folds(y, 2, s) for s in (0, 1)])  # 2 folds x 2 repeats
+  x = np.random.default_rng(8).normal(size=(n, 3)).astype(np.float32)
+  perms = crossval.label_permutations(folds, 5, 0)
+  table = lambda lab, f: np.bincount(2 * f + lab, minlength=4).tolist()
+  for p in perms:
+    assert sorted(p) == list(range(n)) and not (p == np.arange(n)).all()
+    assert all(table(y[p], f) == table(y, f) for f in folds)  # [8, 2, 7, 3] in both repeats
+  null = crossval.ridge_permutation_scores('roc_auc', x, y, folds, 2, 0.1, perms, 5)
+  world = [crossval.ridge_observed('roc_auc', x[np.argsort(p)], y, folds, 2, 0.1)[0]
+           for p in perms]
+  np.testing.assert_allclose(null, world, atol=1e-6)
+  h, key = crossval.CVHead(steps=20), jax.random.key(0)  # the CNN's engine, same draws
+  null = crossval.permutation_scores(h, x, y, folds, key, 5, 5, 0)
+  world = [crossval.observed(h, x[np.argsort(p)], y, folds, key)[0] for p in perms]
+  np.testing.assert_allclose(null, world, atol=1e-5)
+  free = crossval.permutations(n, 5, 0)  # the old scheme: some fold gets other class counts
+  assert any(table(y[p], folds[0]) != table(y, folds[0]) for p in free)
+  off = crossval.ridge_permutation_scores('roc_auc', x, y, folds, 2, 0.1, free, 5)
+  world = [crossval.ridge_observed('roc_auc', x[np.argsort(p)], y, folds, 2, 0.1)[0]
+           for p in free]
+  assert np.max(np.abs(off - np.array(world))) > 0.01
+
+
 def test_power_matches_simulation_of_the_same_test():
   # Binormal scores with true AUC = the minimum detectable AUC: the test (reject above the
   # normal-approximation threshold) must reject in about 80% of simulated studies.

@@ -87,8 +87,8 @@ def test_permutations_in_chunks_equal_one_chunk_and_p_formula():
   b = crossval.permutation_scores(h, x, y, folds, key, 30, 8, 0)  # 4 chunks, last padded
   np.testing.assert_allclose(a, b, atol=1e-6)
   assert crossval.p_value(0.7, np.array([0.5, 0.7, 0.9])) == pytest.approx(3 / 4)
-  # Out-of-fold scores of the first permutation equal a direct CV on those labels.
-  perm = np.random.default_rng(0).permutation(len(y))
+  # Out-of-fold scores of the first permutation (within folds) equal a direct CV on those labels.
+  perm = crossval.label_permutations(folds, 1, 0)[0]
   direct, _ = crossval.observed(h, x, y[perm], folds, key)
   assert a[0] == pytest.approx(direct, abs=1e-6)
 
@@ -179,8 +179,12 @@ def test_demo_planted_cue_is_found(demo_runs):
   v = json.loads((demo_runs[1.0] / 'eval' / 'verdict.json').read_text())
   assert v['verdict'] == 'predictable'
   assert v['p_value'] < 0.01 and v['repeat0']['roc_auc'] >= 0.8 and v['cv_score'] >= 0.8
-  # A sticker on the cheek is a face-local cue: no photo-condition baseline explains it.
-  assert v['answer'] == 'faces predict grades' and v['explained_by'] == []
+  # A sticker on the cheek is a face-local cue: no photo-condition baseline explains it. The
+  # sticker nudges dlib's landmarks, so facial geometry is weakly predictive (ROC-AUC 0.63, CI
+  # above chance, Holm p 0.0498 with 200 within-fold permutations, 0.0995 with free ones): it
+  # may beat chance, but the CNN must add to it.
+  assert v['answer'] == 'faces predict grades' and set(v['explained_by']) <= {'face_geometry'}
+  assert v['incremental']['p_value'] < 0.05 and v['incremental']['gain'] > 0.2
   assert set(v['baselines']) == {'majority_class', 'image_statistics', 'blurred_photo',
                                  'image_quality', 'background', 'face_geometry'}
   assert v['ledger']['analyses'] == 1

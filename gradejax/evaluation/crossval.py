@@ -8,6 +8,14 @@ Baselines for the verdict live here too: the majority class, and a closed-form r
 solve per fold, so the whole photo-condition battery costs seconds, not minutes. Groups (cohort,
 photo session): :func:`group_folds` keeps a group in one fold, :func:`permutations` shuffles
 labels only within groups.
+
+Permutations keep the folds' class counts: labels are shuffled only within the cells of
+:func:`strata` (the rows that share a fold in every repeat, and a group). The folds are
+stratified by the true labels and held fixed, so a free shuffle would give the permuted
+labellings fold compositions the observed one never has, and the observed labelling would not
+be exchangeable with them. A shuffle ``p`` that maps every fold onto itself is the same as
+shuffling the photos instead (``T(y[p], x, F) == T(y, x[argsort(p)], F)``), so every null
+score is the observed score of an equally likely world and the p-value is exact.
 """
 from __future__ import annotations
 
@@ -135,7 +143,8 @@ def observed(h: CVHead, x: np.ndarray, y: np.ndarray, folds: np.ndarray, key: Ar
 
 def permutations(n: int, num: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
   """int [num, n] row permutations from ``np.random.default_rng(seed)``; with ``groups`` [n]
-  each one only shuffles rows within a group (exchangeable within a session, not across)."""
+  each one only shuffles rows within a group (exchangeable within a session, not across; pass
+  :func:`strata`, as :func:`label_permutations` does, to also keep the folds' class counts)."""
   rng = np.random.default_rng(seed)
   if groups is None:
     return np.stack([rng.permutation(n) for _ in range(num)]) if num else np.zeros((0, n), int)
@@ -145,6 +154,25 @@ def permutations(n: int, num: int, seed: int, groups: np.ndarray | None = None) 
     for idx in members:
       out[i, idx] = idx[rng.permutation(len(idx))]
   return out
+
+
+def strata(folds: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+  """int [N] cell ids: rows in one cell share their fold in every repeat (``folds`` int [R, N])
+  and their group (``groups`` [N], optional). Shuffling labels within cells keeps every fold's
+  class counts, which makes the permutation test exact with fixed label-stratified folds (the
+  module docstring says why). There are up to ``k ** R`` cells: with many repeats on few rows
+  the cells get small and the test loses power (:func:`evaluate` warns)."""
+  keys = [np.asarray(f) for f in np.atleast_2d(folds)]
+  if groups is not None:
+    keys.append(np.unique(np.asarray(groups).astype(str), return_inverse=True)[1])
+  return np.unique(np.stack(keys), axis=1, return_inverse=True)[1].reshape(-1).astype(np.int32)
+
+
+def label_permutations(folds: np.ndarray, num: int, seed: int, groups: np.ndarray | None = None
+                       ) -> np.ndarray:
+  """int [num, N]: the permutations every test here uses (the CNN's and the battery's):
+  :func:`permutations` from ``seed`` within the cells of :func:`strata` (``folds`` [R, N])."""
+  return permutations(np.shape(folds)[-1], num, seed, strata(folds, groups))
 
 
 def group_folds(y: np.ndarray, groups: np.ndarray, k: int, repeats: int, seed: int
@@ -182,10 +210,11 @@ def permutation_scores(h: CVHead, x: np.ndarray, y: np.ndarray, folds: np.ndarra
                        groups: np.ndarray | None = None) -> np.ndarray:
   """CV scores [num_permutations] with labels shuffled (same folds, same head init keys).
 
-  Permutations come from :func:`permutations` (``seed``, within ``groups`` if given);
+  Permutations come from :func:`label_permutations` (``seed``, within the cells of ``folds``
+  and ``groups``: every fold keeps its class counts);
   ``chunk`` of them per compiled call (the last chunk padded) bounds memory.
   """
-  perms = permutations(len(y), num_permutations, seed, groups)
+  perms = label_permutations(folds, num_permutations, seed, groups)
   k = int(folds.max()) + 1
   x, folds_j = jnp.asarray(x), jnp.asarray(folds)
   y = np.asarray(y)

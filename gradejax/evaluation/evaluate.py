@@ -46,6 +46,12 @@ def evaluate_features(config, x: np.ndarray, y: np.ndarray, fold: np.ndarray, nu
     folds = crossval.group_folds(y, groups, config.cv_folds, config.cv_repeats, config.seed)
   else:
     folds = crossval.cv_folds(y, fold, config.cv_folds, config.cv_repeats, config.seed)
+  cells = np.bincount(crossval.strata(folds, groups))
+  if np.median(cells) < 4:  # labels are shuffled within these cells (crossval.strata)
+    logging.warning('%d folds x %d repeats cut %d rows into %d cells of median size %.0f: the '
+                    'permutation test shuffles labels within cells and loses power; use fewer '
+                    'cv_repeats.', folds.max() + 1, len(folds), len(y), len(cells),
+                    np.median(cells))
   key = jax.random.fold_in(jax.random.key(config.seed), 2)
   score, oof = crossval.observed(h, x, y, folds, key)
   null = crossval.permutation_scores(h, x, y, folds, key, config.num_permutations,
@@ -77,7 +83,8 @@ def evaluate_features(config, x: np.ndarray, y: np.ndarray, fold: np.ndarray, nu
     sets['blurred_photo'] = confounds.blurred_photo(images, float(config.get('blur_sigma', 12.0)))
   sets.update(conditions or {})
   ridge = float(config.get('baseline_ridge', 0.1))
-  perms = crossval.permutations(len(y), config.num_permutations, config.seed + 1, groups)
+  # The CNN's permutations (permutation_scores): within folds (and groups), same seed.
+  perms = crossval.label_permutations(folds, config.num_permutations, config.seed + 1, groups)
   bat = confounds.battery(config.metric, sets, y, folds, perms, num_classes, ridge,
                           config.bootstrap, config.seed + 2, config.permutation_chunk)
   explained = [n for n, b in bat.items() if confounds.beats_chance(b, chance, config.alpha)]
