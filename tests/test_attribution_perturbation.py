@@ -375,3 +375,27 @@ def test_multiscale_passes_aggregate_and_score(images):
   np.testing.assert_allclose(got, np.max(np.stack(maps), axis=0), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(np.asarray(occ.combine_scales(maps, 'mean')),
                              np.mean(np.stack(maps), axis=0), rtol=1e-6)
+
+
+def test_report_options_reach_occlusion_rise_and_multiscale(images):
+  from gradejax.report import attribution_report as ar
+  fn, _ = _bind(CommonModeNet(), images.shape)
+  t = np.array([0, 1])
+  opts = ar.Options(patch=4, stride=2, fill_mode='value', fill=0.0, occlusion_aggregate='mean',
+                    perturbation_score='contrast', patches=(4, 6), multiscale_combine='max',
+                    rise_masks=100, rise_cells=4)
+  got = {m: np.asarray(ar.heatmap_fn(m, opts, 'logits')(fn, images, t))
+         for m in ('occlusion', 'occlusion_multiscale', 'rise')}
+  common = dict(fill=0.0, score='contrast')
+  np.testing.assert_allclose(got['occlusion'], occ.occlusion(
+      fn, images, t, patch=4, stride=2, aggregate='mean', **common), rtol=1e-6)
+  np.testing.assert_allclose(got['occlusion_multiscale'], occ.occlusion_multiscale(
+      fn, images, t, patches=(4, 6), combine='max', aggregate='mean', **common), rtol=1e-6)
+  np.testing.assert_allclose(got['rise'], rise.rise(
+      fn, images, t, jax.random.key(0), n_masks=100, cells=4, unroll=False, **common),
+      rtol=1e-5, atol=1e-7)
+  # the defaults: centre-painted occlusion of the logit
+  d = ar.Options(patch=4, stride=2, fill_mode='value', fill=0.0)
+  np.testing.assert_allclose(np.asarray(ar.heatmap_fn('occlusion', d, 'logits')(fn, images, t)),
+                             occ.occlusion(fn, images, t, patch=4, stride=2, fill=0.0,
+                                           aggregate='centre'), rtol=1e-6)
