@@ -7,7 +7,7 @@ every attribution method (several settings each), with bootstrap CIs, and the ca
 
 ``--grids P/S,...``: for each occluder size/stride, the inpainted occlusion drops of *every*
 output (``occlusion_all_outputs``) are computed once (cached as ``grid_P_S.npy`` beside
-``--out``) and four maps are derived from them with the library's own functions
+``--out``, batch by batch) and four maps are derived from them with the library's own functions
 (``class_score``, ``grid_to_pixels``): score 'logit' (the predicted class's) or 'contrast' (its
 logit minus the other class's), aggregate 'centre' or 'mean' -- the same maps
 ``registry.heatmap('occlusion', ..., score=, aggregate=)`` returns. ``--multiscale a+b``
@@ -47,6 +47,7 @@ OUT = flags.DEFINE_string('out', '', 'JSON results (default WORKDIR/localisation
 BATCH = flags.DEFINE_integer('batch', 8, 'images per call')
 GRIDS = flags.DEFINE_string('grids', '', 'occlusion P/S pairs computed once for every output')
 RISE = flags.DEFINE_string('rise', '', 'RISE NxC (masks x cells) computed once for every output')
+WHY_ONLY = flags.DEFINE_boolean('why_only', False, 'cached grids: print the miss analysis only')
 LIMIT = flags.DEFINE_integer('limit', 0, 'only the first N images (a smoke test)')
 MULTISCALE = flags.DEFINE_string('multiscale', '', 'P/S+P/S groups of cached grids to combine')
 
@@ -80,28 +81,59 @@ all_drops = method('patch', 'stride', 'chunk', 'unroll', 'fill_mode', 'blur_sigm
     occ.occlusion_all_outputs)
 
 
-def _batched(f, x, batch):
-  return np.concatenate([np.asarray(f(x[i:i + batch])) for i in range(0, len(x), batch)])
+def _cached(path: pathlib.Path, f, x, batch: int):
+  """``f`` over ``x`` in batches, each batch cached as ``path.partNN.npy`` (an interrupted run
+  resumes; ``--limit`` reuses the first batches) -> (array, seconds of compute, summed over
+  the batches, cached ones included)."""
+  if path.is_file():  # a whole run's array (written by an earlier version of this script)
+    a, sf = np.load(path), path.with_suffix('.seconds')
+    if len(a) >= len(x):
+      return a[:len(x)], float(sf.read_text()) * len(x) / len(a) if sf.is_file() else float('nan')
+  out, secs = [], 0.0
+  for k, i in enumerate(range(0, len(x), batch)):
+    part = path.with_name(f'{path.stem}.b{batch}.part{k:02d}.npy')
+    if part.is_file():
+      out.append(np.load(part))
+      secs += float(part.with_suffix('.seconds').read_text())
+      continue
+    t0 = time.time()
+    out.append(np.asarray(f(x[i:i + batch])))
+    dt = time.time() - t0
+    np.save(part, out[-1])
+    part.with_suffix('.seconds').write_text(f'{dt:.1f}')
+    secs += dt
+    print(f'  {path.stem}: images {i}-{i + len(out[-1]) - 1} in {dt:.0f} s', flush=True)
+  return np.concatenate(out), secs
 
 
-def _cached(path: pathlib.Path, compute):
-  """(array, seconds to compute it; 0 when read from the cache)."""
-  if path.is_file():
-    return np.load(path), 0.0
-  t0 = time.time()
-  a = compute()
-  secs = time.time() - t0
-  np.save(path, a)
-  (path.with_suffix('.seconds')).write_text(f'{secs:.1f}')
-  return a, secs
+def _why(grid: np.ndarray, masks: np.ndarray, patch: int, stride: int, name: str) -> None:
+  """Why the pointing game misses, from the drops themselves: per image, the largest drop of
+  a patch hiding the whole cue, of one hiding part of it, and of one touching none of it;
+  printed as medians and the share of images where a cue-free patch drops the score more."""
+  ny, nx = grid.shape[1:]
+  y0 = np.arange(ny) * stride
+  x0 = np.arange(nx) * stride
+  whole, part, free = [], [], []
+  for g, m in zip(grid, masks):
+    rows, cols = np.nonzero(m.any(1))[0], np.nonzero(m.any(0))[0]
+    cy = (y0 <= rows[0]) & (y0 + patch > rows[-1])  # the patch spans the cue's rows
+    cx = (x0 <= cols[0]) & (x0 + patch > cols[-1])
+    oy = (y0 <= rows[-1]) & (y0 + patch > rows[0])  # it overlaps them
+    ox = (x0 <= cols[-1]) & (x0 + patch > cols[0])
+    covers, touches = cy[:, None] & cx[None], oy[:, None] & ox[None]
+    whole.append(g[covers].max() if covers.any() else np.nan)
+    part.append(g[touches & ~covers].max() if (touches & ~covers).any() else np.nan)
+    free.append(g[~touches].max())
+  whole, part, free = map(np.array, (whole, part, free))
+  print(f'  why ({name}): patches hiding the whole cue exist in {np.isfinite(whole).sum()}/'
+        f'{len(whole)} images; best drop, median over images: whole cue hidden '
+        f'{np.nanmedian(whole):.3f}, part of it {np.nanmedian(part):.3f}, none of it '
+        f'{np.median(free):.3f}; a cue-free patch drops more than every cue-hiding one in '
+        f'{np.mean(free > np.fmax(np.nan_to_num(whole, nan=-np.inf), part)):.3f} of images',
+        flush=True)
 
 
-def _secs(path: pathlib.Path, secs: float) -> float:
-  f = path.with_suffix('.seconds')
-  return secs or (float(f.read_text()) if f.is_file() else float('nan'))
-
-
-def derived(fn, x, targets, out_dir: pathlib.Path, batch: int) -> dict:
+def derived(fn, x, masks, targets, out_dir: pathlib.Path, batch: int):
   """Yields (name, (maps [N, H, W], method, options, seconds)) for --grids, --multiscale and
   --rise, each as soon as it is computed."""
   t = jnp.asarray(targets)
@@ -109,12 +141,12 @@ def derived(fn, x, targets, out_dir: pathlib.Path, batch: int) -> dict:
   for spec in [g for g in GRIDS.value.split(',') if g]:
     p, st = (int(v) for v in spec.split('/'))
     path = out_dir / f'grid_{p}_{st}.npy'
-    grid, secs = _cached(path, lambda: _batched(lambda xb: all_drops(
+    grid, secs = _cached(path, lambda xb: all_drops(
         fn, xb, patch=p, stride=st, chunk=16, unroll=False, precision='highest', **INPAINT),
-        x, batch))
-    secs = _secs(path, secs)
+        x, batch)
     for score in ('logit', 'contrast'):
       g = class_score(jnp.asarray(grid), t, score)
+      _why(np.asarray(g), masks, p, st, f'{p}/{st} {score}')
       for agg in ('centre', 'mean'):
         maps = np.asarray(occ.grid_to_pixels(g, x.shape[1:3], p, st, agg))
         kw = dict(patch=p, stride=st, aggregate=agg, score=score, **INPAINT)
@@ -135,10 +167,9 @@ def derived(fn, x, targets, out_dir: pathlib.Path, batch: int) -> dict:
   if RISE.value:
     n, cells = (int(v) for v in RISE.value.split('x'))
     path = out_dir / f'rise_{n}_{cells}.npy'
-    allmaps, secs = _cached(path, lambda: _batched(lambda xb: rise.rise_all_outputs(
+    allmaps, secs = _cached(path, lambda xb: rise.rise_all_outputs(
         fn, xb, jax.random.key(0), n_masks=n, cells=cells, chunk=50, unroll=False,
-        precision='highest', **INPAINT), x, batch))
-    secs = _secs(path, secs)
+        precision='highest', **INPAINT), x, batch)
     for score in ('logit', 'contrast'):
       maps = np.asarray(class_score(jnp.asarray(allmaps), t, score))
       yield f'rise {n} x {cells} cells inpaint {score}', (
@@ -160,6 +191,7 @@ def main(argv):
     raise SystemExit(note)
   if LIMIT.value:
     x, masks = x[:LIMIT.value], masks[:LIMIT.value]
+    note += f' (--limit: the first {len(x)} of them)'
   print(note, flush=True)
   targets = ar.predicted(fn, x, opts.batch)
   layer = ar.default_layer(fn, x)
@@ -198,8 +230,10 @@ def main(argv):
     secs = time.time() - t0
     np.save(out.parent / f'maps_{len(results):02d}.npy', maps)
     record(name, maps, method_name, kw, secs)
-  for name, (maps, method_name, kw, secs) in derived(fn, x, targets, out.parent, opts.batch):
-    record(name, maps, method_name, kw, secs)
+  for name, (maps, method_name, kw, secs) in derived(fn, x, masks, targets, out.parent,
+                                                     opts.batch):
+    if not WHY_ONLY.value:
+      record(name, maps, method_name, kw, secs)
 
 if __name__ == '__main__':
   app.run(main)
