@@ -48,6 +48,7 @@ BATCH = flags.DEFINE_integer('batch', 8, 'images per call')
 GRIDS = flags.DEFINE_string('grids', '', 'occlusion P/S pairs computed once for every output')
 RISE = flags.DEFINE_string('rise', '', 'RISE NxC (masks x cells) computed once for every output')
 WHY_ONLY = flags.DEFINE_boolean('why_only', False, 'cached grids: print the miss analysis only')
+SKIP_DONE = flags.DEFINE_boolean('skip_done', False, 'do not re-measure names already in --out')
 LIMIT = flags.DEFINE_integer('limit', 0, 'only the first N images (a smoke test)')
 MULTISCALE = flags.DEFINE_string('multiscale', '', 'P/S+P/S groups of cached grids to combine')
 
@@ -232,7 +233,7 @@ def main(argv):
     record(name, maps, method_name, kw, secs)
   for name, (maps, method_name, kw, secs) in derived(fn, x, masks, targets, out.parent,
                                                      opts.batch):
-    if not WHY_ONLY.value:
+    if not WHY_ONLY.value and not (SKIP_DONE.value and name in results):
       record(name, maps, method_name, kw, secs)
 
 if __name__ == '__main__':
