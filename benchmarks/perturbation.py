@@ -30,6 +30,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+sys.path.insert(0, os.path.dirname(__file__))
 
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
@@ -40,6 +41,8 @@ from absl import app, flags  # noqa: E402
 from gradejax import nets  # noqa: E402
 from gradejax.attribution import registry, superpixels  # noqa: E402
 
+import face_resnet_torch  # noqa: E402  (flatten only: numpy)
+
 BATCH = flags.DEFINE_integer('batch', 2, 'images per call')
 REPEATS = flags.DEFINE_integer('repeats', 1, 'timed repetitions (median kept)')
 MASKS = flags.DEFINE_integer('rise_masks', 2000, 'RISE masks')
@@ -49,7 +52,8 @@ TORCH = flags.DEFINE_string('torch_python', '/tmp/h12-venv/bin/python',
                             'python of a venv with torch + captum ("" to skip captum)')
 METHODS = flags.DEFINE_string('methods', 'rise,superpixel_ablation,kernel_shap,occlusion',
                               'methods to time')
-FACE = flags.DEFINE_boolean('face', True, 'also time the face ResNet')
+FACE = flags.DEFINE_boolean('face', True, 'time the face ResNet (ours; captum on its torch port)')
+SMALL = flags.DEFINE_boolean('small', True, 'time the small conv net (ours and captum)')
 PATCH, STRIDE = 24, 8
 CONVS = ((48, 2), (96, 2), (192, 2), (192, 1), (384, 2))  # (features, stride)
 
@@ -103,6 +107,27 @@ def ours(fn, x, t, seg, names):
   return rates
 
 
+def captum(arrays: dict, names) -> dict:
+  """Runs benchmarks/perturbation_captum.py in the torch venv on ``arrays``; its JSON or {}."""
+  with tempfile.TemporaryDirectory() as tmp:
+    path = os.path.join(tmp, 'net.npz')
+    np.savez(path, **arrays)
+    cfg = dict(methods=names, shap_samples=SHAP.value, patch=PATCH, stride=STRIDE,
+               per_eval=PER_EVAL.value, repeats=REPEATS.value, threads=os.cpu_count())
+    script = os.path.join(os.path.dirname(__file__), 'perturbation_captum.py')
+    res = subprocess.run([TORCH.value, script, path, json.dumps(cfg)], capture_output=True,
+                         text=True, check=False)
+  if res.returncode != 0:
+    print(f'captum run failed: {res.stderr[-2000:]}')
+    return {}
+  out = json.loads(res.stdout.strip().splitlines()[-1])
+  for k in ('face', 'small'):
+    if k in out:
+      print(f'captum (torch {out["torch"]}, {out["threads"]} threads): the torch {k} net '
+            f'reproduces the JAX outputs to {out[k]["max_abs_output_diff_vs_jax"]:.1e} (max abs)')
+  return out
+
+
 def main(argv):
   del argv
   b = BATCH.value
@@ -117,6 +142,7 @@ def main(argv):
   t0 = time.perf_counter()
   superpixels.slic_segments(np.asarray(x), 64)
   print(f'SLIC (host, 64 segments): {b / (time.perf_counter() - t0):.1f} images/s', flush=True)
+  arrays = {'x': np.asarray(x), 'seg': seg}
 
   face = {}
   if FACE.value:
@@ -129,50 +155,43 @@ def main(argv):
       variables = module.init(jax.random.key(0), jnp.zeros((1, 150, 150, 3)))
       src = f'random FaceResNet params ({type(e).__name__})'
     print(f'face ResNet ({src}, 0.542 GFLOP/forward), descriptor unit b mod 128:', flush=True)
-    face = ours(nets.bind(module, variables), x, jnp.arange(b, dtype=jnp.int32) % 128, seg,
-                [n for n in names if n != 'occlusion'])
+    fn = nets.bind(module, variables)
+    ft = jnp.arange(b, dtype=jnp.int32) % 128
+    face = ours(fn, x, ft, seg, names)
+    with jax.default_matmul_precision('highest'):
+      arrays['face_out'] = np.asarray(fn(x)[0])
+    arrays['face_t'] = np.asarray(ft)
+    arrays.update(face_resnet_torch.flatten(variables['params'], module.input_means))
 
-  module = SmallConvNet()
-  variables = module.init(jax.random.key(0), jnp.zeros((1, 150, 150, 3)))
-  fn = nets.bind(module, variables)
-  out = np.asarray(fn(x)[0])
-  t = jnp.asarray(np.argmax(out, 1), jnp.int32)
-  print(f'small conv net ({small_gflop():.3f} GFLOP/forward), predicted class:', flush=True)
-  small = ours(fn, x, t, seg, names)
-
-  theirs = {}
-  if TORCH.value:
+  small = {}
+  if SMALL.value:
+    module = SmallConvNet()
+    variables = module.init(jax.random.key(0), jnp.zeros((1, 150, 150, 3)))
+    fn = nets.bind(module, variables)
+    out = np.asarray(fn(x)[0])
+    t = jnp.asarray(np.argmax(out, 1), jnp.int32)
+    print(f'small conv net ({small_gflop():.3f} GFLOP/forward), predicted class:', flush=True)
+    small = ours(fn, x, t, seg, names)
     p = variables['params']
-    arrays = {'x': np.asarray(x), 't': np.asarray(t), 'seg': seg, 'out': out,
-              'wd': np.asarray(p['head']['kernel']), 'bd': np.asarray(p['head']['bias'])}
+    arrays.update({'t': np.asarray(t), 'out': out, 'wd': np.asarray(p['head']['kernel']),
+                   'bd': np.asarray(p['head']['bias'])})
     for i, (_, s) in enumerate(CONVS):
       arrays[f'w{i}'] = np.asarray(p[f'conv{i}']['kernel'])
       arrays[f'b{i}'] = np.asarray(p[f'conv{i}']['bias'])
       arrays[f's{i}'] = np.array(s)
-    with tempfile.TemporaryDirectory() as tmp:
-      path = os.path.join(tmp, 'net.npz')
-      np.savez(path, **arrays)
-      cfg = dict(methods=names, shap_samples=SHAP.value, patch=PATCH, stride=STRIDE,
-                 per_eval=PER_EVAL.value, repeats=REPEATS.value, threads=os.cpu_count())
-      script = os.path.join(os.path.dirname(__file__), 'perturbation_captum.py')
-      res = subprocess.run([TORCH.value, script, path, json.dumps(cfg)], capture_output=True,
-                           text=True, check=False)
-    if res.returncode != 0:
-      print(f'captum run failed: {res.stderr[-2000:]}')
-    else:
-      theirs = json.loads(res.stdout.strip().splitlines()[-1])
-      print(f'captum (torch {theirs["torch"]}, {theirs["threads"]} threads): torch net '
-            f'reproduces the JAX outputs to {theirs["max_abs_output_diff_vs_jax"]:.1e}')
 
-  print('\n| method | face ResNet, ours (images/s) | small net, ours | small net, captum | '
-        'ours / captum |')
-  print('|---|---:|---:|---:|---:|')
+  theirs = captum(arrays, names) if TORCH.value else {}
+  cell = lambda v: f'{v:.3f}' if v else '-'
+  ratio = lambda a, c: f'{a / c:.1f}x' if a and c else '-'
+  print('\n| method | face ResNet, ours (images/s) | face ResNet, captum | ours / captum | '
+        'small net, ours | small net, captum | ours / captum |')
+  print('|---|---:|---:|---:|---:|---:|---:|')
   for n in names:
-    f = f'{face[n]:.3f}' if n in face else '-'
-    c = theirs.get(n)
-    ratio = f'{small[n] / c:.1f}x' if c else '-'
-    print(f'| {n} | {f} | {small[n]:.3f} | {f"{c:.3f}" if c else "- (no captum RISE)" if n == "rise" else "-"} | {ratio} |')
-
+    fo, fc = face.get(n), theirs.get('face', {}).get(n)
+    so, sc = small.get(n), theirs.get('small', {}).get(n)
+    none = '- (captum has no RISE)' if n == 'rise' else '-'
+    print(f'| {n} | {cell(fo)} | {cell(fc) if fc else none} | {ratio(fo, fc)} | {cell(so)} | '
+          f'{cell(sc) if sc else none} | {ratio(so, sc)} |')
 
 if __name__ == '__main__':
   app.run(main)

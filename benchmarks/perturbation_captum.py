@@ -1,7 +1,8 @@
 """The captum side of benchmarks/perturbation.py (run by it in a scratch venv with torch and
-captum; never imported by gradejax). Reads the small conv net's weights, the images and the
-segments from an .npz, checks the torch net reproduces the JAX outputs, times captum's
-FeatureAblation / KernelShap / Occlusion and prints one JSON line.
+captum; never imported by gradejax). Reads from an .npz the small conv net's weights and/or
+the face ResNet's (``face__*``, benchmarks/face_resnet_torch.py), the images, targets and
+segments, checks each torch net reproduces the JAX outputs, times captum's FeatureAblation /
+KernelShap / Occlusion on each and prints one JSON line ({'small': {...}, 'face': {...}}).
 
   python benchmarks/perturbation_captum.py IN.npz '{"shap_samples": 256, ...}'
 """
@@ -14,10 +15,12 @@ import numpy as np
 import torch
 from captum.attr import FeatureAblation, KernelShap, Occlusion
 
+import face_resnet_torch
+
 
 def build(d):
   layers, i = [], 0
-  while f'w{i}' in d:
+  while f'w{i}' in d:  # the small conv net
     w = torch.tensor(d[f'w{i}']).permute(3, 2, 0, 1).contiguous()  # HWIO -> OIHW
     conv = torch.nn.Conv2d(w.shape[1], w.shape[0], w.shape[2], stride=int(d[f's{i}']),
                            padding=w.shape[2] // 2)
@@ -39,20 +42,9 @@ def timed(f, repeats):
   return statistics.median(times)
 
 
-def main():
-  d = np.load(sys.argv[1])
-  cfg = json.loads(sys.argv[2])
-  torch.set_num_threads(cfg.get('threads', torch.get_num_threads()))
-  net = build(d).eval()
-  x = torch.tensor(d['x']).permute(0, 3, 1, 2).contiguous()
-  t = torch.tensor(d['t']).long()
-  seg = torch.tensor(d['seg']).long()[:, None].expand(-1, 3, -1, -1)  # [B, C, H, W]
-  with torch.no_grad():
-    err = float(np.abs(net(x).numpy() - d['out']).max())
-  b = len(x)
+def time_net(net, x, t, seg, cfg):
+  """images/s of each captum method in cfg['methods'] on ``net``."""
   per_eval = cfg['per_eval']
-  res = {'max_abs_output_diff_vs_jax': err, 'torch': torch.__version__,
-         'threads': torch.get_num_threads()}
   runs = {
       'superpixel_ablation': lambda: FeatureAblation(net).attribute(
           x, target=t, feature_mask=seg, baselines=0.0, perturbations_per_eval=per_eval),
@@ -64,10 +56,30 @@ def main():
           strides=(3, cfg['stride'], cfg['stride']), baselines=0.0,
           perturbations_per_eval=per_eval),
   }
+  res = {}
   with torch.no_grad():
     for name in cfg['methods']:
       if name in runs:
-        res[name] = b / timed(runs[name], cfg['repeats'])
+        res[name] = len(x) / timed(runs[name], cfg['repeats'])
+  return res
+
+
+def main():
+  d = np.load(sys.argv[1])
+  cfg = json.loads(sys.argv[2])
+  torch.set_num_threads(cfg.get('threads', torch.get_num_threads()))
+  x = torch.tensor(d['x']).permute(0, 3, 1, 2).contiguous()
+  seg = torch.tensor(d['seg']).long()[:, None].expand(-1, 3, -1, -1)  # [B, C, H, W]
+  res = {'torch': torch.__version__, 'threads': torch.get_num_threads()}
+  nets = {}
+  if 'w0' in d:
+    nets['small'] = (build(d).eval(), torch.tensor(d['t']).long(), d['out'])
+  if face_resnet_torch.PREFIX + 'input_means' in d:
+    nets['face'] = (face_resnet_torch.build(d), torch.tensor(d['face_t']).long(), d['face_out'])
+  for key, (net, t, want) in nets.items():
+    with torch.no_grad():
+      err = float(np.abs(net(x).numpy() - want).max())
+    res[key] = {'max_abs_output_diff_vs_jax': err, **time_net(net, x, t, seg, cfg)}
   print(json.dumps(res))
 
 

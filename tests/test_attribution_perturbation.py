@@ -16,6 +16,7 @@ from gradejax import nets
 from gradejax.attribution import (fills, faithfulness, localisation, registry, rise,
                                   superpixels, xrai)
 from gradejax.attribution import occlusion_sensitivity as occ
+from gradejax.attribution.common import class_score
 
 H, W = 16, 16
 PATCH = (slice(4, 8), slice(9, 13))  # rows, cols of the patch PatchNet reads
@@ -295,3 +296,106 @@ def test_occlusion_centre_aggregate_paints_each_patch_at_its_centre(images):
   # pixel 5 lies 2.5 px from patch 0's centre (2.5) and 1.5 px from patch 1's (6.5)
   np.testing.assert_allclose(m[:, 5, 5], grid[:, 1, 1], rtol=1e-6)
   np.testing.assert_allclose(m[:, 4, 4], grid[:, 0, 0], rtol=1e-6)
+
+
+OTHER = (slice(10, 14), slice(1, 5))  # the region CommonModeNet adds to both classes
+
+
+class CommonModeNet(nn.Module):
+  """outputs = [sA + sB, -sA + sB], sA / sB the channel-0 sums over PATCH / OTHER: region B
+  moves both logits alike (a "disturbed face"), only A separates the classes; the contrast
+  (logit 0 minus logit 1) is exactly 2 sA."""
+
+  @nn.compact
+  def __call__(self, images, *, relu=nn.relu):
+    del relu
+    x = nets.tap(self, 'input', images)
+    a = jnp.sum(x[:, PATCH[0], PATCH[1], 0], axis=(1, 2))
+    b = jnp.sum(x[:, OTHER[0], OTHER[1], 0], axis=(1, 2))
+    return nets.tap(self, 'logits', jnp.stack([a + b, -a + b], axis=1))
+
+
+def test_contrast_score_ignores_what_moves_every_class_alike(images):
+  fn, _ = _bind(CommonModeNet(), images.shape)
+  x = np.asarray(images)
+  s_a = x[:, PATCH[0], PATCH[1], 0].sum(axis=(1, 2))
+  s_b = x[:, OTHER[0], OTHER[1], 0].sum(axis=(1, 2))
+  kw = dict(patch=4, stride=1, fill=0.0)
+  # the occluder at (4, 9) hides PATCH exactly, at (10, 1) OTHER exactly (fill 0: drop = sum)
+  for t, sign in ((0, 1), (1, -1)):
+    logit = np.asarray(occ.occlusion_grid(fn, images, t, **kw))
+    contrast = np.asarray(occ.occlusion_grid(fn, images, t, score='contrast', **kw))
+    np.testing.assert_allclose(logit[:, 4, 9], sign * s_a, rtol=1e-5)
+    np.testing.assert_allclose(logit[:, 10, 1], s_b, rtol=1e-5)
+    np.testing.assert_allclose(contrast[:, 4, 9], 2 * sign * s_a, rtol=1e-5)
+    np.testing.assert_allclose(contrast[:, 10, 1], 0.0, atol=1e-5)
+  # the pixel map and the registry pass score (and aggregate) through
+  m = np.asarray(registry.heatmap('occlusion', fn, images, np.array([0, 0]), score='contrast',
+                                  aggregate='centre', **kw))
+  assert np.unravel_index(np.argmax(m[0]), m[0].shape) in {(5, 10), (6, 11), (5, 11), (6, 10)}
+  np.testing.assert_allclose(m[:, 11, 2], 0.0, atol=1e-5)  # OTHER's centre: nothing
+  # three classes: the target minus the mean of the other two
+  three = jnp.array([[[1.0, 4.0, -2.0]]])  # [B=1, 1, K=3]
+  np.testing.assert_allclose(np.asarray(class_score(three, jnp.array([1]), 'contrast')),
+                             [[4.0 - (1.0 - 2.0) / 2]])
+  with pytest.raises(ValueError, match='score must be'):
+    class_score(three, jnp.array([1]), 'margin')
+
+
+def test_rise_contrast_is_the_logit_difference_from_the_same_masks(images):
+  key = jax.random.key(5)
+  kw = dict(n_masks=200, cells=4, chunk=100, fill=0.0)
+  common, _ = _bind(CommonModeNet(), images.shape)
+  patch, _ = _bind(PatchNet(), images.shape)
+  t = np.array([0, 1])
+  # CommonModeNet's contrast is 2 sA for target 0 and -2 sA for target 1 under every mask,
+  # i.e. twice PatchNet's logit of the same target: the maps must be twice PatchNet's RISE
+  got = np.asarray(rise.rise(common, images, t, key, score='contrast', **kw))
+  want = 2 * np.asarray(rise.rise(patch, images, t, key, **kw))
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  allmaps = np.asarray(rise.rise_all_outputs(common, images, key, **kw))  # [B, H, W, K]
+  for k in (0, 1):
+    np.testing.assert_allclose(allmaps[..., k],
+                               np.asarray(rise.rise(common, images, np.array([k, k]), key, **kw)),
+                               rtol=1e-5, atol=1e-6)
+  # the logit map still sees OTHER (it moves logit 0), the contrast map does not
+  logit = np.asarray(rise.rise(common, images, t, key, **kw))
+  assert logit[0][OTHER].mean() > 0.3 * logit[0][PATCH].mean()
+  assert abs(got[0][OTHER].mean()) < 0.1 * got[0][PATCH].mean()
+
+
+def test_multiscale_passes_aggregate_and_score(images):
+  fn, _ = _bind(CommonModeNet(), images.shape)
+  t = np.array([0, 1])
+  kw = dict(fill=0.0, aggregate='centre', score='contrast')
+  got = np.asarray(occ.occlusion_multiscale(fn, images, t, patches=(4, 6), strides=(2, 2),
+                                            combine='max', **kw))
+  maps = [np.asarray(occ.occlusion(fn, images, t, patch=p, stride=2, **kw)) for p in (4, 6)]
+  maps = [m / np.abs(m).max(axis=(1, 2), keepdims=True) for m in maps]
+  np.testing.assert_allclose(got, np.max(np.stack(maps), axis=0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(occ.combine_scales(maps, 'mean')),
+                             np.mean(np.stack(maps), axis=0), rtol=1e-6)
+
+
+def test_report_options_reach_occlusion_rise_and_multiscale(images):
+  from gradejax.report import attribution_report as ar
+  fn, _ = _bind(CommonModeNet(), images.shape)
+  t = np.array([0, 1])
+  opts = ar.Options(patch=4, stride=2, fill_mode='value', fill=0.0, occlusion_aggregate='mean',
+                    perturbation_score='contrast', patches=(4, 6), multiscale_combine='max',
+                    rise_masks=100, rise_cells=4)
+  got = {m: np.asarray(ar.heatmap_fn(m, opts, 'logits')(fn, images, t))
+         for m in ('occlusion', 'occlusion_multiscale', 'rise')}
+  common = dict(fill=0.0, score='contrast')
+  np.testing.assert_allclose(got['occlusion'], occ.occlusion(
+      fn, images, t, patch=4, stride=2, aggregate='mean', **common), rtol=1e-6)
+  np.testing.assert_allclose(got['occlusion_multiscale'], occ.occlusion_multiscale(
+      fn, images, t, patches=(4, 6), combine='max', aggregate='mean', **common), rtol=1e-6)
+  np.testing.assert_allclose(got['rise'], rise.rise(
+      fn, images, t, jax.random.key(0), n_masks=100, cells=4, unroll=False, **common),
+      rtol=1e-5, atol=1e-7)
+  # the defaults: centre-painted occlusion of the logit
+  d = ar.Options(patch=4, stride=2, fill_mode='value', fill=0.0)
+  np.testing.assert_allclose(np.asarray(ar.heatmap_fn('occlusion', d, 'logits')(fn, images, t)),
+                             occ.occlusion(fn, images, t, patch=4, stride=2, fill=0.0,
+                                           aggregate='centre'), rtol=1e-6)

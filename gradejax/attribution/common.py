@@ -39,6 +39,31 @@ def pick(outputs: Array, targets: Array) -> Array:
   return jnp.take_along_axis(outputs, targets[:, None], axis=1)[:, 0]
 
 
+SCORES = ('logit', 'contrast')
+
+
+def class_score(values: Array, targets: Array, score: str = 'logit') -> Array:
+  """Per-class values [B, ..., K] (outputs, or drops of them: anything linear in the outputs)
+  -> the explained score [B, ...] of each image's target class.
+
+  ``score``: 'logit' (the target's value) or 'contrast' (the target's minus the mean of the
+  other classes': with two classes the logit difference, which alone decides the prediction;
+  a perturbation that moves every class's logit alike -- a disturbed face descriptor read by
+  a near-antisymmetric head -- scores 0, while one that moves the evidence for the target
+  against the others counts twice).
+  """
+  t = targets.reshape(targets.shape + (1,) * (values.ndim - 1))
+  own = jnp.take_along_axis(values, t, axis=-1)[..., 0]
+  if score == 'logit':
+    return own
+  if score == 'contrast':
+    k = values.shape[-1]
+    if k < 2:
+      raise ValueError("score='contrast' needs at least two outputs (classes)")
+    return own - (jnp.sum(values, axis=-1) - own) / (k - 1)
+  raise ValueError(f"score must be one of {', '.join(SCORES)}; got {score!r}")
+
+
 def target_score(fn: nets.ModelFn, images: Array, targets: Array, relu: nets.Relu = nn.relu,
                  perturbations: dict[str, Array] | None = None) -> tuple[Array, Any]:
   """Sum over the batch of each image's target score, plus (outputs, acts) as aux."""

@@ -11,12 +11,14 @@ finds what a small one leaves readable around its edge).
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import jax
 import jax.numpy as jnp
 
 from gradejax import nets
 from gradejax.attribution import fills
-from gradejax.attribution.common import as_targets, chunked_map, method
+from gradejax.attribution.common import as_targets, chunked_map, class_score, method
 
 Array = jax.Array
 
@@ -74,16 +76,17 @@ def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride
 _STATIC = ('patch', 'stride', 'chunk', 'unroll', 'fill_mode', 'blur_sigma')
 
 
-@method(*_STATIC)
+@method(*_STATIC, 'score')
 def occlusion_grid(fn: nets.ModelFn, images: Array, targets: Array, *, patch: int = 15,
                    stride: int = 15, fill: float | Array = DEFAULT_FILL, chunk: int = 16,
                    unroll: int | bool | None = None, fill_mode: str = 'value',
-                   blur_sigma: float = 5.0) -> Array:
-  """Target-score drop per occluder position, [B, ny, nx] (score units; > 0: patch helped)."""
+                   blur_sigma: float = 5.0, score: str = 'logit') -> Array:
+  """Target-score drop per occluder position, [B, ny, nx] (score units; > 0: patch helped).
+  ``score``: 'logit' or 'contrast' (:func:`gradejax.attribution.common.class_score`)."""
   t = as_targets(targets, images.shape[0])
   d = occlusion_all_outputs(fn, images, patch=patch, stride=stride, fill=fill, chunk=chunk,
                             unroll=unroll, fill_mode=fill_mode, blur_sigma=blur_sigma)
-  return jnp.take_along_axis(d, t[:, None, None, None], axis=3)[..., 0]
+  return class_score(d, t, score)
 
 
 def grid_to_pixels(grid: Array, size: tuple[int, int], patch: int, stride: int,
@@ -109,33 +112,50 @@ def grid_to_pixels(grid: Array, size: tuple[int, int], patch: int, stride: int,
   return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
 
 
-@method(*_STATIC, 'aggregate')
+@method(*_STATIC, 'aggregate', 'score')
 def occlusion(fn: nets.ModelFn, images: Array, targets: Array, *, patch: int = 15,
               stride: int = 15, fill: float | Array = DEFAULT_FILL, chunk: int = 16,
               unroll: int | bool | None = None, fill_mode: str = 'value',
-              blur_sigma: float = 5.0, aggregate: str = 'mean') -> Array:
+              blur_sigma: float = 5.0, aggregate: str = 'mean', score: str = 'logit') -> Array:
   """Occlusion map at the input resolution, [B, H, W]: each pixel gets the mean score drop of
   the occluder positions covering it (0 where none does), or with ``aggregate='centre'`` the
-  drop of the position centred nearest to it (:func:`grid_to_pixels`)."""
+  drop of the position centred nearest to it (:func:`grid_to_pixels`). ``score``: the drop of
+  the target's logit or of its contrast with the other classes (``class_score``)."""
   grid = occlusion_grid.unjitted(fn, images, targets, patch=patch, stride=stride, fill=fill,
                                  chunk=chunk, unroll=unroll, fill_mode=fill_mode,
-                                 blur_sigma=blur_sigma)
+                                 blur_sigma=blur_sigma, score=score)
   return grid_to_pixels(grid, images.shape[1:3], patch, stride, aggregate)
 
 
-@method('patches', 'strides', 'combine', 'chunk', 'unroll', 'fill_mode', 'blur_sigma')
+def combine_scales(maps: Sequence[Array], combine: str = 'mean') -> Array:
+  """Occlusion maps [B, H, W] at several patch sizes -> one [B, H, W]: each divided by its
+  largest |value| per image (so no scale dominates by the size of its drops), then their
+  'mean' or 'max' per pixel (a pixel counts if any scale finds it)."""
+  if combine not in ('mean', 'max'):
+    raise ValueError(f"combine must be 'mean' or 'max', got {combine!r}")
+  normed = []
+  for m in maps:
+    scale = jnp.max(jnp.abs(m), axis=(1, 2), keepdims=True)
+    normed.append(m / jnp.where(scale > 0, scale, 1.0))
+  stack = jnp.stack(normed)
+  return jnp.mean(stack, axis=0) if combine == 'mean' else jnp.max(stack, axis=0)
+
+
+@method('patches', 'strides', 'combine', 'chunk', 'unroll', 'fill_mode', 'blur_sigma',
+        'aggregate', 'score')
 def occlusion_multiscale(fn: nets.ModelFn, images: Array, targets: Array, *,
                          patches: tuple[int, ...] = (7, 15, 29),
                          strides: tuple[int, ...] | None = None, combine: str = 'mean',
                          fill: float | Array = 0.0, chunk: int = 16,
                          unroll: int | bool | None = None, fill_mode: str = 'value',
-                         blur_sigma: float = 5.0) -> Array:
-  """Occlusion maps at several patch sizes, combined per pixel: [B, H, W].
+                         blur_sigma: float = 5.0, aggregate: str = 'mean',
+                         score: str = 'logit') -> Array:
+  """Occlusion maps at several patch sizes, combined per pixel (:func:`combine_scales`):
+  [B, H, W].
 
   ``strides`` default to half of each patch (rounded up), so every pixel is covered at every
-  scale. ``combine``: 'mean' (each scale's map divided by its largest |value| per image first,
-  so no scale dominates by the size of its drops) or 'max' (the largest normalised drop: a
-  pixel counts if any scale finds it). Patches larger than the image are clipped to it.
+  scale. ``aggregate`` and ``score`` as in :func:`occlusion`, for every scale. Patches larger
+  than the image are clipped to it.
   """
   if combine not in ('mean', 'max'):
     raise ValueError(f"combine must be 'mean' or 'max', got {combine!r}")
@@ -143,12 +163,8 @@ def occlusion_multiscale(fn: nets.ModelFn, images: Array, targets: Array, *,
   strides = strides or tuple(max(1, -(-p // 2)) for p in patches)
   if len(strides) != len(patches):
     raise ValueError(f'occlusion_multiscale: {len(patches)} patches but {len(strides)} strides')
-  maps = []
-  for p, s in zip(patches, strides):
-    p = min(p, h, w)
-    m = occlusion.unjitted(fn, images, targets, patch=p, stride=s, fill=fill, chunk=chunk,
-                           unroll=unroll, fill_mode=fill_mode, blur_sigma=blur_sigma)
-    scale = jnp.max(jnp.abs(m), axis=(1, 2), keepdims=True)
-    maps.append(m / jnp.where(scale > 0, scale, 1.0))
-  stack = jnp.stack(maps)
-  return jnp.mean(stack, axis=0) if combine == 'mean' else jnp.max(stack, axis=0)
+  maps = [occlusion.unjitted(fn, images, targets, patch=min(p, h, w), stride=s, fill=fill,
+                             chunk=chunk, unroll=unroll, fill_mode=fill_mode,
+                             blur_sigma=blur_sigma, aggregate=aggregate, score=score)
+          for p, s in zip(patches, strides)]
+  return combine_scales(maps, combine)

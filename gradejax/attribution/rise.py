@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from gradejax import nets
 from gradejax.attribution import fills
-from gradejax.attribution.common import as_targets, chunk_scan, method, pick
+from gradejax.attribution.common import as_targets, chunk_scan, class_score, method
 
 Array = jax.Array
 
@@ -61,12 +61,45 @@ def rise_masks(key: Array, n: int, size: tuple[int, int], cells: int = 8,
   return jnp.einsum('nhi,nij,nwj->nhw', ry, grid, rx)
 
 
-def _score(out: Array, t: Array, score: str) -> Array:
-  if score == 'logit':
-    return pick(out, t)
-  if score == 'softmax':
-    return pick(jax.nn.softmax(out, axis=-1), t)
-  raise ValueError(f"score must be 'logit' or 'softmax', got {score!r}")
+def _values(out: Array, probabilities: bool) -> Array:
+  return jax.nn.softmax(out, axis=-1) if probabilities else out
+
+
+@method('n_masks', 'cells', 'p_keep', 'chunk', 'unroll', 'fill_mode', 'blur_sigma', 'centre',
+        'probabilities')
+def rise_all_outputs(fn: nets.ModelFn, images: Array, key: Array, *, n_masks: int = 2000,
+                     cells: int = 8, p_keep: float = 0.5, fill: float | Array = 0.0,
+                     chunk: int = 50, unroll: int | bool | None = None,
+                     fill_mode: str = 'value', blur_sigma: float = 5.0, centre: bool = True,
+                     probabilities: bool = False) -> Array:
+  """RISE maps of every output unit at once, [B, H, W, K] (outputs units, or class
+  probabilities with ``probabilities``): the map is linear in the score, so any linear
+  combination of the outputs (:func:`gradejax.attribution.common.class_score`) is the same
+  combination of these maps, from one set of forward passes."""
+  b, h, w, c = images.shape
+  chunk = max(1, min(chunk, n_masks))
+  n_chunks = -(-n_masks // chunk)
+  base = fills.prepare(images, fill, fill_mode, blur_sigma)
+  k = fn(images[:1])[0].shape[-1]
+
+  def body(acc, i):
+    masks = rise_masks(jax.random.fold_in(key, i), chunk, (h, w), cells, p_keep)
+    x = fills.apply(images, 1.0 - masks, base, fill_mode, blur_sigma)
+    out, _ = fn(x.reshape((chunk * b, h, w, c)))
+    s = _values(out, probabilities).reshape(chunk, b, -1)  # [chunk, B, K]
+    s_m, s_sum, m_sum = acc
+    return (s_m + jnp.einsum('nbk,nhw->bhwk', s, masks), s_sum + jnp.sum(s, axis=0),
+            m_sum + jnp.sum(masks, axis=0)), None
+
+  init = (jnp.zeros((b, h, w, k)), jnp.zeros((b, k)), jnp.zeros((h, w)))
+  (s_m, s_sum, m_sum), _ = chunk_scan(body, init, jnp.arange(n_chunks), unroll)
+  n = n_chunks * chunk
+  if centre:
+    s_m = s_m - (s_sum / n)[:, None, None, :] * m_sum[None, :, :, None]
+  return s_m / (n * p_keep)
+
+
+SCORES = ('logit', 'softmax', 'contrast')
 
 
 @method('n_masks', 'cells', 'p_keep', 'chunk', 'unroll', 'fill_mode', 'blur_sigma', 'centre',
@@ -79,30 +112,18 @@ def rise(fn: nets.ModelFn, images: Array, targets: Array, key: Array, *, n_masks
 
   ``n_masks`` is rounded up to whole chunks of ``chunk`` masks (each chunk runs
   ``chunk x B`` images through the network); the same masks serve every image of the batch.
-  ``score``: 'logit' (the raw target output, as the other methods explain) or 'softmax'
-  (the class probability, the paper's choice for classifiers).
+  ``score``: 'logit' (the raw target output, as the other methods explain), 'softmax'
+  (the class probability, the paper's choice for classifiers) or 'contrast' (the target's
+  logit minus the mean of the others': the logit difference for two classes).
   """
-  b, h, w, c = images.shape
-  t = as_targets(targets, b)
-  chunk = max(1, min(chunk, n_masks))
-  n_chunks = -(-n_masks // chunk)
-  base = fills.prepare(images, fill, fill_mode, blur_sigma)
-
-  def body(acc, i):
-    masks = rise_masks(jax.random.fold_in(key, i), chunk, (h, w), cells, p_keep)
-    x = fills.apply(images, 1.0 - masks, base, fill_mode, blur_sigma)
-    out, _ = fn(x.reshape((chunk * b, h, w, c)))
-    s = _score(out, jnp.tile(t, chunk), score).reshape(chunk, b)  # [chunk, B]
-    s_m, s_sum, m_sum = acc
-    return (s_m + jnp.einsum('nb,nhw->bhw', s, masks), s_sum + jnp.sum(s, axis=0),
-            m_sum + jnp.sum(masks, axis=0)), None
-
-  init = (jnp.zeros((b, h, w)), jnp.zeros((b,)), jnp.zeros((h, w)))
-  (s_m, s_sum, m_sum), _ = chunk_scan(body, init, jnp.arange(n_chunks), unroll)
-  n = n_chunks * chunk
-  if centre:
-    s_m = s_m - (s_sum / n)[:, None, None] * m_sum[None]
-  return s_m / (n * p_keep)
+  if score not in SCORES:
+    raise ValueError(f"score must be one of {', '.join(SCORES)}; got {score!r}")
+  t = as_targets(targets, images.shape[0])
+  maps = rise_all_outputs.unjitted(fn, images, key, n_masks=n_masks, cells=cells,
+                                   p_keep=p_keep, fill=fill, chunk=chunk, unroll=unroll,
+                                   fill_mode=fill_mode, blur_sigma=blur_sigma, centre=centre,
+                                   probabilities=score == 'softmax')
+  return class_score(maps, t, 'contrast' if score == 'contrast' else 'logit')
 
 
 def masks_used(key: Array, n_masks: int, size: tuple[int, int], cells: int = 8,
