@@ -2,7 +2,8 @@
 # The main job, end to end, on the embedded demo workbook:
 #   demo workbook -> prepare -> train (+ evaluate) -> attribution report -> feature visualisation.
 # Sets up .venv first if needed. Results land under workspace/ (git-ignored).
-# Optional environment: CUE (planted-cue strength, default 0.8; 0 = null world), N (rows, 430).
+# Optional environment: CUE (planted-cue strength, default 0.8; 0 = null world), N (rows, 430),
+# CUE_SHAPE (sticker on the cheek, or tag: a square low on the jaw), WS (workspace folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,15 +11,16 @@ export JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
 PY=.venv/bin/python
 CUE=${CUE:-0.8}
 N=${N:-430}
-WS=workspace
+CUE_SHAPE=${CUE_SHAPE:-sticker}
+WS=${WS:-workspace}
 RAW=$WS/raw/demo.xlsx
 DATA=$WS/data/demo
 RUN=$WS/runs/demo
 start=$(date +%s)
 mkdir -p "$WS/raw" "$WS/data" "$WS/runs"
 
-echo "== 1/5 demo workbook ($N rows, cue strength $CUE) -> $RAW"
-$PY -m gradejax.demo_data --out "$RAW" --n "$N" --cue_strength "$CUE" --seed 0
+echo "== 1/5 demo workbook ($N rows, cue strength $CUE, $CUE_SHAPE) -> $RAW"
+$PY -m gradejax.demo_data --out "$RAW" --n "$N" --cue_strength "$CUE" --cue_shape "$CUE_SHAPE" --seed 0
 
 echo "== 2/5 prepare (faces, labels at the median, TFDS) -> $DATA"
 $PY -m gradejax.prepare --workbook "$RAW" --out "$DATA" --pivot median --overwrite
