@@ -226,6 +226,17 @@ def test_quotable_names_the_explaining_baselines_and_the_power_of_a_null_answer(
   assert text.startswith('Photos predict grades through photo conditions: cross-validated ROC '
                          'AUC 0.95')
   assert 'explained by image quality 1.00' in text and 'background' not in text
+  # Faces predict grades and a photo condition also beats chance: the CNN adds to it, so the
+  # sentence must not say the signal is "explained by" it.
+  faces = dict(base, answer='faces predict grades', predictable=True,
+               explained_by=['face_geometry'],
+               baselines={'face_geometry': {'cv_score': 0.605}},
+               incremental={'with_cnn_score': 0.922, 'baselines_score': 0.639, 'p_value': 0.001})
+  text = verdict.quotable(faces)
+  assert text.startswith('Faces predict grades: cross-validated ROC AUC 0.95')
+  assert 'explained by' not in text
+  assert ('beyond photo conditions that also beat chance (face geometry 0.60; stacked with them '
+          '0.92 vs 0.64, p = 0.001)') in text
   null = dict(base, answer='not distinguishable from chance', predictable=False, cv_score=0.47,
               p_value=0.81, power={'power': 0.8, 'min_detectable_auc': 0.5843})
   text = verdict.quotable(null)

@@ -75,7 +75,19 @@ def quotable(v: dict[str, Any]) -> str:
   if explained:
     named = [f'{b.replace("_", " ")} {_num(_score(v["baselines"][b])):.2f}' for b in explained
              if _num(_score(v['baselines'][b])) is not None]
-    if named:
+    incr = v.get('incremental') if isinstance(v.get('incremental'), dict) else {}
+    if named and str(v.get('answer', '')).startswith('faces'):
+      # The photo conditions carry some signal but the CNN adds to them: not "explained by".
+      stacked = ''
+      if _num(incr.get('with_cnn_score')) is not None and _num(incr.get('baselines_score')) \
+          is not None:
+        stacked = (f'; stacked with them {float(incr["with_cnn_score"]):.2f} vs '
+                   f'{float(incr["baselines_score"]):.2f}' +
+                   (f', {figures.format_p(float(incr["p_value"]))}'
+                    if _num(incr.get('p_value')) is not None else ''))
+      parts.append('beyond photo conditions that also beat chance (' + ', '.join(named) +
+                   stacked + ')')
+    elif named:
       parts.append('explained by ' + ', '.join(named))
   pw = v.get('power') if isinstance(v.get('power'), dict) else None
   if pw and v.get('predictable') is False and _num(pw.get('min_detectable_auc')) is not None:
