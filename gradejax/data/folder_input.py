@@ -88,9 +88,9 @@ def read_folder(csv_path: str | os.PathLike, images_dir: str | os.PathLike | Non
                                  '"id,grade,file".')
   headers = {c + 1: workbook.normalise_header(h) for c, h in enumerate(header)
              if workbook.normalise_header(h)}
-  id_col = workbook._find_column(headers, workbook.ID_SYNONYMS, id_column, ())
-  grade_col = workbook._find_column(headers, workbook.GRADE_SYNONYMS, grade_column, (id_col,))
-  file_col = workbook._find_column(headers, FILE_SYNONYMS, file_column, (id_col, grade_col))
+  id_col = workbook.find_column(headers, workbook.ID_SYNONYMS, id_column, ())
+  grade_col = workbook.find_column(headers, workbook.GRADE_SYNONYMS, grade_column, (id_col,))
+  file_col = workbook.find_column(headers, FILE_SYNONYMS, file_column, (id_col, grade_col))
   missing = [what for what, col in (('id', id_col), ('grade', grade_col), ('file name', file_col))
              if col is None]
   if missing:
