@@ -8,12 +8,13 @@ import pytest
 from absl import flags
 
 from gradejax import distributed, options
+from gradejax import prepare as prepare_command
 from gradejax.data import demo_data, prepare
 from gradejax.featurevis import __main__ as featurevis_cli
 from gradejax.options import option
 from gradejax.report import attribution_report
 
-COMMANDS = [prepare.Command, attribution_report.Command, featurevis_cli.Options,
+COMMANDS = [prepare_command.Command, attribution_report.Command, featurevis_cli.Options,
             demo_data.Command, distributed.HostOptions]
 
 
@@ -53,16 +54,16 @@ def test_values_parse_to_the_field_types():
 
 
 def test_parse_and_choices_reject_bad_values_naming_the_flag():
-  assert options.from_flags(prepare.Command, _parsed(
-      prepare.Command, ['--workbook=w', '--pivot=median'])).pivot == 'median'
-  assert options.from_flags(prepare.Command, _parsed(
-      prepare.Command, ['--workbook=w', '--pivot=4.5'])).pivot == 4.5
+  assert options.from_flags(prepare_command.Command, _parsed(
+      prepare_command.Command, ['--workbook=w', '--pivot=median'])).pivot == 'median'
+  assert options.from_flags(prepare_command.Command, _parsed(
+      prepare_command.Command, ['--workbook=w', '--pivot=4.5'])).pivot == 4.5
   with pytest.raises(flags.IllegalFlagValueError, match='--pivot must be a grade'):
-    _parsed(prepare.Command, ['--workbook=w', '--pivot=high'])
+    _parsed(prepare_command.Command, ['--workbook=w', '--pivot=high'])
   with pytest.raises(flags.IllegalFlagValueError, match='hog'):
-    _parsed(prepare.Command, ['--workbook=w', '--detector=haar'])
+    _parsed(prepare_command.Command, ['--workbook=w', '--detector=haar'])
   with pytest.raises(flags.IllegalFlagValueError, match='workbook'):
-    _parsed(prepare.Command, [])  # required
+    _parsed(prepare_command.Command, [])  # required
   # Library callers bypass absl: check_choices names the field.
   with pytest.raises(ValueError, match='--no_face must be one of skip, centre'):
     options.check_choices(prepare.Options(no_face='center'))

@@ -47,7 +47,7 @@ def photos():
   flat = np.full((200, 200, 3), 120, np.uint8)
   return {
       'face': _jpeg(face), 'face_png': xb.png_bytes(face), 'face_dark': _jpeg((face * 0.8).astype(np.uint8)),
-      'face_shift': _jpeg(a[10:266, 80:336]), 'two': _jpeg(two), 'rotated': rotated,
+      'face_shift': _jpeg(a[10:266, 80:336]), 'face_shift2': _jpeg(a[14:270, 84:340]), 'two': _jpeg(two), 'rotated': rotated,
       'truncated': _jpeg(face)[:2000], 'garbage': b'this is not an image',
       'tiny': xb.png_bytes(face[:30, :30]), 'bomb': _bomb(), 'flat': _jpeg(flat),
   }
@@ -72,7 +72,7 @@ CASES = [
     ('s15', 3.0, 'rotated', ''),
     ('s16', 4.0, 'face_dark', ''),
     ('s17', '2,75', 'face_shift', ''),
-    ('s18', 5, 'face_shift', ''),
+    ('s18', 5, 'face_shift2', ''),  # its own photo: the same picture twice is duplicate_photo
 ]
 
 
@@ -182,10 +182,14 @@ def test_libreoffice_workbook_end_to_end(tmp_path):
   s = prepare.prepare(FIXTURES / 'libreoffice_grades.xlsx', tmp_path / 'lo',
                       prepare.Options(folds=2, min_side=64))
   entries = manifest.read(tmp_path / 'lo' / 'manifest.csv')
+  # One JPEG embedded in three cells: the two rows that reach the photo check share it, so
+  # both are skipped as duplicate_photo (issue 24), naming each other.
   assert [(e.id, e.status, e.reason_code) for e in entries] == [
-      ('S01', 'used', ''), ('S02', 'used', ''), ('S03', 'skipped', 'no_photo'),
-      ('S04', 'skipped', 'missing_grade'), ('S05', 'skipped', 'grade_out_of_range')]
-  assert [e.grade for e in entries[:2]] == [4.5, 4.5] and s['faces_found'] == 2
+      ('S01', 'skipped', 'duplicate_photo'), ('S02', 'skipped', 'duplicate_photo'),
+      ('S03', 'skipped', 'no_photo'), ('S04', 'skipped', 'missing_grade'),
+      ('S05', 'skipped', 'grade_out_of_range')]
+  assert [e.grade for e in entries[:2]] == [4.5, 4.5] and s['used'] == 0
+  assert 'as row 3;' in entries[0].reason and 'as row 2;' in entries[1].reason
 
 
 # --- labels -------------------------------------------------------------------------------
@@ -269,9 +273,14 @@ def test_ids_become_safe_unique_file_names(tmp_path, photos):
   path = xb.write_workbook(tmp_path / 'w.xlsx', [('a/b', 4, photos['face']), ('a_b', 5, photos['face']),
                                                  (17, 4, photos['face']), ('.x', 4, photos['face'])])
   entries = prepare._ids_and_grades(workbook.read_workbook(path), prepare.Options())
+  # Issue 24: ids whose file names would collide are both kept, under distinct names.
   assert [(e.id, e.status, e.reason_code) for e in entries] == [
-      ('a/b', 'used', ''), ('a_b', 'skipped', 'duplicate_id'), ('17', 'used', ''), ('.x', 'used', '')]
-  assert [prepare.file_stem(e.id) for e in entries] == ['a_b', 'a_b', '17', '_.x']
+      ('a/b', 'used', ''), ('a_b', 'used', ''), ('17', 'used', ''), ('.x', 'used', '')]
+  names = prepare.file_names(e.id for e in entries)
+  assert names['17'] == '17'
+  assert re.fullmatch(r'a_b-[0-9a-f]{10}', names['a/b']) and re.fullmatch(r'a_b-[0-9a-f]{10}',
+                                                                           names['a_b'])
+  assert names['.x'].startswith('_.x-') and len(set(names.values())) == 4
 
 
 # --- issue 14: LibreOffice round trip end to end, --check, output safety ---------------------
@@ -385,7 +394,7 @@ def test_output_path_problems_are_messages(tmp_path, small_workbook):
   mine = tmp_path / 'thesis'
   mine.mkdir()
   (mine / 'chapter1.tex').write_text('precious')
-  with pytest.raises(prepare.OutputError, match='a folder prepare did not write'):
+  with pytest.raises(prepare.OutputError, match='holds chapter1.tex, which prepare did not write'):
     prepare.prepare(small_workbook, mine, prepare.Options(overwrite=True))
   assert (mine / 'chapter1.tex').read_text() == 'precious'
 
@@ -465,11 +474,13 @@ def test_check_reads_a_csv_and_its_photo_folder(tmp_path):
   Image.fromarray(np.full((80, 90, 3), 120, np.uint8)).save(tmp_path / 'photos' / 'a.jpg')
   (tmp_path / 'study.csv').write_text('id,grade,file\n1,4.5,a.jpg\n2,5.0,gone.jpg\n3,3.5,a.jpg\n')
   entries, text = prepare.check(tmp_path / 'study.csv', prepare.Options(), tmp_path / 'photos')
-  assert [(e.source_row, e.status) for e in entries] == [(2, 'used'), (3, 'skipped'),
-                                                         (4, 'used')]
+  # Issue 24: the same photo for two ids skips both rows, each naming the other.
+  assert [(e.source_row, e.status, e.reason_code) for e in entries] == [
+      (2, 'skipped', 'duplicate_photo'), (3, 'skipped', 'image_missing'),
+      (4, 'skipped', 'duplicate_photo')]
   assert "no file 'gone.jpg'" in entries[1].reason
+  assert 'as row 4;' in entries[0].reason and 'as row 2;' in entries[2].reason
   lines = text.splitlines()
-  assert 'a.jpg file 90x80' in lines[2] and lines[2].endswith('ready')
-  assert lines[4].endswith('[same picture as row 2]')
-  assert lines[-1].startswith('3 rows: 2 ready')
+  assert 'a.jpg file 90x80' in lines[2] and 'duplicate_photo' in lines[2]
+  assert lines[-1].startswith('3 rows: 0 ready')
   assert sorted(p.name for p in tmp_path.iterdir()) == ['photos', 'study.csv']

@@ -50,6 +50,11 @@ class FilePhoto:
     return self.path.read_bytes()
 
 
+def _inside(path: pathlib.Path, root: pathlib.Path) -> bool:
+  resolved = path.resolve()
+  return resolved == root or root in resolved.parents
+
+
 def is_csv(path: str | os.PathLike) -> bool:
   return pathlib.Path(path).suffix.lower() in CSV_SUFFIXES
 
@@ -64,8 +69,11 @@ def _text(path: pathlib.Path) -> str:
 
 def read_folder(csv_path: str | os.PathLike, images_dir: str | os.PathLike | None = None, *,
                 id_column: str | None = None, grade_column: str | None = None,
-                file_column: str | None = None) -> workbook.Table:
+                file_column: str | None = None, allow_outside: bool = False) -> workbook.Table:
   """Reads the CSV's rows; file names are relative to ``images_dir`` (default: the CSV's folder).
+
+  A name that resolves outside that folder (``../x.jpg``, an absolute path, a link pointing
+  out) gives its row an ``image_outside_folder`` problem unless ``allow_outside``.
 
   Raises:
     workbook.WorkbookError: the CSV or the folder is missing, or the header lacks a column.
@@ -99,6 +107,7 @@ def read_folder(csv_path: str | os.PathLike, images_dir: str | os.PathLike | Non
         f'{", ".join(repr(h) for h in header)}. Name the columns e.g. id, grade, file, or pass '
         '--id_column/--grade_column/--photo_column.')
   rows, blank = [], 0
+  root = folder.resolve()
   cell = lambda values, c: (values[c - 1].strip() or None) if c - 1 < len(values) else None
   for values in reader:
     line = reader.line_num
@@ -106,10 +115,14 @@ def read_folder(csv_path: str | os.PathLike, images_dir: str | os.PathLike | Non
       blank += 1
       continue
     name = cell(values, file_col)
-    photo = None
+    photo, problem = None, None
     if name is not None:
       photo = FilePhoto(line, folder / name, file_col)
+      if not allow_outside and not _inside(photo.path, root):
+        photo, problem = None, (
+            f'image_outside_folder: the file {name!r} lies outside the photo folder {folder}; '
+            'put the photo in it, or pass --images_outside to allow such paths')
     rows.append(workbook.Row(line, cell(values, id_col), cell(values, grade_col), photo,
-                             int(photo is not None)))
+                             int(photo is not None), photo_problem=problem))
   return workbook.Table(str(csv_path), csv_path.name, 1,
                         {'id': id_col, 'grade': grade_col, 'photo': file_col}, rows, blank)

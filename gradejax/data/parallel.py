@@ -14,7 +14,9 @@ spawn pool, a script that calls this with ``workers > 1`` needs the usual
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import multiprocessing
 import os
 import pathlib
@@ -43,6 +45,9 @@ class Result(NamedTuple):
   # The photo-condition features of the confound baselines (photo_quality.row_conditions),
   # when the job asks for them: computed here, from the original bytes, beside the chip.
   conditions: dict | None = None
+  # SHA-1 of the decoded pixels (shape included), set whenever the photo decoded: prepare skips
+  # rows whose photos are the same picture.
+  digest: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +79,14 @@ def read_source(source: Source) -> tuple[bytes | None, str | None]:
     return None, f'image_unreadable: cannot read {path} ({e.strerror or e})'
 
 
+def pixel_digest(image: np.ndarray) -> str:
+  """SHA-1 of a decoded photo (uint8 [H, W, 3]): equal exactly for the same pixels, whatever
+  the file's format, name or metadata."""
+  h = hashlib.sha1(repr(image.shape).encode())
+  h.update(np.ascontiguousarray(image).tobytes())
+  return h.hexdigest()
+
+
 def process_photo(models: faces.Models, source: Source, job: Job, landmarks68=None) -> Result:
   """One photo: decode -> detect -> align, the policies of ``job``. Never raises for a bad
   photo: the reason string says what was wrong (``code: detail``). ``landmarks68``: dlib's
@@ -84,13 +97,15 @@ def process_photo(models: faces.Models, source: Source, job: Job, landmarks68=No
   image, reason = images.decode_photo(data, min_side=job.min_side)
   if reason is not None:
     return Result(reason)
+  digest = pixel_digest(image)
   face, reason = faces.find_face(models, image, job.face_options)
   if reason is not None:
-    return Result(reason)
+    return Result(reason, digest=digest)
   conditions = (photo_quality.row_conditions(data, image, face, landmarks68,
                                              job.face_options.chip_size)
                 if job.conditions else None)
-  return Result(None, face.chip, face.box, face.score, face.affine, face.centre_crop, conditions)
+  return Result(None, face.chip, face.box, face.score, face.affine, face.centre_crop, conditions,
+                digest)
 
 
 def _load(job: Job):
@@ -122,6 +137,10 @@ def map_photos(sources: Sequence[Source], job: Job, workers: int | None = None,
   ``len(sources)`` workers are started. ``chunksize`` photos travel to a worker per message
   (default: enough for ~8 messages per worker, at most 16, so the progress bar moves and the
   last chunks balance). ``progress(done, total)`` is called after each photo.
+
+  The pool is closed and joined before the last result is yielded, so a consumer that stops
+  right after it (``zip``) leaves no worker behind; one that stops earlier should use
+  :func:`mapped`, which closes the pool when its block ends.
   """
   total = len(sources)
   workers = default_workers() if workers is None else workers
@@ -131,24 +150,39 @@ def map_photos(sources: Sequence[Source], job: Job, workers: int | None = None,
   if workers <= 1:
     models, lm68 = _load(job) if total else (None, None)
     for i, s in enumerate(sources):
-      yield process_photo(models, s, job, lm68)
+      r = process_photo(models, s, job, lm68)
       if progress:
         progress(i + 1, total)
+      yield r
     return
   if chunksize is None:
     chunksize = max(1, min(16, total // (8 * workers)))
   pool = multiprocessing.get_context('spawn').Pool(workers, _init_worker, (job,))
   try:
     for i, r in enumerate(pool.imap(_task, sources, chunksize)):
-      yield r
+      if i + 1 == total:
+        pool.close()  # every result is in: the workers exit now, not when the consumer is done
+        pool.join()
       if progress:
         progress(i + 1, total)
-    pool.close()
+      yield r
   except BaseException:  # KeyboardInterrupt, or the consumer stopped early (GeneratorExit)
     pool.terminate()
     raise
   finally:
     pool.join()
+
+
+@contextlib.contextmanager
+def mapped(sources: Sequence[Source], job: Job, workers: int | None = None,
+           progress: Progress | None = None) -> Iterator[Iterator[Result]]:
+  """:func:`map_photos` whose pool is terminated and joined when the ``with`` block ends,
+  however it ends (an interrupt, an error, or the consumer stopping early)."""
+  results = map_photos(sources, job, workers, progress)
+  try:
+    yield results
+  finally:
+    results.close()
 
 
 def photo_source(photo) -> Source:
