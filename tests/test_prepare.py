@@ -344,19 +344,33 @@ def small_workbook(tmp_path_factory, photos):
 
 @pytest.mark.parametrize('sig', ['SIGINT', 'SIGTERM'])
 def test_interrupt_keeps_the_previous_output(tmp_path, small_workbook, sig):
+  """Issue 24: a signal in the write phase ends the run within 10 s (the pool is closed before
+  writing), the previous output intact. Started with SIGINT ignored, as a shell's background
+  job is: prepare restores Ctrl-C semantics itself (issue 22)."""
   import signal
   import time
   out = tmp_path / 'data'
   prepare.prepare(small_workbook, out, prepare.Options(folds=2, pivot='median'))
   before = {p.relative_to(out): p.read_bytes() for p in out.rglob('*') if p.is_file()}
-  proc = _started(out, small_workbook, '--overwrite', '--no_face', 'centre')
+  proc = subprocess.Popen(
+      [sys.executable, '-m', 'gradejax.prepare', '--workbook', str(small_workbook), '--out',
+       str(out), '--folds', '2', '--overwrite', '--no_face', 'centre', '--workers', '2'],
+      cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
   deadline = time.time() + 100
   while not list(tmp_path.glob('.data.tmp-*')) and proc.poll() is None and time.time() < deadline:
     time.sleep(0.01)
   assert proc.poll() is None, 'prepare finished before its temporary folder was seen'
   proc.send_signal(getattr(signal, sig))
-  _, err = proc.communicate(timeout=60)
-  assert proc.returncode != 0 and 'Traceback' not in err and 'interrupted' in err
+  sent = time.time()
+  try:
+    _, err = proc.communicate(timeout=10)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    proc.communicate()
+    pytest.fail(f'prepare did not exit within 10 s of {sig}')
+  assert time.time() - sent < 10
+  assert proc.returncode != 0 and 'Traceback' not in err and 'interrupted' in err, err
   after = {p.relative_to(out): p.read_bytes() for p in out.rglob('*') if p.is_file()}
   assert after == before
   assert sorted(p.name for p in tmp_path.iterdir()) == ['data']
@@ -484,3 +498,176 @@ def test_check_reads_a_csv_and_its_photo_folder(tmp_path):
   assert 'a.jpg file 90x80' in lines[2] and 'duplicate_photo' in lines[2]
   assert lines[-1].startswith('3 rows: 0 ready')
   assert sorted(p.name for p in tmp_path.iterdir()) == ['photos', 'study.csv']
+
+
+# --- issue 24: --overwrite replaces only prepare's own output; per-row id and photo rules -------
+
+from gradejax.data import output_folder  # noqa: E402
+
+
+def test_overwrite_replaces_only_what_prepare_wrote(tmp_path, small_workbook):
+  out = tmp_path / 'data'
+  prepare.prepare(small_workbook, out, prepare.Options(folds=2))
+  written = json.loads((out / output_folder.MARKER).read_text())['written']
+  assert 'manifest.csv' in written and 'chips' in written and 'tfds' in written
+  (out / 'chips' / 'notes.txt').write_text('mine')
+  with pytest.raises(prepare.OutputError, match=r'holds chips/notes\.txt, which prepare did not '
+                     'write; --overwrite replaces only a folder prepare wrote'):
+    prepare.prepare(small_workbook, out, prepare.Options(folds=2, overwrite=True))
+  assert (out / 'chips' / 'notes.txt').read_text() == 'mine'
+  (out / 'chips' / 'notes.txt').unlink()
+  prepare.prepare(small_workbook, out, prepare.Options(folds=2, overwrite=True))  # ours: replaced
+  # A folder with a manifest.csv but no marker (not written by this prepare) and another file.
+  legacy = tmp_path / 'legacy'
+  legacy.mkdir()
+  (legacy / 'manifest.csv').write_text('id\n')
+  (legacy / 'notes.txt').write_text('mine')
+  with pytest.raises(prepare.OutputError, match='holds notes.txt, which prepare did not write'):
+    prepare.prepare(small_workbook, legacy, prepare.Options(folds=2, overwrite=True))
+  assert (legacy / 'notes.txt').read_text() == 'mine'
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['data', 'legacy']
+
+
+def test_the_input_workbook_inside_out_is_never_deleted(tmp_path, small_workbook):
+  out = tmp_path / 'data'
+  prepare.prepare(small_workbook, out, prepare.Options(folds=2))
+  inside = out / 'school.xlsx'
+  inside.write_bytes(small_workbook.read_bytes())
+  with pytest.raises(prepare.OutputError, match=r'holds the input .*school\.xlsx, which '
+                     '--overwrite would delete'):
+    prepare.prepare(inside, out, prepare.Options(folds=2, overwrite=True))
+  assert inside.read_bytes() == small_workbook.read_bytes()
+
+
+def test_a_symlinked_out_is_resolved_and_kept(tmp_path, small_workbook):
+  target, link = tmp_path / 'real', tmp_path / 'link'
+  prepare.prepare(small_workbook, target, prepare.Options(folds=2))
+  link.symlink_to(target)
+  prepare.prepare(small_workbook, link, prepare.Options(folds=2, pivot='median', overwrite=True))
+  assert link.is_symlink() and link.resolve() == target
+  assert 'median' in json.loads((target / 'summary.json').read_text())['labelling']
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['link', 'real']
+  # A leftover that is a link (as an old version's swap left) is really removed, and so reported.
+  (tmp_path / '.real.tmp-999999999-abc').symlink_to(target)
+  assert output_folder.clean_leftovers(target) == [
+      'removed .real.tmp-999999999-abc, left by an interrupted run']
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['link', 'real'] and target.is_dir()
+
+
+def test_a_concurrent_run_stops_at_once(tmp_path, small_workbook):
+  import time
+  out = tmp_path / 'data'
+  holder = subprocess.Popen([sys.executable, '-c', (
+      'import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); '
+      'fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode()); '
+      'print("locked", flush=True); time.sleep(60)'), str(tmp_path / '.data.lock')],
+      stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == 'locked'
+    start = time.time()
+    with pytest.raises(prepare.OutputError, match=rf'another prepare \(pid {holder.pid}\) is '
+                       'writing it now; wait for it to finish'):
+      prepare.prepare(small_workbook, out, prepare.Options(folds=2, overwrite=True))
+    assert time.time() - start < 2 and not out.exists()
+  finally:
+    holder.kill()
+    holder.wait()
+  prepare.prepare(small_workbook, out, prepare.Options(folds=2))  # the lock is free again
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['data']  # the lock file goes too
+
+
+def _flat(k: int, fmt: str = 'PNG') -> bytes:
+  return xb.encode(np.full((80, 80, 3), (30 * k % 256, 200 - 9 * k, 40 + 11 * k), np.uint8), fmt)
+
+
+def test_ids_that_cannot_be_file_names_and_duplicate_photos(tmp_path):
+  long_id = 'L' * 300
+  rows = [(long_id, 4.0, _flat(1)), (12345678901234567890, 4.5, _flat(2)),
+          (1.2345678901234567e19, 5.0, _flat(3)), ('Ab', 3.0, _flat(4)), ('ab', 3.5, _flat(5)),
+          ('con', 4.0, _flat(6)), ('d1', 4.0, _flat(7)), ('d2', 5.0, _flat(7, 'BMP')),
+          ('x', 4.2, _flat(8))]
+  path = xb.write_workbook(tmp_path / 'w.xlsx', rows)
+  # openpyxl (like Excel) stores a number as a double: A3 is rewritten with the exact digits a
+  # writer keeping text-like numbers stores, which must be read back digit for digit.
+  xb._replace_parts(path, {}, lambda parts: {**parts, 'xl/worksheets/sheet1.xml': re.sub(
+      rb'(<c r="A3"[^>]*><v>)[^<]*', rb'\g<1>12345678901234567890',
+      parts['xl/worksheets/sheet1.xml'])})
+  out = tmp_path / 'out'
+  prepare.prepare(path, out, prepare.Options(folds=2, no_face='centre', pivot='median'))
+  got = {e.source_row: e for e in manifest.read(out / 'manifest.csv')}
+  assert got[2].id == long_id and got[2].status == 'used'
+  assert got[3].id == '12345678901234567890' and got[3].status == 'used'
+  assert got[4].reason_code == 'id_not_exact' and '15' in got[4].reason
+  used = [e for e in got.values() if e.status == 'used']
+  files = [pathlib.PurePath(e.file).name for e in used]
+  assert len({f.casefold() for f in files}) == len(files) == 6
+  assert all(len(f) <= 80 for f in files) and 'x.png' in files
+  assert not any(f.split('.')[0].casefold() == 'con' for f in files)
+  for e in used:  # each chip is its own row's photo (centre crop of a flat colour)
+    k = [r[0] for r in rows].index(int(e.id) if e.id.isdigit() else e.id) + 1
+    np.testing.assert_array_equal(images.read_png(out / e.file)[75, 75],
+                                  np.asarray(Image.open(io.BytesIO(rows[k - 1][2])).convert('RGB'))[0, 0])
+  # Same pixels in a PNG and a BMP: both rows skipped, naming each other.
+  assert got[8].reason.startswith('duplicate_photo: the same picture (same pixels) as row 9;')
+  assert got[9].reason.startswith('duplicate_photo: the same picture (same pixels) as row 8;')
+
+
+def test_csv_paths_must_stay_inside_the_photo_folder(tmp_path):
+  photos, outside = tmp_path / 'photos', tmp_path / 'outside'
+  photos.mkdir()
+  outside.mkdir()
+  for folder, name, k in ((photos, 'a.png', 1), (outside, 'x.png', 2), (outside, 'y.png', 3)):
+    (folder / name).write_bytes(_flat(k))
+  (tmp_path / 'study.csv').write_text(
+      f'id,grade,file\n1,4.5,a.png\n2,5.0,../outside/x.png\n3,3.5,{outside / "y.png"}\n')
+  entries, _ = prepare.check(tmp_path / 'study.csv', prepare.Options(), photos)
+  assert [(e.source_row, e.reason_code) for e in entries] == [
+      (2, ''), (3, 'image_outside_folder'), (4, 'image_outside_folder')]
+  assert "'../outside/x.png' lies outside the photo folder" in entries[1].reason
+  entries, _ = prepare.check(tmp_path / 'study.csv', prepare.Options(images_outside=True), photos)
+  assert [e.status for e in entries] == ['used'] * 3
+
+
+def test_a_failing_swap_keeps_the_old_output(tmp_path, small_workbook, monkeypatch):
+  """Issue 22: the swap that moves the new output in fails after everything was built; the old
+  output must still be there (an rmtree + rename 'swap' loses it)."""
+  out = tmp_path / 'data'
+  prepare.prepare(small_workbook, out, prepare.Options(folds=2))
+  before = (out / 'manifest.csv').read_text()
+  real_rename = os.rename
+
+  def rename(src, dst, *a, **kw):  # the file system refuses to move the new output onto --out
+    if os.fspath(dst) == os.fspath(out) and pathlib.Path(src).name.startswith('.data.tmp-'):
+      raise OSError(5, 'Input/output error', os.fspath(dst))
+    return real_rename(src, dst, *a, **kw)
+
+  monkeypatch.setattr(os, 'rename', rename)
+  for renameat2 in (True, False):  # Linux's atomic exchange, and the two-rename fallback
+    if not renameat2:
+      monkeypatch.setattr(output_folder, '_exchange', lambda a, b: False)
+    before = (out / 'manifest.csv').read_text()
+    try:
+      prepare.prepare(small_workbook, out, prepare.Options(folds=2, pivot=3.0 + 0.5 * renameat2,
+                                                           overwrite=True))
+      replaced = True
+    except prepare.OutputError as e:
+      assert 'the previous output is untouched' in str(e)
+      replaced = False
+    text = (out / 'manifest.csv').read_text()
+    assert text == before or (replaced and text != before)
+    assert output_folder.foreign_entry(out) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['data'], renameat2
+  assert not replaced  # the fallback had to fail: its second rename is the refused one
+
+
+def test_folder_as_workbook_and_a_header_on_row_12(tmp_path):
+  from gradejax.data import workbook
+  with pytest.raises(workbook.WorkbookError, match='is a folder, not a workbook file'):
+    workbook.read_workbook(tmp_path)
+  path = xb.write_workbook(tmp_path / 'w.xlsx', [('a', 4.0, None)], header_row=12,
+                           headers=('Pupil', 'Score', 'photo'))
+  with pytest.raises(workbook.WorkbookError, match='--id_column/--grade_column'):
+    workbook.read_workbook(path)
+  t = workbook.read_workbook(path, id_column='Pupil', grade_column='Score')
+  assert t.header_row == 12 and [(r.source_row, r.id_value, r.grade_value) for r in t.rows] == [
+      (13, 'a', 4.0)]

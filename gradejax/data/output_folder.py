@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import glob
 import json
 import os
 import pathlib
@@ -273,16 +274,21 @@ def build(out: pathlib.Path, write: Callable[[pathlib.Path], None], overwrite: b
   """
   out.parent.mkdir(parents=True, exist_ok=True)
   clean_leftovers(out)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-{os.getpid()}-', dir=out.parent))
-  old = None
+  old = tmp = None
   try:
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.{out.name}.tmp-{os.getpid()}-', dir=out.parent))
     write(tmp)
     write_marker(tmp)
     if out.exists():  # something may have appeared while the run worked
       check_output(out, overwrite, inputs)
     old = swap_in(tmp, out)
   except BaseException as e:
-    _remove(tmp)
+    if tmp is not None:
+      _remove(tmp)
+    # An interrupt may also have come between mkdtemp() and here: this process's other
+    # half-built folders go too.
+    for p in out.parent.glob(f'.{glob.escape(out.name)}.tmp-{os.getpid()}-*'):
+      _remove(p)
     if isinstance(e, OSError) and not isinstance(e, (OutputError, FileExistsError)):
       kept = 'the previous output is untouched' if out.exists() else 'nothing was written'
       where = f' ({e.filename})' if e.filename else ''
