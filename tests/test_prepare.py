@@ -505,6 +505,14 @@ def test_check_reads_a_csv_and_its_photo_folder(tmp_path):
 from gradejax.data import output_folder  # noqa: E402
 
 
+@pytest.fixture(scope='module')
+def photoless(tmp_path_factory):
+  """A workbook whose rows all lack a photo: prepare writes manifest and summary in a blink
+  (no faces, no TFDS), for the output-folder rules."""
+  return xb.write_workbook(tmp_path_factory.mktemp('photoless') / 'school.xlsx',
+                           [('a', 4.5, None), ('b', 3.5, None)])
+
+
 def test_overwrite_replaces_only_what_prepare_wrote(tmp_path, small_workbook):
   out = tmp_path / 'data'
   prepare.prepare(small_workbook, out, prepare.Options(folds=2))
@@ -528,24 +536,24 @@ def test_overwrite_replaces_only_what_prepare_wrote(tmp_path, small_workbook):
   assert sorted(p.name for p in tmp_path.iterdir()) == ['data', 'legacy']
 
 
-def test_the_input_workbook_inside_out_is_never_deleted(tmp_path, small_workbook):
+def test_the_input_workbook_inside_out_is_never_deleted(tmp_path, photoless):
   out = tmp_path / 'data'
-  prepare.prepare(small_workbook, out, prepare.Options(folds=2))
+  prepare.prepare(photoless, out, prepare.Options(folds=2))
   inside = out / 'school.xlsx'
-  inside.write_bytes(small_workbook.read_bytes())
+  inside.write_bytes(photoless.read_bytes())
   with pytest.raises(prepare.OutputError, match=r'holds the input .*school\.xlsx, which '
                      '--overwrite would delete'):
     prepare.prepare(inside, out, prepare.Options(folds=2, overwrite=True))
-  assert inside.read_bytes() == small_workbook.read_bytes()
+  assert inside.read_bytes() == photoless.read_bytes()
 
 
-def test_a_symlinked_out_is_resolved_and_kept(tmp_path, small_workbook):
+def test_a_symlinked_out_is_resolved_and_kept(tmp_path, photoless):
   target, link = tmp_path / 'real', tmp_path / 'link'
-  prepare.prepare(small_workbook, target, prepare.Options(folds=2))
+  prepare.prepare(photoless, target, prepare.Options(folds=2))
   link.symlink_to(target)
-  prepare.prepare(small_workbook, link, prepare.Options(folds=2, pivot='median', overwrite=True))
+  prepare.prepare(photoless, link, prepare.Options(folds=2, pivot='median', overwrite=True))
   assert link.is_symlink() and link.resolve() == target
-  assert 'median' in json.loads((target / 'summary.json').read_text())['labelling']
+  assert json.loads((target / 'summary.json').read_text())['options']['pivot'] == 'median'
   assert sorted(p.name for p in tmp_path.iterdir()) == ['link', 'real']
   # A leftover that is a link (as an old version's swap left) is really removed, and so reported.
   (tmp_path / '.real.tmp-999999999-abc').symlink_to(target)
@@ -554,7 +562,7 @@ def test_a_symlinked_out_is_resolved_and_kept(tmp_path, small_workbook):
   assert sorted(p.name for p in tmp_path.iterdir()) == ['link', 'real'] and target.is_dir()
 
 
-def test_a_concurrent_run_stops_at_once(tmp_path, small_workbook):
+def test_a_concurrent_run_stops_at_once(tmp_path, photoless):
   import time
   out = tmp_path / 'data'
   holder = subprocess.Popen([sys.executable, '-c', (
@@ -567,12 +575,12 @@ def test_a_concurrent_run_stops_at_once(tmp_path, small_workbook):
     start = time.time()
     with pytest.raises(prepare.OutputError, match=rf'another prepare \(pid {holder.pid}\) is '
                        'writing it now; wait for it to finish'):
-      prepare.prepare(small_workbook, out, prepare.Options(folds=2, overwrite=True))
+      prepare.prepare(photoless, out, prepare.Options(folds=2, overwrite=True))
     assert time.time() - start < 2 and not out.exists()
   finally:
     holder.kill()
     holder.wait()
-  prepare.prepare(small_workbook, out, prepare.Options(folds=2))  # the lock is free again
+  prepare.prepare(photoless, out, prepare.Options(folds=2))  # the lock is free again
   assert sorted(p.name for p in tmp_path.iterdir()) == ['data']  # the lock file goes too
 
 
@@ -628,12 +636,12 @@ def test_csv_paths_must_stay_inside_the_photo_folder(tmp_path):
   assert [e.status for e in entries] == ['used'] * 3
 
 
-def test_a_failing_swap_keeps_the_old_output(tmp_path, small_workbook, monkeypatch):
+def test_a_failing_swap_keeps_the_old_output(tmp_path, photoless, monkeypatch):
   """Issue 22: the swap that moves the new output in fails after everything was built; the old
   output must still be there (an rmtree + rename 'swap' loses it)."""
   out = tmp_path / 'data'
-  prepare.prepare(small_workbook, out, prepare.Options(folds=2))
-  before = (out / 'manifest.csv').read_text()
+  prepare.prepare(photoless, out, prepare.Options(folds=2))
+  before = (out / 'summary.json').read_text()
   real_rename = os.rename
 
   def rename(src, dst, *a, **kw):  # the file system refuses to move the new output onto --out
@@ -645,15 +653,15 @@ def test_a_failing_swap_keeps_the_old_output(tmp_path, small_workbook, monkeypat
   for renameat2 in (True, False):  # Linux's atomic exchange, and the two-rename fallback
     if not renameat2:
       monkeypatch.setattr(output_folder, '_exchange', lambda a, b: False)
-    before = (out / 'manifest.csv').read_text()
+    before = (out / 'summary.json').read_text()
     try:
-      prepare.prepare(small_workbook, out, prepare.Options(folds=2, pivot=3.0 + 0.5 * renameat2,
+      prepare.prepare(photoless, out, prepare.Options(folds=2, pivot=3.0 + 0.5 * renameat2,
                                                            overwrite=True))
       replaced = True
     except prepare.OutputError as e:
       assert 'the previous output is untouched' in str(e)
       replaced = False
-    text = (out / 'manifest.csv').read_text()
+    text = (out / 'summary.json').read_text()
     assert text == before or (replaced and text != before)
     assert output_folder.foreign_entry(out) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ['data'], renameat2
