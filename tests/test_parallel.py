@@ -94,3 +94,16 @@ def test_folder_input_names_the_line_and_the_file(tmp_path):
   (tmp_path / 'y.csv').write_text('student,grade\ns1,4\n', encoding='utf-8')
   with pytest.raises(workbook.WorkbookError, match=r'y\.csv, line 1: no id / file name column'):
     folder_input.read_folder(tmp_path / 'y.csv')
+
+
+def test_the_pool_is_gone_when_the_results_are(study):
+  """Issue 24: no worker outlives the photo phase, neither when the consumer takes exactly the
+  results (zip never asks for one more) nor when it stops early inside ``mapped``."""
+  sources = [r.photo.data for r in study[3].rows]
+  job = parallel.Job(faces.FaceOptions())
+  results = parallel.map_photos(sources, job, workers=2)  # alive, as in the caller's frame
+  taken = [r for _, r in zip(sources, results)]
+  assert len(taken) == N and multiprocessing.active_children() == []
+  with parallel.mapped(sources[:2], job, workers=2) as results:
+    next(results)
+  assert multiprocessing.active_children() == []
