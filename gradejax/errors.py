@@ -103,6 +103,10 @@ def describe(exc: BaseException, output: str | None = None) -> str | None:
   for e in _chain(exc):
     if isinstance(e, FileNotFoundError) and e.errno is None and str(e):
       return ' '.join(str(e).split())  # gradejax's own "run X first" messages
+  for e in _chain(exc):
+    line = _config_load_error(e)
+    if line:
+      return line
   return None
 
 
@@ -130,10 +134,11 @@ def _output(output_flag: str | None) -> str | None:
   return None
 
 
-def guard(fn: Callable, output_flag: str | None = None) -> Callable:
+def guard(fn: Callable, output_flag: str | None = None, output: str | None = None) -> Callable:
   """``fn`` whose known errors (:func:`describe`) exit with one line instead of a traceback;
   a resource error in another thread (TensorBoard's or orbax's writer) is held back and
-  reported the same way when ``fn`` returns."""
+  reported the same way when ``fn`` returns. The output folder a full disk names is the flag
+  ``output_flag``'s value, else ``output``."""
   def wrapped(*args, **kwargs):
     held: list[BaseException] = []
     previous = threading.excepthook
@@ -148,14 +153,14 @@ def guard(fn: Callable, output_flag: str | None = None) -> Callable:
     try:
       result = fn(*args, **kwargs)
     except Exception as e:
-      line = describe(e, _output(output_flag))
+      line = describe(e, _output(output_flag) or output)
       if line is None or debug():
         raise
       fail(line)
     finally:
       threading.excepthook = previous
     if held:
-      fail(describe(held[0], _output(output_flag)))
+      fail(describe(held[0], _output(output_flag) or output))
     return result
   return wrapped
 
@@ -175,7 +180,7 @@ def run(main: Callable, *, flags_parser: Callable | None = None,
         raise
       fail(f'{e} (see --help)')
     except Exception as e:
-      line = describe(e) or _config_load_error(e)
+      line = describe(e)
       if line is None or debug(argv):
         raise
       fail(line)
@@ -188,9 +193,9 @@ def _config_load_error(e: BaseException) -> str | None:
   # ... Attempted [Relative path]: configs/x.py [Errno 2] No such file or directory: ..."
   text = ' '.join(str(e).split())
   if 'Failed loading config file' in text or 'Configuration is not available' in text:
-    reason = text.split('Attempted', 1)[-1]
-    return (f'Could not load the --config file: {reason.split(":", 1)[-1].strip()}. Pass an '
-            f'existing configs/<name>.py (relative to here or absolute).')
+    reason = text.split('Attempted', 1)[-1].split(':', 1)[-1].strip()
+    return (f'Could not load the --config file: {reason}. Pass an existing configs/<name>.py '
+            f'(relative to the current folder, or absolute).')
   return None
 
 

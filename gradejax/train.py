@@ -104,7 +104,8 @@ def parse_flags(argv: list[str]) -> list[str]:
     keys = [a[len('--config.'):].split('=')[0] for a in argv[1:] if a.startswith('--config.')]
     # ml_collections' message starts with the unknown key's last part in quotes, then maybe
     # 'Did you mean "steps" instead of "stepz"?' (which names the valid key too).
-    bad = re.search(r"""['"]([^'"]+)['"]""", msg)
+    bad = (re.search(r'instead of \\*"([^"\\]+)', msg) or
+           re.search(r"""\\*['"]([^'"\\]+)\\*['"]""", msg))
     bad = bad.group(1) if bad else ''
     key = next((k for k in keys if k.split('.')[-1] == bad), bad or msg)
     hint = re.search(r'Did you mean "([^"]+)"', msg)
