@@ -170,7 +170,6 @@ def run(main: Callable, *, flags_parser: Callable | None = None,
   """``absl.app.run(main)`` with known errors as one line (flag parsing included, e.g. a
   missing config file)."""
   from absl import app
-  from absl.flags import argparse_flags  # noqa: F401 - absl's default parser needs it loaded
 
   def parse(argv):
     try:

@@ -111,9 +111,10 @@ def write_config(config, workdir: pathlib.Path, extra: dict) -> None:
 # A run's identity is its config.json minus these fields: they change nothing a checkpoint
 # holds (evaluation, logging, checkpoint cadence, the test hook), so a rerun may change them
 # and the run continues (the evaluation then uses the new values). Every other field trained
-# the checkpoint, and a rerun that changes one is refused (check_rerun). ``steps`` may grow
-# when ``schedule='constant'`` (no step of the schedule depends on it); the step batches
-# depend on the step only, so the longer run equals a clean one.
+# the checkpoint, and a rerun that changes one is refused (check_rerun). ``steps`` may change
+# when ``schedule='constant'`` on both sides (no step of the schedule depends on it) and the
+# checkpoint is not past the new value: step t's batch depends on t only, so the run then
+# equals a clean run of the new length.
 RERUN_SAFE = ('evaluate', 'log_images', 'log_every', 'save_every', 'stop_after_steps',
               'cv_folds', 'cv_repeats', 'cv_head', 'metric', 'num_permutations',
               'permutation_chunk', 'bootstrap', 'alpha', 'baseline_ridge', 'blur_sigma', 'power',
@@ -135,10 +136,11 @@ def _plain(v):
   return json.loads(json.dumps(v, default=list))  # tuples and lists alike, as config.json
 
 
-def changed_fields(saved: dict, config) -> list[tuple[str, Any, Any]]:
+def changed_fields(saved: dict, config, trained_step: int = 0) -> list[tuple[str, Any, Any]]:
   """``(field, saved value, new value)`` of every training field (not :data:`RERUN_SAFE`,
-  not :data:`DERIVED`) where ``config`` differs from the ``saved`` config.json dict; a longer
-  ``steps`` with a constant schedule on both sides is not a change."""
+  not :data:`DERIVED`) where ``config`` differs from the ``saved`` config.json dict; another
+  ``steps`` with a constant schedule on both sides, not below ``trained_step`` (the latest
+  checkpoint's), is not a change."""
   old = _flat(_plain(saved))
   new = _flat(_plain(config.to_dict() if hasattr(config, 'to_dict') else dict(config)))
   out = []
@@ -149,7 +151,7 @@ def changed_fields(saved: dict, config) -> list[tuple[str, Any, Any]]:
     a, b = old.get(key, '<unset>'), new.get(key, '<unset>')
     if a == b:
       continue
-    if (key == 'steps' and isinstance(a, int) and isinstance(b, int) and b > a
+    if (key == 'steps' and isinstance(b, int) and b >= trained_step
         and old.get('schedule') == new.get('schedule') == 'constant'):
       continue
     out.append((key, a, b))
@@ -196,9 +198,8 @@ def check_rerun(config, workdir: pathlib.Path) -> list[str]:
   :data:`RERUN_SAFE` fields that changed (the rerun continues with them)."""
   workdir = pathlib.Path(workdir)
   file = workdir / 'config.json'
-  has_ckpt = any((workdir / 'checkpoints').glob('[0-9]*')) if (workdir / 'checkpoints').is_dir() \
-      else False
-  if not has_ckpt:
+  steps = [int(p.name) for p in (workdir / 'checkpoints').glob('[0-9]*') if p.name.isdigit()]
+  if not steps:
     return []  # nothing trained yet: any config may start it
   ways = (f'rerun with the config it was trained with, pass a new --workdir, or add --restart '
           f'to train {workdir} again from scratch (the old run is moved to '
@@ -207,7 +208,7 @@ def check_rerun(config, workdir: pathlib.Path) -> list[str]:
     raise errors.RunConflict(f'{workdir} holds checkpoints but no config.json, so what trained '
                              f'them is unknown: {ways}.')
   saved = json.loads(file.read_text())
-  changed = changed_fields(saved, config)
+  changed = changed_fields(saved, config, max(steps))
   data_sha = saved.get('data_manifest_sha256')
   if data_sha and data_sha != manifest_sha256(config.data_dir):
     changed.append(('prepared data (manifest.csv)', data_sha, manifest_sha256(config.data_dir)))
