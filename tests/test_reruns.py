@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from helpers import ROOT, child_env
-from run_fixtures import config_for, tiny_evaluation
+from run_fixtures import config_for
 from gradejax import errors
 from gradejax.evaluation import ledger
 from gradejax.train import train_and_evaluate

@@ -12,16 +12,13 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
-import skimage.data
 from tensorboard.backend.event_processing import event_accumulator
 
 from configs import toy
-from fixtures import xlsx_builders as xb
 from run_fixtures import config_for
 from gradejax.training import input_pipeline, runs, train
 from gradejax.train import train_and_evaluate
 from gradejax import nets
-from gradejax.data import prepare
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -146,10 +143,11 @@ def _cli(*args):
 def test_cli_names_a_wrong_config_key_and_a_missing_dataset(tmp_path):
   r = _cli('--config', 'configs/toy.py', '--workdir', str(tmp_path), '--config.stepz=3')
   assert r.returncode != 0 and "Unknown config key 'stepz'" in r.stderr
+  assert "did you mean 'steps'?" in r.stderr
   missing = tmp_path / 'no_such_data'
   r = _cli('--config', 'configs/toy.py', '--workdir', str(tmp_path),
            f'--config.data_dir={missing}')
-  assert r.returncode != 0
+  assert r.returncode == 1 and 'Traceback' not in r.stderr  # one line (gradejax.errors)
   assert str(missing) in r.stderr and 'python -m gradejax.prepare' in r.stderr
 
 
