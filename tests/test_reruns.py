@@ -103,17 +103,6 @@ def test_changed_training_config_is_refused_and_the_run_stays_loadable(train_dat
   assert train_and_evaluate(c, str(workdir)) == trained_run[1]
 
 
-def test_restart_moves_the_old_run_aside(train_data_dir, trained_run, tmp_path):
-  workdir = copy_run(trained_run[0], tmp_path / 'run')
-  old_params = runs.load_trained(workdir)[1]
-  c = config_for(train_data_dir, steps=4, save_every=4, warmup_steps=1)
-  metrics = train_and_evaluate(c, str(workdir), restart=True)
-  (aside,) = tmp_path.glob('run.prev-*')
-  jax.tree.map(np.testing.assert_array_equal, old_params, runs.load_trained(aside)[1])
-  assert json.loads((workdir / 'config.json').read_text())['steps'] == 4
-  assert json.loads((workdir / 'metrics.json').read_text()) == metrics
-
-
 def test_more_steps_with_a_constant_schedule_continue_exactly(train_data_dir, trained_run,
                                                               tmp_path):
   # Documented safe: the constant schedule does not depend on steps and step t's batch depends
@@ -329,16 +318,22 @@ def test_hparams_plugin_holds_the_evaluation_metrics(trained_run, evaluated_run,
 
 # --- configs from anywhere ------------------------------------------------------------------
 
-def test_train_from_another_directory_with_an_absolute_config(train_data_dir, trained_run,
-                                                              tmp_path):
-  workdir = tmp_path / 'run'
-  shutil.copytree(trained_run[0] / 'features', workdir / 'features')  # no embedding here
+def test_train_from_another_directory_restarting_a_run(train_data_dir, trained_run, tmp_path):
+  # configs/demo.py by its absolute path from a temporary folder (it loads its sibling
+  # default.py by path), with --restart on a run trained with another config: the old run is
+  # moved aside intact and the new one trains from scratch.
+  workdir = copy_run(trained_run[0], tmp_path / 'run')
+  old_params = runs.load_trained(workdir)[1]
   r = _train_cli('--config', str(ROOT / 'configs' / 'demo.py'), '--workdir', str(workdir),
                  f'--config.data_dir={train_data_dir}', '--config.evaluate=False',
                  '--config.num_views=1', '--config.head.widths=(16,)',
                  '--config.head.dropout=0.1', '--config.steps=4', '--config.save_every=4',
-                 '--config.warmup_steps=1', cwd=tmp_path)
+                 '--config.warmup_steps=1', '--restart', cwd=tmp_path)
   assert r.returncode == 0, r.stderr[-3000:]
+  (aside,) = tmp_path.glob('run.prev-*')
+  jax.tree.map(np.testing.assert_array_equal, old_params, runs.load_trained(aside)[1])
   assert runs.checkpoint_manager(workdir).latest_step() == 4
-  # The feature step's progress lines, through gradejax.progress.
+  assert json.loads((workdir / 'config.json').read_text())['steps'] == 4
+  assert json.loads((workdir / 'metrics.json').read_text())['train']
+  # The feature step's progress lines, through gradejax.progress (features reused here).
   assert 'train: features of 24 chips x 2 views' in r.stderr
