@@ -10,7 +10,8 @@ and runs the extractor (needed when ``config.unfreeze`` trains ``level0``). Both
 batch from ``fold_in(key(seed), t)``, so a run killed and restarted from its orbax checkpoint
 (``WORKDIR/checkpoints``, every ``save_every`` steps) ends with exactly the same params.
 
-:func:`train` runs the steps in order: :func:`setup_run` (data, model, features, split,
+:func:`train` runs the steps in order: :func:`accept` (config values, work directory and the
+run's identity, before any data is read), :func:`setup_run` (data, model, features, split,
 sampling), :func:`restore_or_init`, :func:`log_run_start`, :func:`make_chunk_runner`,
 :func:`train_loop` (chunks of :func:`chunk_length` steps, :func:`chunk_metrics`,
 :func:`check_finite`, scalars, checkpoints) and :func:`log_run_end`. A loss that turns NaN or
