@@ -1,12 +1,19 @@
 """Seconds on a CPU: the tests' config (a tiny head, few steps, few permutations)."""
-from configs import default
+import pathlib
+import runpy
+
+import ml_collections
+
+# The sibling default.py by path, so the file loads from any directory (no `configs` package
+# on sys.path needed).
+default = runpy.run_path(str(pathlib.Path(__file__).with_name('default.py')))
 
 
 def get_config():
-  config = default.get_config()
+  config = default['get_config']()
   config.data_dir = 'workspace/data/demo'
   config.pivot = 'median'
-  config.head = default.ml_collections.ConfigDict({'widths': (16,), 'dropout': 0.1})
+  config.head = ml_collections.ConfigDict({'widths': (16,), 'dropout': 0.1})
   config.num_views = 1
   config.steps = 60
   config.save_every = 20

@@ -11,6 +11,7 @@ appends to the workspace's ledger of analyses (:mod:`ledger`) and reports a Holm
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import pathlib
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from gradejax import logs
+from gradejax import errors, logs
 from gradejax import stats
 from gradejax.evaluation import confounds, crossval, ledger, power
 from gradejax.training import input_pipeline
@@ -197,11 +198,13 @@ def write_verdict(workdir: str | pathlib.Path, v: dict[str, Any]) -> pathlib.Pat
   out = pathlib.Path(workdir) / 'eval'
   out.mkdir(parents=True, exist_ok=True)
   arrays = v.get('arrays')
-  if isinstance(arrays, dict):
-    np.savez_compressed(out / 'arrays.npz', **{k: np.asarray(a) for k, a in arrays.items()})
-  (out / 'verdict.json').write_text(json.dumps({k: x for k, x in v.items() if k != 'arrays'},
-                                               indent=2))
-  (out / 'verdict.txt').write_text(verdict_text(v))
+  if isinstance(arrays, dict):  # each file replaced atomically: never half-written or empty
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(a) for k, a in arrays.items()})
+    errors.write_atomic(out / 'arrays.npz', buf.getvalue())
+  errors.write_atomic(out / 'verdict.json', json.dumps({k: x for k, x in v.items()
+                                                         if k != 'arrays'}, indent=2))
+  errors.write_atomic(out / 'verdict.txt', verdict_text(v))
   return out / 'verdict.json'
 
 
@@ -244,16 +247,3 @@ def _photo_conditions(config, data: dict):
   groups = np.array([rows[int(r)]['group'] for r in data['source_row']], dtype=str)
   return (confounds.condition_features(rows, data['source_row']),
           groups if (groups != '').all() and len(np.unique(groups)) > 1 else None)
-
-
-def main(argv: Sequence[str]) -> None:
-  del argv
-  logs.quiet_libraries()
-  v = evaluate_workdir(flags.FLAGS.workdir)
-  print(verdict_text(v), end='')
-
-
-def command() -> None:
-  """The ``gradejax.evaluate`` command: defines its flags, parses argv, runs :func:`main`."""
-  flags.DEFINE_string('workdir', None, 'work directory of a training run', required=True)
-  app.run(main)

@@ -6,7 +6,9 @@ i.e. ``workspace/ledger.jsonl`` for ``workspace/data/<dataset>``), one JSON obje
 time, dataset key, config hash, workdir, metric, score, p-value, answer. The dataset key
 hashes the ids, grades and chips (not the labelling: another pivot on the same students is
 another analysis of the same data); the config hash covers every setting that changes the
-analysis. Re-running an identical config counts once (its latest p-value is used).
+analysis. Re-running an identical analysis (same dataset key, same config hash) counts once,
+however often it runs (its latest p-value is used), and the summary says so: ``runs`` of this
+analysis, ``analyses`` distinct ones, and ``message``, one sentence for the log.
 """
 from __future__ import annotations
 
@@ -20,9 +22,9 @@ import numpy as np
 
 # Settings that do not change the analysis (paths, bookkeeping, output), and the fields train
 # derives from the data and the extractor when it saves config.json.
-_NOT_ANALYSIS = ('data_dir', 'save_every', 'stop_after_steps', 'log_images', 'evaluate',
-                 'permutation_chunk', 'ledger', 'num_classes', 'class_names', 'feature_dim',
-                 'input_means')
+_NOT_ANALYSIS = ('data_dir', 'save_every', 'log_every', 'stop_after_steps', 'log_images',
+                 'evaluate', 'permutation_chunk', 'ledger', 'num_classes', 'class_names',
+                 'feature_dim', 'input_means', 'data_manifest_sha256')
 
 
 def dataset_key(data: dict) -> str:
@@ -78,11 +80,17 @@ def record(path: str | pathlib.Path, entry: dict[str, Any]) -> dict[str, Any]:
   with open(path, 'a', encoding='utf-8') as f:
     f.write(json.dumps(entry, sort_keys=True) + '\n')
   latest: dict[str, float] = {}
+  runs = 0
   for e in read(path):
     if e.get('dataset') == entry['dataset']:
       latest[e['config_hash']] = float(e['p_value'])
+      runs += e['config_hash'] == entry['config_hash']
   names = list(latest)
   adjusted = holm([latest[n] for n in names])
+  message = (f'Ledger {path}: {len(names)} distinct '
+             f'{"analysis" if len(names) == 1 else "analyses"} of this dataset; this one '
+             f'(config hash {entry["config_hash"]}) ' +
+             (f'was run {runs} times and counts once.' if runs > 1 else 'is new.'))
   return {'path': str(path), 'analyses': len(names),
-          'p_holm': adjusted[names.index(entry['config_hash'])],
-          'dataset': entry['dataset'], 'config_hash': entry['config_hash']}
+          'p_holm': adjusted[names.index(entry['config_hash'])], 'runs': runs,
+          'message': message, 'dataset': entry['dataset'], 'config_hash': entry['config_hash']}

@@ -7,8 +7,13 @@ everything downstream (evaluate, visualize, featurevis), so none of them imports
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
 import pathlib
+import shutil
+import time
 from typing import Any
 
 import jax
@@ -18,6 +23,7 @@ import optax
 import orbax.checkpoint as ocp
 from flax.training import train_state
 
+from gradejax import errors
 from gradejax.nets import classifier, extractor
 
 Array = jax.Array
@@ -95,9 +101,123 @@ def saved(state: TrainState, norm) -> dict:
 
 
 def write_config(config, workdir: pathlib.Path, extra: dict) -> None:
+  """``WORKDIR/config.json`` (the config plus ``extra``), replaced atomically."""
   d = config.to_dict()
   d.update(extra)
-  (pathlib.Path(workdir) / 'config.json').write_text(json.dumps(d, indent=2, default=list))
+  errors.write_atomic(pathlib.Path(workdir) / 'config.json',
+                      json.dumps(d, indent=2, default=list))
+
+
+# A run's identity is its config.json minus these fields: they change nothing a checkpoint
+# holds (evaluation, logging, checkpoint cadence, the test hook), so a rerun may change them
+# and the run continues (the evaluation then uses the new values). Every other field trained
+# the checkpoint, and a rerun that changes one is refused (check_rerun). ``steps`` may change
+# when ``schedule='constant'`` on both sides (no step of the schedule depends on it) and the
+# checkpoint is not past the new value: step t's batch depends on t only, so the run then
+# equals a clean run of the new length.
+RERUN_SAFE = ('evaluate', 'log_images', 'log_every', 'save_every', 'stop_after_steps',
+              'cv_folds', 'cv_repeats', 'cv_head', 'metric', 'num_permutations',
+              'permutation_chunk', 'bootstrap', 'alpha', 'baseline_ridge', 'blur_sigma', 'power',
+              'ledger', 'min_gain')
+DERIVED = ('num_classes', 'class_names', 'input_means', 'feature_dim', 'data_manifest_sha256')
+
+
+def _flat(d: dict, prefix: str = '') -> dict[str, Any]:
+  out: dict[str, Any] = {}
+  for k, v in d.items():
+    if isinstance(v, dict) and v:
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def _plain(v):
+  return json.loads(json.dumps(v, default=list))  # tuples and lists alike, as config.json
+
+
+def changed_fields(saved: dict, config, trained_step: int = 0) -> list[tuple[str, Any, Any]]:
+  """``(field, saved value, new value)`` of every training field (not :data:`RERUN_SAFE`,
+  not :data:`DERIVED`) where ``config`` differs from the ``saved`` config.json dict; another
+  ``steps`` with a constant schedule on both sides, not below ``trained_step`` (the latest
+  checkpoint's), is not a change."""
+  old = _flat(_plain(saved))
+  new = _flat(_plain(config.to_dict() if hasattr(config, 'to_dict') else dict(config)))
+  out = []
+  for key in sorted(set(old) | set(new)):
+    top = key.split('.')[0]
+    if top in RERUN_SAFE or top in DERIVED:
+      continue
+    a, b = old.get(key, '<unset>'), new.get(key, '<unset>')
+    if a == b:
+      continue
+    if (key == 'steps' and isinstance(b, int) and b >= trained_step
+        and old.get('schedule') == new.get('schedule') == 'constant'):
+      continue
+    out.append((key, a, b))
+  return out
+
+
+def manifest_sha256(data_dir: str | pathlib.Path) -> str:
+  """sha256 of the prepared data's manifest.csv ('' if absent): a re-prepared dataset (other
+  rows, grades, labels) changes it."""
+  path = pathlib.Path(data_dir).expanduser() / 'manifest.csv'
+  return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ''
+
+
+def prepare_workdir(workdir: str | pathlib.Path, restart: bool = False) -> pathlib.Path:
+  """The absolute work directory, created and known writable before any work; with
+  ``restart``, an existing run is moved aside to ``WORKDIR.prev-<UTC time>`` first (its
+  cached features are kept: they depend on the data and the config only)."""
+  workdir = pathlib.Path(workdir).expanduser().absolute()
+  if workdir.exists() and not workdir.is_dir():
+    raise errors.UserError(f'--workdir {workdir} is a file, not a folder: pass a folder path '
+                           f'(a new one is created).')
+  if restart and workdir.is_dir() and any(workdir.iterdir()):
+    aside = workdir.with_name(f'{workdir.name}.prev-{time.strftime("%Y%m%d-%H%M%S", time.gmtime())}')
+    workdir.rename(aside)
+    workdir.mkdir()
+    if (aside / 'features').is_dir():
+      shutil.copytree(aside / 'features', workdir / 'features')
+    logging.warning('--restart: the previous run is kept in %s; training %s from scratch.',
+                    aside, workdir)
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe = workdir / f'.write-test-{os.getpid()}'
+    probe.write_bytes(b'')
+    probe.unlink()
+  except OSError as e:
+    line = errors.describe(e, str(workdir))
+    raise errors.UserError(f'--workdir {workdir}: {line or e}') from e
+  return workdir
+
+
+def check_rerun(config, workdir: pathlib.Path) -> list[str]:
+  """Refuses (:class:`errors.RunConflict`, one line) a rerun whose config differs from the one
+  that trained ``workdir``'s checkpoints in a training field; returns the names of the
+  :data:`RERUN_SAFE` fields that changed (the rerun continues with them)."""
+  workdir = pathlib.Path(workdir)
+  file = workdir / 'config.json'
+  steps = [int(p.name) for p in (workdir / 'checkpoints').glob('[0-9]*') if p.name.isdigit()]
+  if not steps:
+    return []  # nothing trained yet: any config may start it
+  ways = (f'rerun with the config it was trained with, pass a new --workdir, or add --restart '
+          f'to train {workdir} again from scratch (the old run is moved to '
+          f'{workdir.name}.prev-<time>)')
+  if not file.is_file():
+    raise errors.RunConflict(f'{workdir} holds checkpoints but no config.json, so what trained '
+                             f'them is unknown: {ways}.')
+  saved = json.loads(file.read_text())
+  changed = changed_fields(saved, config, max(steps))
+  data_sha = saved.get('data_manifest_sha256')
+  if data_sha and data_sha != manifest_sha256(config.data_dir):
+    changed.append(('prepared data (manifest.csv)', data_sha, manifest_sha256(config.data_dir)))
+  if changed:
+    listed = ', '.join(f'{k} {a!r} -> {b!r}' for k, a, b in changed)
+    raise errors.RunConflict(f'{workdir} was trained with another config ({listed}): {ways}.')
+  old, new = _flat(_plain(saved)), _flat(_plain(config.to_dict()))
+  return sorted({k for k in set(old) | set(new) if k.split('.')[0] in RERUN_SAFE
+                 and old.get(k) != new.get(k)})
 
 
 def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
@@ -108,6 +228,20 @@ def load_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
                             f'`python -m gradejax.train --config configs/grades.py --workdir '
                             f'{workdir}` first.')
   return ml_collections.ConfigDict(json.loads(file.read_text()))
+
+
+def restore(mngr: ocp.CheckpointManager, target: dict, workdir: pathlib.Path) -> dict:
+  """The latest checkpoint restored into ``target``'s structure; a checkpoint of another
+  structure (head widths, optimizer, unfrozen layers than config.json says) is a
+  :class:`errors.RunConflict` naming the run instead of orbax's advice."""
+  try:
+    return mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(target))
+  except (ValueError, KeyError, TypeError) as e:
+    raise errors.RunConflict(
+        f'The checkpoint in {pathlib.Path(workdir) / "checkpoints"} (step {mngr.latest_step()}) '
+        f'does not fit {pathlib.Path(workdir) / "config.json"}: the config.json was changed after '
+        f'training (head widths, optimizer or unfreeze differ from what trained it); restore '
+        f'the config.json that trained it, or retrain the run with --restart.') from e
 
 
 def load_trained(workdir: str | pathlib.Path) -> tuple[classifier.GradeClassifier, dict, Any]:
@@ -127,7 +261,7 @@ def load_trained(workdir: str | pathlib.Path) -> tuple[classifier.GradeClassifie
   mngr = checkpoint_manager(workdir)
   if mngr.latest_step() is None:
     raise FileNotFoundError(f'{workdir / "checkpoints"}: no checkpoint; train first.')
-  restored = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(saved(state, norm)))
+  restored = restore(mngr, saved(state, norm), workdir)
   mngr.close()
   trained = restored['params']
   frozen = ext_vars['params']

@@ -10,7 +10,8 @@ and runs the extractor (needed when ``config.unfreeze`` trains ``level0``). Both
 batch from ``fold_in(key(seed), t)``, so a run killed and restarted from its orbax checkpoint
 (``WORKDIR/checkpoints``, every ``save_every`` steps) ends with exactly the same params.
 
-:func:`train` runs the steps in order: :func:`setup_run` (data, model, features, split,
+:func:`train` runs the steps in order: :func:`accept` (config values, work directory and the
+run's identity, before any data is read), :func:`setup_run` (data, model, features, split,
 sampling), :func:`restore_or_init`, :func:`log_run_start`, :func:`make_chunk_runner`,
 :func:`train_loop` (chunks of :func:`chunk_length` steps, :func:`chunk_metrics`,
 :func:`check_finite`, scalars, checkpoints) and :func:`log_run_end`. A loss that turns NaN or
@@ -33,10 +34,10 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from flax import traverse_util
 
-from gradejax import batching
-from gradejax.training import augment, input_pipeline, runs
+from gradejax import batching, errors, progress
+from gradejax.training import augment, config_check, input_pipeline, runs
+from gradejax.training.tb_writer import Writer, hparam_table, param_table  # noqa: F401
 from gradejax.training.runs import create_train_state, learning_rate_fn, make_model
 from gradejax.nets import extractor, classifier
 from gradejax import stats
@@ -144,115 +145,6 @@ def _metrics_fn(module, num_classes: int):
   return fn
 
 
-class Writer:
-  """TensorBoard event files (tensorboardX): scalars per split, text, the model graph, the
-  evaluation and the projector's descriptors; never images unless ``enabled_images`` (they are
-  students' photos)."""
-
-  def __init__(self, logdir: pathlib.Path, enabled_images: bool = False):
-    from tensorboardX import SummaryWriter
-    self.logdir = pathlib.Path(logdir)
-    self._w = SummaryWriter(str(logdir))
-    self.enabled_images = enabled_images
-
-  def scalars(self, step: int, metrics: dict[str, dict[str, float]], lr: float) -> None:
-    for split, values in metrics.items():
-      for name, v in values.items():
-        self._w.add_scalar(f'{split}/{name}', v, step)
-    self._w.add_scalar('train/learning_rate', lr, step)
-    self._w.flush()
-
-  def text(self, tag: str, markdown: str, step: int = 0) -> None:
-    self._w.add_text(tag, markdown, step)
-
-  def graph(self, module, image_shape: tuple[int, ...]) -> int:
-    """The Graphs dashboard: ``module``'s forward traced at ``image_shape`` (no TensorFlow:
-    gradejax.training.tb_graph builds the GraphDef from the jaxpr). Returns the node count."""
-    from tensorboardX.proto import event_pb2
-    from gradejax.training import tb_graph
-    g = tb_graph.module_graph(module, jax.ShapeDtypeStruct(tuple(image_shape), jnp.float32))
-    self._w._get_file_writer().add_event(event_pb2.Event(graph_def=g.SerializeToString()))
-    self._w.flush()
-    return len(g.node)
-
-  def evaluation(self, step: int, verdict: dict[str, Any], text: str) -> None:
-    """The verdict's numbers as ``eval/*`` scalars at ``step`` (CV score, CI ends, p, null
-    mean, each baseline's score) and its text under ``eval/verdict``."""
-    num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
-    values = {k: verdict.get(k) for k in ('cv_score', 'p_value', 'null_mean', 'null_q95',
-                                          'chance')}
-    ci = verdict.get('ci95')
-    if isinstance(ci, (list, tuple)) and len(ci) == 2:
-      values.update(ci95_low=ci[0], ci95_high=ci[1])
-    for name, b in (verdict.get('baselines') or {}).items():
-      b = b if isinstance(b, dict) else {'cv_score': b}
-      values[f'baseline_{name}'] = b.get('cv_score', b.get('score'))
-    for k, v in values.items():
-      if num(v):
-        self._w.add_scalar(f'eval/{k}', float(v), step)
-    self._w.add_text('eval/verdict', '\n'.join(f'    {line}' for line in text.splitlines()),
-                     step)
-    self._w.flush()
-
-  def embedding(self, features: np.ndarray, metadata: list[list[str]], header: list[str],
-                step: int, images: np.ndarray | None = None, thumb: int = 32) -> None:
-    """The Projector: ``features`` [N, D] with one metadata row per example (e.g. class,
-    fold); thumbnails (``images`` uint8 [N, H, W, 3] resized to ``thumb`` px) only if
-    ``enabled_images``. Once per step: a rerun of a finished run does not add a copy."""
-    if (self.logdir / f'{step:05d}' / 'descriptor').exists():
-      return
-    label_img = None
-    if images is not None and self.enabled_images:
-      from PIL import Image
-      small = np.stack([np.asarray(Image.fromarray(np.asarray(im)).resize((thumb, thumb)))
-                        for im in images])
-      label_img = small.transpose(0, 3, 1, 2).astype(np.float32) / 255.0  # [N, C, H, W]
-    self._w.add_embedding(np.asarray(features, np.float32), metadata=metadata,
-                          label_img=label_img, global_step=step, tag='descriptor',
-                          metadata_header=header)
-
-  def hparams(self, config, metric_tags) -> None:
-    """The flattened config for TensorBoard's HParams dashboard (experiment + session start),
-    with ``metric_tags`` (scalar tags of this run) as its metrics; ``end_session`` closes it."""
-    from tensorboardX.summary import hparams
-    flat = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
-            for k, v in traverse_util.flatten_dict(config.to_dict(), sep='.').items()}
-    experiment, start, _ = hparams(flat, {t: 0.0 for t in metric_tags})
-    for summary in (experiment, start):
-      self._w._get_file_writer().add_summary(summary)
-
-  def end_session(self) -> None:
-    from tensorboardX.summary import hparams
-    _, _, end = hparams({}, {})  # the SessionEndInfo summary, status success
-    self._w._get_file_writer().add_summary(end)
-
-  def close(self) -> None:
-    self._w.close()
-
-
-def param_table(trainable: dict, extractor_params: dict, config) -> str:
-  """Markdown table of every param array: path, shape, trained or frozen."""
-  rows = ['| param | shape | |', '|---|---|---|']
-  flat_t = traverse_util.flatten_dict(trainable, sep='/')
-  for k, v in flat_t.items():
-    rows.append(f'| {k} | {tuple(v.shape)} | trained |')
-  unfrozen = {f'extractor/{k}' for k in flat_t if k.startswith('extractor/')}
-  total_frozen = 0
-  for k, v in traverse_util.flatten_dict(extractor_params, sep='/').items():
-    if f'extractor/{k}' not in unfrozen:
-      total_frozen += int(np.prod(v.shape))
-  n_train = sum(int(np.prod(v.shape)) for v in flat_t.values())
-  rows.append(f'| extractor (FaceResNet, head input `{config.head_input}`) | '
-              f'{total_frozen} values | frozen |')
-  return '\n'.join(rows + ['', f'trained: {n_train} values; frozen: {total_frozen} values'])
-
-
-def hparam_table(config) -> str:
-  flat = traverse_util.flatten_dict(config.to_dict(), sep='.')
-  return '\n'.join(['| key | value |', '|---|---|'] +
-                    [f'| {k} | {v} |' for k, v in sorted(flat.items())])
-
-
 @dataclasses.dataclass(frozen=True)
 class Setup:
   """What a run decides once, before its first step, from the config and the data.
@@ -277,7 +169,22 @@ class Setup:
 
 def load_data(config) -> dict[str, Any]:
   """The dataset (:func:`input_pipeline.load_dataset`), labels permuted by
-  ``config.shuffle_labels_seed`` when it is >= 0."""
+  ``config.shuffle_labels_seed`` when it is >= 0; a prepared folder with no usable rows is a
+  :class:`errors.DataError` that says so (prepare writes no dataset then)."""
+  path = pathlib.Path(config.data_dir).expanduser()
+  manifest = path / 'manifest.csv'
+  if manifest.is_file() and not (path / 'tfds').exists():
+    import collections
+    import csv
+    with open(manifest, newline='', encoding='utf-8') as f:
+      rows = list(csv.DictReader(f))
+    if not any(r.get('status') == 'used' for r in rows):
+      reasons = collections.Counter(r.get('reason') or '?' for r in rows)
+      top = ', '.join(f'{k} {n}' for k, n in reasons.most_common(3))
+      raise errors.DataError(
+          f'{path}: prepare found no usable rows ({len(rows)} skipped: {top}), so there is no '
+          f'dataset to train on; fix the workbook or photos (manifest.csv gives each row\'s '
+          f'reason) and run prepare again.')
   data = input_pipeline.load_dataset(config)
   if config.get('shuffle_labels_seed', -1) >= 0:
     # Adebayo et al.'s label randomisation: the same run on labels that carry no information.
@@ -287,15 +194,16 @@ def load_data(config) -> dict[str, Any]:
 
 def setup_run(config, workdir: pathlib.Path) -> Setup:
   """Data, model, cached features, split, standardisation and sampling of a run; writes
-  ``WORKDIR/config.json`` (the config plus what the data decided)."""
-  if config.fast_path and config.unfreeze:
-    raise ValueError('config.unfreeze needs the slow path: set --config.fast_path=False')
+  ``WORKDIR/config.json`` (the config plus what the data decided) once the features exist,
+  i.e. after the config was accepted (:func:`accept`) and the data was read."""
   data = load_data(config)
   label, num_classes = data['label'], data['num_classes']
   ext_module, ext_vars = extractor.load_face_resnet()
   module = make_model(config, num_classes, ext_module.input_means)
-  feats = input_pipeline.cached_features(config, data, workdir, ext_module, ext_vars,
-                                         input_pipeline.weights_id(config))
+  with progress.task(f'train: features of {len(label)} chips x {1 + config.num_views} views '
+                     f'(cached in {workdir / "features"})', total=1):
+    feats = input_pipeline.cached_features(config, data, workdir, ext_module, ext_vars,
+                                           input_pipeline.weights_id(config))
   n, dim = feats.shape[1:]
   valid = (data['fold'] == config.valid_fold) if config.valid_fold >= 0 else np.zeros(n, bool)
   probs, weight = sampling(config, label, ~valid, num_classes)
@@ -304,11 +212,28 @@ def setup_run(config, workdir: pathlib.Path) -> Setup:
   runs.write_config(config, workdir, {'num_classes': num_classes,
                                       'class_names': data['class_names'],
                                       'input_means': list(ext_module.input_means),
-                                      'feature_dim': int(dim)})
+                                      'feature_dim': int(dim),
+                                      'data_manifest_sha256': runs.manifest_sha256(
+                                          config.data_dir)})
   return Setup(data=data, module=module, extractor_params=ext_vars['params'], frozen=frozen,
                feats=feats, train=~valid, valid=valid,
                norm={'head': classifier.norm_stats(feats[0], ~valid)}, probs=probs,
                weight=weight)
+
+
+def accept(config, workdir: str | pathlib.Path, restart: bool = False) -> pathlib.Path:
+  """Everything a run checks before it reads data: the config's values
+  (:mod:`config_check`, one line each), the work directory (a writable folder; with
+  ``restart`` the old run is moved aside) and the run's identity (a rerun with another
+  training config is refused: :func:`runs.check_rerun`). Returns the absolute workdir."""
+  config_check.normalise(config)
+  config_check.validate(config)
+  workdir = runs.prepare_workdir(workdir, restart)
+  changed = runs.check_rerun(config, workdir)
+  if changed:
+    logging.info('Rerun of %s with new %s (evaluation/logging fields: the checkpoints stay '
+                 'valid).', workdir, ', '.join(changed))
+  return workdir
 
 
 def restore_or_init(config, setup: Setup, mngr: ocp.CheckpointManager) -> runs.TrainState:
@@ -318,8 +243,7 @@ def restore_or_init(config, setup: Setup, mngr: ocp.CheckpointManager) -> runs.T
                              setup.extractor_params)
   if mngr.latest_step() is None:
     return state
-  restored = mngr.restore(mngr.latest_step(),
-                          args=ocp.args.StandardRestore(runs.saved(state, setup.norm)))
+  restored = runs.restore(mngr, runs.saved(state, setup.norm), pathlib.Path(mngr.directory).parent)
   logging.info('Resumed from step %d (%s)', int(restored['step']), mngr.directory)
   return state.replace(params=restored['params'], opt_state=restored['opt_state'],
                        step=restored['step'])
@@ -330,8 +254,7 @@ def log_run_start(writer: Writer, config, setup: Setup, state: runs.TrainState) 
   the model graph."""
   writer.text('model', param_table(state.params, setup.extractor_params, config))
   writer.text('hparams', hparam_table(config))
-  writer.hparams(config, [f'{split}/{name}' for split in ('train', 'valid')
-                          for name in ('loss', 'balanced_accuracy', 'roc_auc')])
+  writer.hparams(config)
   writer.graph(setup.module, (1,) + tuple(setup.data['images'].shape[1:]))
 
 
@@ -455,7 +378,7 @@ def log_run_end(writer: Writer, config, setup: Setup, metrics: dict, workdir: pa
   """A finished run's records: ``WORKDIR/metrics.json``, the HParams session end and the
   Projector's view-0 features with class, fold and split."""
   writer.end_session()
-  (workdir / 'metrics.json').write_text(json.dumps(metrics, indent=2))
+  errors.write_atomic(workdir / 'metrics.json', json.dumps(metrics, indent=2))
   names = setup.data['class_names']
   writer.embedding(setup.feats[0], [[names[k] if k < len(names) else str(k), str(int(f)),
                                      'valid' if v else 'train']
@@ -464,22 +387,49 @@ def log_run_end(writer: Writer, config, setup: Setup, metrics: dict, workdir: pa
                    ['class', 'fold', 'split'], int(config.steps), setup.data['images'])
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
-          ) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
+def finished_metrics(config, setup: Setup, state: runs.TrainState, workdir: pathlib.Path
+                     ) -> dict[str, Any]:
+  """The metrics of a run restored at its last step: ``WORKDIR/metrics.json`` as the run wrote
+  it, or (killed before writing it) the splits' metrics recomputed from the restored params."""
+  file = workdir / 'metrics.json'
+  try:
+    metrics = json.loads(file.read_text())
+  except (OSError, ValueError):
+    metrics = {}
+  if metrics:
+    return metrics
+  label, num_classes = setup.data['label'], setup.data['num_classes']
+  return {split: split_metrics(setup.module, state.params, setup.norm, setup.feats[0], label,
+                               mask, num_classes)
+          for split, mask in (('train', setup.train), ('valid', setup.valid))}
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+          restart: bool = False) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
   """Trains the head (resuming from ``WORKDIR/checkpoints`` if any).
+
+  Before any data is read, :func:`accept` checks the config, the work directory and that a
+  rerun asks for the run its checkpoints hold (``restart``: move the old run aside and start
+  over). A run already at ``config.steps`` trains nothing and returns its metrics.
 
   Returns ``(metrics, data, features)``: the final metrics (``{'stopped_at': step, ...}`` when
   ``config.stop_after_steps`` ended the run early), the dataset as trained on (labels shuffled
   if ``config.shuffle_labels_seed >= 0``) and the cached features ``[1 + num_views, N, D]``, so
   that the command layer can evaluate the run without reloading them.
   """
-  workdir = pathlib.Path(workdir).absolute()
-  workdir.mkdir(parents=True, exist_ok=True)
+  workdir = accept(config, workdir, restart)
   setup = setup_run(config, workdir)
   mngr = runs.checkpoint_manager(workdir)
   writer = Writer(workdir / 'tb', enabled_images=config.log_images)
   try:
     state = restore_or_init(config, setup, mngr)
+    if int(state.step) >= config.steps:
+      logging.info('%s is trained to step %d already: nothing to train.', workdir,
+                   int(state.step))
+      metrics = finished_metrics(config, setup, state, workdir)
+      if not (workdir / 'metrics.json').is_file():
+        log_run_end(writer, config, setup, metrics, workdir)
+      return metrics, setup.data, setup.feats
     if int(state.step) == 0:
       log_run_start(writer, config, setup, state)
     run_chunk = make_chunk_runner(config, setup)
