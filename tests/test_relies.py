@@ -88,14 +88,16 @@ def test_extremal_mask_of_the_patch_area_recovers_the_patch(variant):
   x = jnp.ones((1, H, W, 3))
   truth = _truth()
   r = extremal.extremal_perturbation(fn, x, 0, areas=(truth.mean(),), variant=variant,
-                                     steps=150, step=1, sigma=2.0, jitter=False,
+                                     steps=800, step=1, sigma=2.0, jitter=False,
                                      fill_mode='value', fill=0.0)
   m = r.masks[0, 0]
-  # The mask is a union of round kernels of radius ~sigma/2 with soft edges, so it cannot be
-  # the square exactly: it covers the patch (>= 90% of its pixels at >= 0.5; only corner
-  # pixels may miss), puts >= 75% of its mass on it, and is centred on it within 0.5 px.
-  assert (m[truth] >= 0.5).mean() >= 0.9
-  assert m[truth].sum() / m.sum() >= 0.75
+  # torchray's full 800-step schedule: the patch's area of most-kept pixels is exactly the
+  # patch (IoU 1; 0.88 after 400 steps). The mask is smooth, so its soft rim spills ~20% of
+  # its mass outside, and every patch pixel is >= 0.5.
+  top = np.zeros(H * W, bool)
+  top[np.argsort(-m.ravel(), kind='stable')[:truth.sum()]] = True
+  np.testing.assert_array_equal(top.reshape(H, W), truth)
+  assert (m[truth] >= 0.5).all() and m[truth].sum() / m.sum() >= 0.75
   rows, cols = np.mgrid[0:H, 0:W]
   assert abs((m * rows).sum() / m.sum() - 11.5) <= 0.5
   assert abs((m * cols).sum() / m.sum() - 21.5) <= 0.5
@@ -104,14 +106,18 @@ def test_extremal_mask_of_the_patch_area_recovers_the_patch(variant):
   assert (kept >= 0.85 * clean) if variant == 'preserve' else (kept <= 0.15 * clean)
 
 
-def test_extremal_in_the_registry_and_bad_options():
-  fn = _bind(PatchNet(), (2, H, W, 3))
-  x = jnp.ones((2, H, W, 3))
-  hm = registry.heatmap('extremal', fn, x, jnp.array([0, 0]), areas=(0.0625, 0.25), steps=30,
-                        step=2, sigma=3.0, jitter=False, fill_mode='value')
-  assert hm.shape == (2, H, W)
-  inside, outside = np.asarray(hm)[:, _truth()].mean(), np.asarray(hm)[:, ~_truth()].mean()
-  assert inside > 3 * outside
+def test_extremal_in_the_registry_per_image_targets_and_bad_options():
+  fn = _bind(PatchNet(), (3, H, W, 3))
+  x = jnp.ones((3, H, W, 3))
+  # Three images, two areas, per-image classes: class 1's score is minus the patch's sum, so
+  # its preserving mask keeps anything but the patch.
+  hm = np.asarray(registry.heatmap('extremal', fn, x, jnp.array([0, 1, 0]),
+                                   areas=(0.0625, 0.25), steps=30, step=2, sigma=3.0,
+                                   jitter=False, fill_mode='value'))
+  assert hm.shape == (3, H, W)
+  inside, outside = hm[:, _truth()].mean(axis=1), hm[:, ~_truth()].mean(axis=1)
+  assert inside[0] > 3 * outside[0] and inside[2] > 3 * outside[2]
+  assert inside[1] < 0.2 * outside[1]
   with pytest.raises(ValueError, match='variant'):
     extremal.extremal_perturbation(fn, x, 0, variant='dual', steps=2)
   with pytest.raises(ValueError, match='areas'):

@@ -158,7 +158,7 @@ def _optimise(fn: nets.ModelFn, images: Array, targets: Array, *, areas: tuple[f
     if jitter:  # the paper's jitter: every other step sees the mirrored image
       x = jnp.where(flip, x[:, :, :, ::-1], x)
     out, _ = fn(x.reshape((a * b, h, w, c)))
-    return class_score(out.reshape(a, b, -1), t, score)
+    return class_score(jnp.swapaxes(out.reshape(a, b, -1), 0, 1), t, score).T
 
   def loss(p, weight, flip):
     masks = generate(p, geo)
