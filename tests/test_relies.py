@@ -170,6 +170,13 @@ def test_tcav_of_the_known_direction(tcav_world):
   # (Not asserted: 'unrelated' is one fixed random set, whose own mean direction gives every
   # run the same sign on a net whose gradient is one constant vector; Kim et al.'s test guards
   # against the CAV's training noise, not a concept set's idiosyncrasy.)
+  # Independent null runs: each key's 20 random-vs-random scores average near 0.5 (a null
+  # built on one fixed random 'concept' set moves together and lands near 0 or 1).
+  acts = lambda x: x.reshape(len(x), -1)
+  grads = tcav.layer_gradients(fn, examples, 0, 'feat', batch=16)
+  for seed in range(5):
+    t = tcav.tcav({'u': acts(concept)}, acts(rand), grads, 0, key=jax.random.key(seed), runs=20)
+    assert 0.2 <= np.mean(t[0].null) <= 0.8, seed
   # the gradients at the tap are u itself
   g = tcav.layer_gradients(fn, examples[:3], 0, 'feat', batch=2)
   np.testing.assert_allclose(g, np.broadcast_to(U, (3, D)), atol=1e-6)
@@ -217,6 +224,9 @@ def test_spray_recovers_the_templates_and_counts_them(templates):
     assert peak == templates[int(np.argmax(s.class_mix))]
     assert len(s.exemplars) == 6 and set(s.exemplars) <= set(s.members)
   assert spray.eigengap_k(out[0].eigenvalues) == len(templates)
+  w = spray.knn_affinity(spray.prepare_maps(maps, 8), 10)
+  np.testing.assert_array_equal(w, w.T)
+  assert (w.sum(axis=1) >= 10).all() and np.trace(w) == 0
 
 
 def test_causal_check_and_the_sentence():
