@@ -257,3 +257,23 @@ def test_causal_check_and_the_sentence():
 def _disc(centre, size=150, r=6):
   yy, xx = np.mgrid[0:size, 0:size]
   return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= r * r
+
+
+def test_concept_folders_read_back_and_bad_folders(tmp_path):
+  from PIL import Image
+
+  from gradejax.data import concepts
+  a, b = concepts.concept_portrait('sticker', 0, 0), concepts.concept_portrait('sticker', 0, 0)
+  np.testing.assert_array_equal(a, b)  # one seed, one image
+  assert a.shape == (300, 260, 3) and not np.array_equal(a, concepts.concept_portrait('tag', 0, 0))
+  with pytest.raises(ValueError, match='unknown concept'):
+    concepts.concept_portrait('hat', 0, 0)
+  for name in ('sticker', 'random'):
+    (tmp_path / name).mkdir()
+    Image.fromarray(a[:150, :150]).save(tmp_path / name / '0000.png')
+  got = tcav.read_concept_folders(tmp_path)
+  assert sorted(got) == ['random', 'sticker'] and got['sticker'].shape == (1, 150, 150, 3)
+  np.testing.assert_allclose(got['sticker'][0], a[:150, :150] / 255.0, atol=1e-6)
+  (tmp_path / 'random' / '0000.png').unlink()
+  with pytest.raises(ValueError, match='holds no .png'):
+    tcav.read_concept_folders(tmp_path)
