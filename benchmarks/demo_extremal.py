@@ -32,6 +32,7 @@ AREAS = flags.DEFINE_string('areas', ','.join(str(a) for a in extremal.DEFAULT_A
 STEPS = flags.DEFINE_integer('steps', extremal.REFERENCE_STEPS, 'optimisation steps')
 VARIANT = flags.DEFINE_string('variant', 'delete', 'preserve or delete')
 FILL = flags.DEFINE_string('fill_mode', 'inpaint', 'blur, inpaint or value (the report: inpaint)')
+LR = flags.DEFINE_float('learning_rate', 0.01, 'the SGD rate at 800 steps (torchray: 0.01)')
 BATCH = flags.DEFINE_integer('batch', 4, 'images per call')
 LIMIT = flags.DEFINE_integer('limit', 0, 'only the first N images (a smoke test)')
 OUT = flags.DEFINE_string('out', '', 'JSON results (default WORKDIR/localisation/extremal.json)')
@@ -63,7 +64,8 @@ def main(argv):
     r = extremal.extremal_perturbation(fn, x[i:i + opts.batch], targets[i:i + opts.batch],
                                        areas=areas, steps=STEPS.value, variant=VARIANT.value,
                                        fill_mode=FILL.value, blur_sigma=5.0 if
-                                       FILL.value == 'inpaint' else 10.0, precision='default')
+                                       FILL.value == 'inpaint' else 10.0,
+                                       learning_rate=LR.value, precision='default')
     per_area.append(r.masks)
     print(f'  images {i}-{i + len(r.masks) - 1}: {time.time() - t0:.0f} s', flush=True)
   secs = time.time() - t0
