@@ -14,7 +14,8 @@ import jax.numpy as jnp
 
 from gradejax import nets
 from gradejax.attribution import class_activation as cam
-from gradejax.attribution import deeplift, gradients, guided, regions, rise, superpixels, xrai
+from gradejax.attribution import (deeplift, extremal, gradients, guided, regions, rise,
+                                  superpixels, xrai)
 from gradejax.attribution import occlusion_sensitivity as occlusion
 from gradejax.attribution.common import DEFAULT_PRECISION, to_heatmap
 
@@ -135,6 +136,9 @@ METHODS: dict[str, Method] = {m.name: m for m in [
                layer=given.get('layer'), precision=precision, **_opts(opts, _XRAI)),
            'XRAI-style: multi-scale SLIC regions ranked by the density of a base map (IG)',
            output='map', reduce=None, options=_XRAI),
+    _entry('extremal', extremal.extremal,
+           'extremal perturbation: smooth masks of fixed areas keeping the score, averaged',
+           options=extremal.OPTIONS, output='map', reduce=None, signed=False),
     _entry('deeplift', deeplift.deeplift_rescale, 'DeepLIFT rescale rule vs a reference',
            inputs=('baseline',), reduce='sum'),
     Method('region_class',
