@@ -9,9 +9,9 @@ from absl import flags
 
 from gradejax import distributed, options
 from gradejax.data import demo_data, prepare
-from gradejax.featurevis import __main__ as featurevis_cli
+from gradejax import featurevis as featurevis_cli
 from gradejax.options import option
-from gradejax.report import attribution_report
+from gradejax import visualize as attribution_report
 
 COMMANDS = [prepare.Command, attribution_report.Command, featurevis_cli.Options,
             demo_data.Command, distributed.HostOptions]

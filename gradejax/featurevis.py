@@ -1,10 +1,13 @@
-"""python -m gradejax.featurevis --workdir DIR --layer NAME --units 0:256 --steps 512 ...
+"""The feature-visualisation command (console script ``gradejax-featurevis``):
+
+  python -m gradejax.featurevis --workdir DIR --layer NAME --units 0:256 --steps 512 ...
 
 Synthesises one image per unit of ``--layer`` (channel mean for spatial taps, the unit itself
 for vector taps such as ``logits`` or ``descriptor``), in compiled batches of ``--batch`` units
 sharded over all devices, and writes WORKDIR/featurevis/{index.html, grid.png, unit_*.png}.
 ``--net classifier`` (default) explains the run's trained classifier; ``--net face`` the bare
-dlib face ResNet.
+dlib face ResNet. The library is gradejax.optvis (lucid's optvis: objectives, param, transform,
+render, inversion, dataset examples), the page gradejax.report.featurevis_page.
 """
 from __future__ import annotations
 
@@ -18,10 +21,10 @@ from absl import app, logging
 
 from gradejax import batching, distributed, logs, nets
 from gradejax import options as optlib
-from gradejax.featurevis import dataset_examples, objectives
+from gradejax.optvis import dataset_examples, inversion
 from gradejax.report import featurevis_page as page
-from gradejax.featurevis import param as param_lib
-from gradejax.featurevis import render, transform
+from gradejax.optvis import param as param_lib
+from gradejax.optvis import render, transform
 from gradejax.options import option
 
 
@@ -89,38 +92,6 @@ def unit_names(layer: str, units: np.ndarray, class_names: list[str]) -> list[st
     return [f'{class_names[u]} (logit {u})' if u < len(class_names) else f'logit {u}'
             for u in units]
   return [f'unit {u}' for u in units]
-
-
-def accentuations(fn, data: np.ndarray, layer: str, units: np.ndarray, top: dict, key,
-                  steps: int, keep_weight: float, lr: float = 0.01, grad_blur: float = 1.5
-                  ) -> dict:
-  """Per unit, its most activating chip, that chip accentuated for the unit and its
-  caricature (at the last spatial tap with a map of at least 7 px, as Grad-CAM's default).
-  Pixel parameters drift into high-frequency patterns quickly: a small learning rate and a
-  blurred gradient keep the change to what the unit needs (measured on the demo: lr 0.05
-  without blur turned both chips into texture even at keep_weight 100)."""
-  from gradejax.featurevis import inversion
-  from gradejax.report import attribution_report
-  chips = data[top['index'][:, 0]].astype(np.float32) / 255.0
-  order = [k for k in nets.tap_order(fn, chips[:1])
-           if len(nets.activation_shapes(fn, chips[:1])[k]) == 4]
-  keep = order[0] if order else None  # the earliest map: keeps the photo recognisable
-  car_layer = attribution_report.default_layer(fn, chips[:1]) if order else layer
-  settings = render.Settings(steps=steps, learning_rate=lr, grad_blur=grad_blur,
-                             robustness=transform.Robustness(pad=2, jitter=2, scale=(1.0, 1.0),
-                                                             rotate=0.0))
-  k1, k2 = jax.random.split(key)
-  acc, hist = inversion.accentuate(fn, chips, layer, units, k1, settings, keep_layer=keep,
-                                   keep_weight=keep_weight)
-  car, _ = inversion.caricature(fn, chips, car_layer, k2, settings)
-  before = np.asarray(objectives.channel_batch(layer, units)(chips, *fn(chips)))
-  after = np.asarray(objectives.channel_batch(layer, units)(acc, *fn(acc)))
-  return {'original': chips, 'accentuated': np.asarray(acc), 'caricature': np.asarray(car),
-          'history': np.asarray(hist), 'before': before, 'after': after,
-          'note': f'Accentuation: {steps} Adam steps (lr {lr:g}, gradient blurred at '
-                  f'{grad_blur:g} px) from the chip, objective = the unit minus '
-                  f'{keep_weight:g} x its distance to the original at {keep} (and a TV prior); '
-                  f'caricature: the chip\'s own {car_layer} activation amplified.'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +167,7 @@ def run(o: Options) -> str:
     # the accentuations need them, no other image.
     data, top['index'] = dataset_examples.gather_examples(share, start, top['index'])
     if o.accentuate > 0:
-      accents = accentuations(fn, data, layer, units, top, jax.random.fold_in(key, 1),
+      accents = inversion.accentuations(fn, data, layer, units, top, jax.random.fold_in(key, 1),
                               o.accentuate, o.keep_weight)
       logging.info('accentuations and caricatures: %.1f s', time.time() - t0)
   text = [f'{steps} Adam steps (lr {lr}), {param} parameterisation'

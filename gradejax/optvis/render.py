@@ -17,9 +17,9 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from gradejax import batching, distributed, nets
-from gradejax.featurevis import regularisers, transform
-from gradejax.featurevis.objectives import Objective
-from gradejax.featurevis.param import Param
+from gradejax.optvis import regularisers, transform
+from gradejax.optvis.objectives import Objective
+from gradejax.optvis.param import Param
 
 Array = jax.Array
 
