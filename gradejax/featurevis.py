@@ -19,9 +19,9 @@ import jax
 import numpy as np
 from absl import app, logging
 
-from gradejax import batching, distributed, logs, nets
+from gradejax import batching, distributed, logs, nets, progress
 from gradejax import options as optlib
-from gradejax.optvis import dataset_examples, inversion
+from gradejax.optvis import dataset_examples, inversion, objectives
 from gradejax.report import featurevis_page as page
 from gradejax.optvis import param as param_lib
 from gradejax.optvis import render, transform
@@ -122,6 +122,11 @@ class Options:
                               'photo at the earliest spatial tap')
 
 
+def _advance(p: progress.Task, base: int):
+  """A render step listener moving ``p`` to ``base + steps done`` (repeats are ignored)."""
+  return lambda k: p.update(max(0, base + k - p.done))
+
+
 def run(o: Options) -> str:
   """Renders ``o.units`` of ``o.layer`` and writes WORKDIR/featurevis; returns its page."""
   units = parse_units(o.units)
@@ -149,14 +154,18 @@ def run(o: Options) -> str:
   key = jax.random.key(seed)
   images, history = [], []
   t0 = time.time()
-  for s in range(0, len(units), batch):  # equal-sized batches: one compile for all
-    chunk = units[s:s + batch]
-    chunk_p = batching.pad_to_multiple(chunk, batch)
-    img, hist = render.render_sharded(fn, objective_for, par, chunk_p,
-                                      jax.random.fold_in(key, s), settings)
-    images.append(np.asarray(img)[:len(chunk)])
-    history.append(np.asarray(hist)[:, :len(chunk)])
-    logging.info('units %d-%d of %d: %.1f s', s, s + len(chunk) - 1, len(units), time.time() - t0)
+  starts = range(0, len(units), batch)
+  # Steps done, reported from inside the compiled loop; the first call also compiles it.
+  with progress.task(f'featurevis: {len(units)} units x {steps} steps (the first batch '
+                     f'compiles)', len(starts) * steps, unit='steps') as p:
+    for b, s in enumerate(starts):  # equal-sized batches: one compile for all
+      chunk = units[s:s + batch]
+      chunk_p = batching.pad_to_multiple(chunk, batch)
+      with render.step_listener(_advance(p, b * steps)):
+        img, hist = render.render_sharded(fn, objective_for, par, chunk_p,
+                                          jax.random.fold_in(key, s), settings)
+      images.append(np.asarray(img)[:len(chunk)])
+      history.append(np.asarray(hist)[:, :len(chunk)])
   images, history = np.concatenate(images), np.concatenate(history, 1)
   top, accents = None, None
   if data is not None:
@@ -167,9 +176,21 @@ def run(o: Options) -> str:
     # the accentuations need them, no other image.
     data, top['index'] = dataset_examples.gather_examples(share, start, top['index'])
     if o.accentuate > 0:
-      accents = inversion.accentuations(fn, data, layer, units, top, jax.random.fold_in(key, 1),
-                              o.accentuate, o.keep_weight)
-      logging.info('accentuations and caricatures: %.1f s', time.time() - t0)
+      # Two optimisations of o.accentuate steps: the accentuation, then the caricature.
+      with progress.task('featurevis: accentuations and caricatures', 2 * o.accentuate,
+                         unit='steps') as p:
+        seen = {'phase': 0, 'last': 0}
+
+        def listener(k):  # the second optimisation restarts at step 1: count on
+          if k < seen['last']:
+            seen['phase'] += 1
+          seen['last'] = k
+          _advance(p, seen['phase'] * o.accentuate)(k)
+
+        with render.step_listener(listener):
+          accents = inversion.accentuations(fn, data, layer, units, top,
+                                            jax.random.fold_in(key, 1), o.accentuate,
+                                            o.keep_weight)
   text = [f'{steps} Adam steps (lr {lr}), {param} parameterisation'
           f'{" with decorrelated colour" if decorrelate else ""}, jitter {jitter} px, rotation '
           f'+-{rotate} deg, scale +-{scale}, diversity {diversity}, seed {seed}; '
