@@ -79,3 +79,35 @@ def test_import_direction_report_renders_and_libraries_hold_no_command():
       assert not bad, f'{lib}/{p.name} imports {bad}'
       assert 'app.run(' not in p.read_text(encoding='utf-8') or lib == 'data', p
   assert inspect.signature(battery.run).parameters['retrain'].default is None
+
+
+def test_fold_maps_pad_the_short_last_batch_and_compile_no_second_program():
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from gradejax import nets
+  from gradejax.attribution.battery import maps
+
+  class Tiny(nn.Module):
+    @nn.compact
+    def __call__(self, images, *, relu=nn.relu):
+      x = nets.tap(self, 'features', relu(nn.Conv(3, (3, 3))(images)))
+      return nets.tap(self, 'logits', nn.Dense(2)(jnp.mean(x, axis=(1, 2))))
+
+  m = Tiny()
+  x = np.asarray(jax.random.uniform(jax.random.key(0), (7, 12, 12, 3)))
+  fn = nets.bind(m, m.init(jax.random.key(1), x[:1]))
+  t = np.array([0, 1, 0, 1, 1, 0, 1], np.int32)
+  cfg = battery.Options(methods=('occlusion',), patch=4, stride=4, fill_mode='value').config()
+  inputs = maps.Inputs(cfg, 'features')
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, secs, **kw: compiles.append(event) if 'backend_compile' in event else None)
+  first = maps.fold_maps('occlusion', fn, x[:4], t[:4], 4, inputs)  # compiles for batch 4
+  before = len(compiles)
+  got = maps.fold_maps('occlusion', fn, x, t, 4, inputs)  # 4 + 3 (padded to 4)
+  assert len(compiles) == before, 'the short last batch compiled a second program'
+  want = np.asarray(registry.heatmap('occlusion', fn, x, t, **inputs('occlusion', fn, x)))
+  assert got.shape == (7, 12, 12)
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(got[:4], first)

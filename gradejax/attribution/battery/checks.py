@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from gradejax import distributed, nets, progress
+from gradejax import batching, distributed, nets, progress
 from gradejax.attribution import faithfulness, localisation, sanity
 from gradejax.attribution.battery import result as R
 from gradejax.attribution.battery.config import Config, Localisation
@@ -140,9 +140,13 @@ def causal_rows(fn, x: np.ndarray, targets: np.ndarray, maps: dict[str, np.ndarr
   def drops(removed):  # removed [R, B, H, W] -> drop per image, mean over R: [B]
     out = [np.zeros((0,), np.float32)]
     for i in range(here.start, here.stop, cfg.batch):
+      j = min(i + cfg.batch, here.stop)
+      xb, tb, rb = np.asarray(x[i:j]), targets[i:j], removed[:, i:j]
+      if j - i < cfg.batch < here.stop - here.start:  # a short last batch: no new compile
+        xb, tb = batching.pad_to_multiple(xb, cfg.batch), batching.pad_to_multiple(tb, cfg.batch)
+        rb = np.swapaxes(batching.pad_to_multiple(np.swapaxes(rb, 0, 1), cfg.batch), 0, 1)
       out.append(np.asarray(faithfulness.removal_drop(
-          fn, x[i:i + cfg.batch], targets[i:i + cfg.batch], removed[:, i:i + cfg.batch],
-          **cfg.fill, precision=cfg.precision)).mean(axis=0))
+          fn, xb, tb, rb, **cfg.fill, precision=cfg.precision)).mean(axis=0)[:j - i])
       p.update()
     return distributed.gather_rows(np.concatenate(out), b)
 

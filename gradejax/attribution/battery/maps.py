@@ -9,7 +9,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from gradejax import distributed, nets, progress
+from gradejax import batching, distributed, nets, progress
 from gradejax.attribution import class_activation, registry
 from gradejax.attribution.battery.config import Config
 
@@ -102,12 +102,20 @@ def predicted(fn, x: np.ndarray, batch: int) -> np.ndarray:
 def fold_maps(name: str, fn, x: np.ndarray, targets: np.ndarray, batch: int, inputs: Inputs,
               tick: Callable[[], None] = lambda: None) -> np.ndarray:
   """[B, H, W] maps of method ``name``, ``batch`` images per call (same options as the
-  per-image maps); ``tick()`` after each call."""
+  per-image maps); ``tick()`` after each call.
+
+  A short last batch is padded to ``batch`` (its last image repeated, the extra maps dropped)
+  so that it reuses the full batches' compiled program instead of compiling another; not for
+  methods whose random draws depend on the batch's shape (they keep their own)."""
+  m = registry.get(name)
+  pad = len(x) > batch and not m.needs_key and name != 'xrai'
   out = []
   for i in range(0, len(x), batch):
-    xb = x[i:i + batch]
-    out.append(np.asarray(registry.heatmap(name, fn, xb, targets[i:i + batch],
-                                           **inputs(name, fn, xb))))
+    xb, tb = np.asarray(x[i:i + batch]), np.asarray(targets[i:i + batch])
+    k = len(xb)
+    if pad and k < batch:
+      xb, tb = batching.pad_to_multiple(xb, batch), batching.pad_to_multiple(tb, batch)
+    out.append(np.asarray(registry.heatmap(name, fn, xb, tb, **inputs(name, fn, xb)))[:k])
     tick()
   return np.concatenate(out)
 
