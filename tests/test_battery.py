@@ -111,3 +111,41 @@ def test_fold_maps_pad_the_short_last_batch_and_compile_no_second_program():
   assert got.shape == (7, 12, 12)
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
   np.testing.assert_array_equal(got[:4], first)
+
+
+def test_sanity_reuses_the_trained_maps_and_gets_the_same_rows():
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from gradejax import nets
+  from gradejax.attribution.battery import maps
+
+  class Tiny(nn.Module):
+    @nn.compact
+    def __call__(self, images, *, relu=nn.relu):
+      x = nets.tap(self, 'features', relu(nn.Conv(3, (3, 3))(images)))
+      return nets.tap(self, 'logits', nn.Dense(2)(jnp.mean(x, axis=(1, 2))))
+
+  m = Tiny()
+  x = np.asarray(jax.random.uniform(jax.random.key(0), (3, 8, 8, 3)))
+  variables = m.init(jax.random.key(1), x[:1])
+  fn = nets.bind(m, variables)
+  t = np.array([0, 1, 1], np.int32)
+  cfg = battery.Options(methods=('saliency', 'grad_cam'), sanity_images=2).config()
+  inputs = maps.Inputs(cfg, 'features')
+  shown = {k: np.asarray(inputs.heatmap_fn(k)(fn, x, t)) for k in cfg.methods}
+  calls = []
+  counted = maps.Inputs(cfg, 'features')
+  counted.heatmap_fn = lambda k: (lambda f, xb, tb: calls.append(k) or inputs.heatmap_fn(k)(
+      f, xb, tb))
+  retrain = lambda: jax.tree.map(lambda a: -a, variables['params'])
+  reused = checks.sanity_check(m, variables, x, t, cfg.methods, cfg, counted, retrain, shown)
+  n_reused = len(calls)
+  calls.clear()
+  fresh = checks.sanity_check(m, variables, x, t, cfg.methods, cfg, counted, retrain)
+  # Per method: 2 cascade stages (Conv_0, Dense_0) + the label check, and 2 references.
+  assert (n_reused, len(calls)) == (2 * 3, 2 * 5)
+  for a, b in zip(reused.rows, fresh.rows):
+    assert (a.method, a.stage, a.flagged) == (b.method, b.stage, b.flagged)
+    np.testing.assert_allclose([a.spearman, a.spearman_abs, a.ssim],
+                               [b.spearman, b.spearman_abs, b.ssim], rtol=1e-6, atol=1e-7)

@@ -9,16 +9,21 @@ import jax
 import numpy as np
 
 from gradejax import batching, distributed, nets, progress
-from gradejax.attribution import faithfulness, localisation, sanity
+from gradejax.attribution import faithfulness, localisation, registry, sanity
 from gradejax.attribution.battery import result as R
 from gradejax.attribution.battery.config import Config, Localisation
 from gradejax.attribution.battery.maps import Inputs
 
 
 def sanity_check(module, variables, x, targets, methods: Sequence[str], cfg: Config,
-                 inputs: Inputs, retrain: Callable[[], object] | None = None) -> R.Sanity:
+                 inputs: Inputs, retrain: Callable[[], object] | None = None,
+                 trained_maps: dict[str, np.ndarray] | None = None) -> R.Sanity:
   """Cascading model-parameter randomisation (and label randomisation with ``retrain() ->
-  params``, called at most once) of each method on the first ``cfg.sanity.images`` images."""
+  params``, called at most once) of each method on the first ``cfg.sanity.images`` images.
+
+  ``trained_maps`` (method -> [B, H, W] of the trained model on ``x``, e.g. the shown maps)
+  stand in for the trained model's maps the checks compare with, instead of computing them
+  again (twice per method: the cascade's and the label check's reference)."""
   n = min(cfg.sanity.images, len(x))
   out = lambda rows, why='': R.Sanity(rows, n, cfg.sanity.seed, retrain is not None, why)
   if not methods:
@@ -30,12 +35,29 @@ def sanity_check(module, variables, x, targets, methods: Sequence[str], cfg: Con
   except Exception as e:  # noqa: BLE001 - any init failure only removes this section
     return out([], f'Not run: module.init failed ({e}).')
   others = {k: v for k, v in variables.items() if k != 'params'}
-  bind = lambda p: nets.bind(module, {**others, 'params': p})
+  trained: dict[int, object] = {}  # id -> the trained model's bound fns (kept alive)
+
+  def bind(p):
+    f = nets.bind(module, {**others, 'params': p})
+    if p is params:
+      trained[id(f)] = f
+    return f
+
+  def heatmap_fn(m):
+    compute = inputs.heatmap_fn(m)
+    # A method drawing random numbers draws them for the batch's shape: the shown maps (more
+    # images) are not what it gives on these; it computes its reference itself.
+    if (trained_maps is None or m not in trained_maps or m == 'xrai'
+        or (registry.get(m).needs_key and len(trained_maps[m]) != len(xs))):
+      return compute
+    ref = np.asarray(trained_maps[m])[:len(xs)]
+    return lambda f, xb, tb: ref if id(f) in trained else compute(f, xb, tb)
+
   rows = []
   with progress.task('report: sanity checks', len(methods), unit='methods') as p:
     for m in methods:
       try:
-        stages = sanity.cascading_randomization(bind, params, fresh, xs, ts, inputs.heatmap_fn(m))
+        stages = sanity.cascading_randomization(bind, params, fresh, xs, ts, heatmap_fn(m))
       except ValueError as e:
         rows.append(R.SanityRow(m, f'failed: {e}', float('nan'), float('nan'), float('nan'),
                                 False))
@@ -45,7 +67,7 @@ def sanity_check(module, variables, x, targets, methods: Sequence[str], cfg: Con
         rows.append(R.SanityRow(m, f'+ {s["randomized"]}', s['spearman'], s['spearman_abs'],
                                 s['ssim'], s is stages[-1] and sanity.flagged(stages)))
       if retrain is not None:
-        s = sanity.label_randomization(bind, params, retrain, xs, ts, inputs.heatmap_fn(m))
+        s = sanity.label_randomization(bind, params, retrain, xs, ts, heatmap_fn(m))
         rows.append(R.SanityRow(m, 'labels shuffled', s['spearman'], s['spearman_abs'],
                                 s['ssim'], sanity.flagged(s)))
       p.update()

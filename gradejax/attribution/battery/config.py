@@ -184,10 +184,10 @@ class Config:
   def from_options(cls, o: Options) -> 'Config':
     for m in o.methods:
       registry.get(m)  # unknown names fail before any work
-    names = set(o.methods) | set(o.localisation_methods or ())
+    # Every method's sub-config (not only the listed ones'): a caller may compute any.
     per = {m: types.MappingProxyType(_xrai_options(o) if m == 'xrai' else
                                      _METHOD_OPTIONS.get(m, lambda _: {})(o))
-           for m in registry.METHODS if m in names}
+           for m in registry.METHODS}
     return cls(
         methods=tuple(o.methods), method_options=types.MappingProxyType(per), images=o.images,
         layer=o.layer, cam_pooled=o.cam_pooled, precision=o.precision, seed=o.seed,

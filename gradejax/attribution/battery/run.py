@@ -79,7 +79,8 @@ def run(module, variables, arrays: dict, data_dir: str | pathlib.Path | None = N
   clock.lap('maps of the shown images')
   pixel_methods = [m for m in shown_maps if registry.get(m).output != 'regions']
   san = checks.sanity_check(module, variables, x, targets, pixel_methods, cfg, inputs,
-                            functools.lru_cache(None)(retrain) if retrain else None)
+                            functools.lru_cache(None)(retrain) if retrain else None,
+                            trained_maps=shown_maps)
   clock.lap('sanity checks')
   faith = checks.faithfulness_rows(fn, x, targets, shown_maps, pixel_methods, cfg,
                                    outputs.shape[1])
