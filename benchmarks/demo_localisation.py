@@ -15,8 +15,8 @@ combines cached grids' centre maps with ``combine_scales`` (max and mean).
 ``--rise NxC``: RISE of every output (``rise_all_outputs``, inpaint, N masks of C x C cells),
 cached, read as 'logit' and 'contrast'.
 
-Uses the report's own functions (attribution_report.localisation_images / localisation_rows /
-causal_rows), so the numbers are what the report prints. Each variant's maps are saved to
+Uses the battery's own functions (gradejax.attribution.battery: localisation_images /
+localisation_rows / causal_rows), so the numbers are what the report prints. Each variant's maps are saved to
 ``--out``'s folder as they finish (a long CPU run keeps what it has).
 """
 from __future__ import annotations
@@ -38,7 +38,8 @@ from gradejax import nets  # noqa: E402
 from gradejax.attribution import registry, rise  # noqa: E402
 from gradejax.attribution import occlusion_sensitivity as occ  # noqa: E402
 from gradejax.attribution.common import class_score, method  # noqa: E402
-from gradejax.report import attribution_report as ar  # noqa: E402
+from gradejax.attribution import battery as ar  # noqa: E402
+from gradejax.attribution.battery import checks  # noqa: E402
 
 WORKDIR = flags.DEFINE_string('workdir', 'workspace/runs/demo', 'trained demo run')
 TRUTH = flags.DEFINE_string('truth', 'workspace/raw/truth.csv', 'the workbook truth.csv')
@@ -186,8 +187,10 @@ def main(argv):
   fn = nets.bind(module, variables)
   opts = ar.Options(truth=TRUTH.value, valid_fold=int(config.valid_fold), batch=BATCH.value,
                     fill_mode='inpaint')
-  x, masks, note = ar.localisation_images(arrays, pathlib.Path(config.data_dir), opts, None,
-                                          arrays['images'].shape[1], np.arange(8))
+  cfg = opts.config()
+  x, masks, note, _ = ar.localisation_images(arrays, pathlib.Path(config.data_dir),
+                                             cfg.localisation, None, arrays['images'].shape[1],
+                                             np.arange(8))
   if masks is None:
     raise SystemExit(note)
   if LIMIT.value:
@@ -204,19 +207,20 @@ def main(argv):
     names = list(ALL)
 
   def record(name, maps, method_name, kw, secs):
-    row = ar.localisation_rows({name: maps}, masks, opts)[0]
-    causal = ar.causal_rows(fn, x, targets, {name: maps}, opts, masks)
+    row = checks.localisation_rows({name: maps}, masks, cfg.localisation)[0]
+    causal = checks.causal_rows(fn, x, targets, {name: maps}, cfg, masks)
     results[name] = dict(method=method_name, options=kw, seconds=secs,
-                         mass=row['mass'], pointing=row['pointing'], rank=row['rank'],
-                         area=row['area'], images=row['images'], meets=bool(row['meets']),
-                         causal_top=causal[1][1], causal_random=causal[1][2],
-                         causal_cue=causal[0][1])
+                         mass=row.mass, pointing=row.pointing, rank=row.rank,
+                         area=row.area, images=row.images, meets=bool(row.meets),
+                         causal_top=causal[1].drop, causal_random=causal[1].random_drop,
+                         causal_cue=causal[0].drop)
     out.write_text(json.dumps(results, indent=1))
-    print(f'{name}: {secs:.0f} s, mass {ar._fmt_ci(row["mass"])} '
-          f'({row["mass"][0] / row["area"]:.1f}x uniform), pointing {ar._fmt_ci(row["pointing"])}, '
-          f'rank acc {ar._fmt_ci(row["rank"])}, top-square drop {ar._fmt_ci(causal[1][1])} vs '
-          f'random {ar._fmt_ci(causal[1][2])}; cue removed {ar._fmt_ci(causal[0][1])}'
-          f'{"  MEETS TARGET" if row["meets"] else ""}', flush=True)
+    fmt = lambda c: f'{c[0]:.3f} [{c[1]:.3f}, {c[2]:.3f}]'
+    print(f'{name}: {secs:.0f} s, mass {fmt(row.mass)} '
+          f'({row.mass[0] / row.area:.1f}x uniform), pointing {fmt(row.pointing)}, '
+          f'rank acc {fmt(row.rank)}, top-square drop {fmt(causal[1].drop)} vs '
+          f'random {fmt(causal[1].random_drop)}; cue removed {fmt(causal[0].drop)}'
+          f'{"  MEETS TARGET" if row.meets else ""}', flush=True)
 
   for name in names:
     method_name, kw = ALL[name]

@@ -26,7 +26,7 @@ from absl import app, flags
 
 from gradejax.nets import extractor
 from gradejax import nets
-from gradejax.featurevis import objectives, param, render, transform
+from gradejax.optvis import objectives, param, render, transform
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('steps', 64, 'Adam steps (CPU run)')

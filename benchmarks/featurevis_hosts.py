@@ -60,7 +60,7 @@ def child() -> None:
   import jax
   import numpy as np
   from gradejax import nets
-  from gradejax.featurevis import objectives, param, render, transform
+  from gradejax.optvis import objectives, param, render, transform
   from gradejax.nets import extractor
   fn = nets.bind(*extractor.load_face_resnet())
   settings = render.Settings(steps=FLAGS.steps, learning_rate=0.05, robustness=transform.Robustness(
@@ -77,7 +77,7 @@ def child() -> None:
   extra = {}
   if FLAGS.data:
     from gradejax.data import dataset
-    from gradejax.featurevis import dataset_examples
+    from gradejax.optvis import dataset_examples
     units = np.arange(FLAGS.units) % 128
     t = time.perf_counter()
     mine = dataset.load_share(FLAGS.data, limit=FLAGS.examples)

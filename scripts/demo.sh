@@ -18,23 +18,35 @@ DATA=$WS/data/demo
 RUN=$WS/runs/demo
 start=$(date +%s)
 mkdir -p "$WS/raw" "$WS/data" "$WS/runs"
+# Each step's seconds, for the table at the end (the report and featurevis print progress
+# lines while they run; --noprogress or GRADEJAX_PROGRESS=0 silences them).
+STEPS=()
+step() {  # step NAME COMMAND...: runs COMMAND, records NAME and its seconds
+  local name=$1 t0 t1
+  shift
+  t0=$(date +%s%N)
+  "$@"
+  t1=$(date +%s%N)
+  local ds=$(( (t1 - t0) / 100000000 ))  # tenths of a second
+  STEPS+=("$(printf '%-28s %5d.%d s' "$name" $((ds / 10)) $((ds % 10)))")
+}
 
 echo "== 1/5 demo workbook ($N rows, cue strength $CUE, $CUE_SHAPE) -> $RAW"
-$PY -m gradejax.demo_data --out "$RAW" --n "$N" --cue_strength "$CUE" --cue_shape "$CUE_SHAPE" --seed 0
+step "1 demo workbook" $PY -m gradejax.demo_data --out "$RAW" --n "$N" --cue_strength "$CUE" --cue_shape "$CUE_SHAPE" --seed 0
 
 echo "== 2/5 prepare (faces, labels at the median, TFDS) -> $DATA"
-$PY -m gradejax.prepare --workbook "$RAW" --out "$DATA" --pivot median --overwrite
+step "2 prepare" $PY -m gradejax.prepare --workbook "$RAW" --out "$DATA" --pivot median --overwrite
 
 echo "== 3/5 train + evaluate -> $RUN"
 # A demo run always starts fresh; a researcher's run resumes from its checkpoints instead.
 rm -rf "$RUN"
-$PY -m gradejax.train --config configs/demo.py --workdir "$RUN" --config.data_dir="$DATA"
+step "3 train + evaluate" $PY -m gradejax.train --config configs/demo.py --workdir "$RUN" --config.data_dir="$DATA"
 
 echo "== 4/5 feature visualisation"
-$PY -m gradejax.featurevis --workdir "$RUN" --layer logits --units 0:2 --steps 128
+step "4 feature visualisation" $PY -m gradejax.featurevis --workdir "$RUN" --layer logits --units 0:2 --steps 128
 
 echo "== 5/5 attribution report (links the feature visualisation)"
-$PY -m gradejax.visualize --workdir "$RUN" --truth "$WS/raw/truth.csv"
+step "5 attribution report" $PY -m gradejax.visualize --workdir "$RUN" --truth "$WS/raw/truth.csv"
 
 end=$(date +%s)
 cat <<MSG
@@ -48,3 +60,7 @@ Done in $((end - start)) s. Results:
 MSG
 echo
 cat "$RUN/eval/verdict.txt"
+echo
+echo "Seconds per step:"
+printf '  %s\n' "${STEPS[@]}"
+printf '  %-28s %5d   s\n' "total" "$((end - start))"

@@ -16,7 +16,7 @@ from PIL import Image
 
 from gradejax.data import dataset, manifest
 from gradejax import nets
-from gradejax.report import attribution_report
+from gradejax import visualize
 from gradejax.attribution import localisation, registry
 
 SIZE = 16
@@ -81,12 +81,12 @@ def toy_run(tmp_path_factory):
 
 def test_report_end_to_end(toy_run):
   work, data, module, variables, arrays = toy_run
-  opts = attribution_report.Options(methods=tuple(registry.METHODS), images='s01,s02,s03', steps=4,
+  opts = visualize.Options(methods=tuple(registry.METHODS), images='s01,s02,s03', steps=4,
                            n_samples=2, patch=4, stride=4, faithfulness_steps=4,
                            rise_masks=16, rise_cells=4, segments=4, shap_samples=8,
                            patches=(4, 8), bootstrap=50, causal_size=4, causal_random=2,
                            road_fractions=(0.1, 0.5))
-  path = attribution_report.make_report(work, module, variables, arrays, data, opts,
+  path = visualize.make_report(work, module, variables, arrays, data, opts,
                                cue_mask_fn=toy_cue_mask)
   assert path == work / 'report' / 'index.html'
   text = path.read_text(encoding='utf-8')
@@ -138,9 +138,9 @@ def test_report_end_to_end(toy_run):
 
 def test_report_without_truth_or_verdict_says_why(toy_run, tmp_path):
   _, data, module, variables, arrays = toy_run
-  opts = attribution_report.Options(methods=('saliency',), images='2', sanity_images=1,
+  opts = visualize.Options(methods=('saliency',), images='2', sanity_images=1,
                            faithfulness_steps=2, truth=str(tmp_path / 'none.csv'))
-  text = attribution_report.make_report(tmp_path, module, variables, arrays, data, opts,
+  text = visualize.make_report(tmp_path, module, variables, arrays, data, opts,
                                cue_mask_fn=toy_cue_mask).read_text(encoding='utf-8')
   assert 'Localisation not measured: no truth.csv' in text
   assert 'No eval/verdict.json yet' in text
@@ -149,13 +149,13 @@ def test_report_without_truth_or_verdict_says_why(toy_run, tmp_path):
 
 def test_image_selection_errors(toy_run):
   arrays = toy_run[4]
-  np.testing.assert_array_equal(attribution_report.select(arrays, '4'), [0, 1, 2, 3])
-  np.testing.assert_array_equal(attribution_report.select(arrays, 's05, s00'), [5, 0])
+  np.testing.assert_array_equal(visualize.select(arrays, '4'), [0, 1, 2, 3])
+  np.testing.assert_array_equal(visualize.select(arrays, 's05, s00'), [5, 0])
   with pytest.raises(ValueError, match=r"\['nobody'\] are not in the prepared data"):
-    attribution_report.select(arrays, 's01,nobody')
+    visualize.select(arrays, 's01,nobody')
   with pytest.raises(ValueError, match='unknown attribution method'):
-    attribution_report.make_report(toy_run[0], toy_run[2], toy_run[3], arrays,
-                          opts=attribution_report.Options(methods=('lime_typo',)))
+    visualize.make_report(toy_run[0], toy_run[2], toy_run[3], arrays,
+                          opts=visualize.Options(methods=('lime_typo',)))
 
 
 class EnergyModel(nn.Module):
@@ -173,9 +173,9 @@ def test_report_flags_a_failed_sanity_check_and_keeps_deletion_and_insertion_apa
   _, data, _, _, arrays = toy_run
   module = EnergyModel()
   variables = module.init(jax.random.key(1), jnp.zeros((1, SIZE, SIZE, 3)))
-  opts = attribution_report.Options(methods=('saliency',), images='3', sanity_images=2,
+  opts = visualize.Options(methods=('saliency',), images='3', sanity_images=2,
                                     faithfulness_steps=4, truth=str(tmp_path / 'none.csv'))
-  text = attribution_report.make_report(tmp_path, module, variables, arrays, data, opts
+  text = visualize.make_report(tmp_path, module, variables, arrays, data, opts
                                         ).read_text(encoding='utf-8')
   # Full randomisation leaves |map| ranks at 1: the report says so in the flagged column.
   assert re.search(r'<td class="text">\+ Dense_0</td>(<td>[^<]*</td>){3}<td class="flag">yes'

@@ -378,7 +378,7 @@ def test_multiscale_passes_aggregate_and_score(images):
 
 
 def test_report_options_reach_occlusion_rise_and_multiscale(images):
-  from gradejax.report import attribution_report as ar
+  from gradejax.attribution import battery as ar
   fn, _ = _bind(CommonModeNet(), images.shape)
   t = np.array([0, 1])
   opts = ar.Options(patch=4, stride=2, fill_mode='value', fill=0.0, occlusion_aggregate='mean',

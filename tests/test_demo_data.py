@@ -298,11 +298,11 @@ def test_cli_and_import_defines_no_flags(tmp_path):
 
 
 def test_visualize_reads_truth_csv_and_maps_the_cue(demo, prepared):
-  from gradejax.report import attribution_report  # the consumer of truth.csv and cue_mask_in_chip
+  from gradejax.attribution import battery  # the consumer of truth.csv and cue_mask_in_chip
   path, truth = demo
   out, _ = prepared
   used = [e for e in manifest.read(out / 'manifest.csv') if e.status == 'used']
-  masks, _ = attribution_report.cue_masks(out, [e.id for e in used], 150, str(path.parent / 'truth.csv'))
+  masks, _ = battery.cue_masks(out, [e.id for e in used], 150, str(path.parent / 'truth.csv'))
   expected = {e.id for e in used if truth.cue[list(truth.id).index(e.id)]}
   assert set(masks) == expected and expected
   for e in used:

@@ -20,9 +20,10 @@ from PIL import Image
 
 from gradejax import distributed, nets
 from gradejax.data import dataset, manifest
-from gradejax.featurevis import dataset_examples, objectives as O, param as P, render as R
-from gradejax.featurevis import transform as T
-from gradejax.report import attribution_report
+from gradejax.optvis import dataset_examples, objectives as O, param as P, render as R
+from gradejax.optvis import transform as T
+from gradejax import visualize
+from gradejax.attribution.battery import maps as battery_maps
 from helpers import ROOT, child_env
 from test_attribution_cli import ToyClassifier, toy_cue_mask
 from test_featurevis import Conv
@@ -41,13 +42,14 @@ SETUP = """
 import jax, numpy as np
 from test_featurevis import Conv
 from gradejax import nets
-from gradejax.featurevis import objectives as O, param as P, render as R, transform as T
-from gradejax.report import attribution_report
+from gradejax.optvis import objectives as O, param as P, render as R, transform as T
+from gradejax import visualize
+from gradejax.attribution.battery import maps as battery_maps
 m = Conv(); x = jax.random.uniform(jax.random.key(0), (4, 24, 24, 3))
 fn = nets.bind(m, m.init(jax.random.key(1), x))
 settings = R.Settings(steps=6, robustness=T.Robustness(pad=2, jitter=2, scale=(0.9, 1.1), rotate=5))
 examples = np.asarray(jax.random.uniform(jax.random.key(2), ({n}, 24, 24, 3)))
-opts = attribution_report.Options(methods={methods!r}, n_samples=2, patch=8, stride=8)
+opts = visualize.Options(methods={methods!r}, n_samples=2, patch=8, stride=8).config()
 """
 
 
@@ -73,8 +75,8 @@ def toy_report(work, data, retrain_collective: bool):
       p = jax.tree.map(lambda a, g: a - 0.5 * g, p, jax.grad(loss)(p))
     return p
 
-  opts = attribution_report.Options(**REPORT)
-  return attribution_report.make_report(work, module, variables, arrays, data, opts,
+  opts = visualize.Options(**REPORT)
+  return visualize.make_report(work, module, variables, arrays, data, opts,
                                         cue_mask_fn=toy_cue_mask, retrain=retrain)
 
 
@@ -101,7 +103,7 @@ print(json.dumps({'devices': jax.device_count(), 'local': jax.local_device_count
 """
 CHILD = START + """
 exec(a['setup'])
-from gradejax.featurevis import dataset_examples
+from gradejax.optvis import dataset_examples
 img, hist = R.render_sharded(fn, lambda u: O.channel_batch('conv2', u), P.fourier(24, 24),
                              np.arange(6), jax.random.key(3), settings)
 out.update(img=img, hist=hist)
@@ -110,7 +112,8 @@ top = dataset_examples.top_k_across_processes(fn, examples[share], 'conv2', np.a
                                               start=share.start, total=len(examples))
 shown, top_index = dataset_examples.gather_examples(examples[share], share.start, top['index'])
 targets = np.zeros(len(examples), np.int32)
-maps, skipped = attribution_report._all_maps(fn, examples, targets, opts, 'conv2')
+maps, skipped = battery_maps.shown_maps(fn, examples, targets, opts,
+                                        battery_maps.Inputs(opts, 'conv2'))
 out.update(skipped=len(skipped), shown=shown, shown_index=top_index,
            **{'top_' + k: v for k, v in top.items()}, **{'map_' + k: v for k, v in maps.items()})
 import test_distributed
@@ -213,8 +216,8 @@ def one_process():
   img, hist = R.render_sharded(fn, lambda u: O.channel_batch('conv2', u), P.fourier(24, 24),
                                UNITS, jax.random.key(3), settings)
   top = dataset_examples.top_k(fn, examples, 'conv2', UNITS, k=2)
-  maps, _ = attribution_report._all_maps(fn, examples, np.zeros(len(examples), np.int32), opts,
-                                         'conv2')
+  maps, _ = battery_maps.shown_maps(fn, examples, np.zeros(len(examples), np.int32), opts,
+                                    battery_maps.Inputs(opts, 'conv2'))
   return np.asarray(img), np.asarray(hist), top, maps, examples
 
 

@@ -1,4 +1,4 @@
-"""Feature visualisation on toy nets with known answers (gradejax/featurevis)."""
+"""Feature visualisation on toy nets with known answers (gradejax/optvis)."""
 import json
 import subprocess
 import sys
@@ -12,12 +12,12 @@ import skimage.data
 import skimage.transform
 
 from gradejax import imageops, nets
-from gradejax.featurevis import dataset_examples, inversion
-from gradejax.featurevis import objectives as O
-from gradejax.featurevis import param as P
-from gradejax.featurevis import regularisers as G
-from gradejax.featurevis import render as R
-from gradejax.featurevis import transform as T
+from gradejax.optvis import dataset_examples, inversion
+from gradejax.optvis import objectives as O
+from gradejax.optvis import param as P
+from gradejax.optvis import regularisers as G
+from gradejax.optvis import render as R
+from gradejax.optvis import transform as T
 from helpers import ROOT, child_env
 
 NO_TRANSFORM = R.Settings(steps=200, learning_rate=0.05)
@@ -152,7 +152,7 @@ import json, sys, jax, numpy as np, flax.linen as nn
 sys.path.insert(0, {tests!r})
 from test_featurevis import Conv
 from gradejax import imageops, nets
-from gradejax.featurevis import objectives as O, param as P, render as R, transform as T
+from gradejax.optvis import objectives as O, param as P, render as R, transform as T
 m = Conv(); x = jax.random.uniform(jax.random.key(0), (4, 24, 24, 3))
 fn = nets.bind(m, m.init(jax.random.key(1), x))
 s = R.Settings(steps=12, robustness=T.Robustness(pad=2, jitter=2, scale=(0.9, 1.1), rotate=5))
@@ -370,7 +370,7 @@ def test_accentuation_raises_the_unit_and_the_keep_term_holds_it_near_the_photo(
 
 
 def test_page_names_units_by_class_and_shows_curves_and_accentuations(tmp_path):
-  from gradejax.featurevis.__main__ import unit_names
+  from gradejax.featurevis import unit_names
   from gradejax.report import featurevis_page as page
   rng = np.random.default_rng(0)
   synth = rng.uniform(size=(2, 32, 32, 3)).astype(np.float32)

@@ -10,9 +10,9 @@ from absl import flags
 from gradejax import distributed, options
 from gradejax import prepare as prepare_command
 from gradejax.data import demo_data, prepare
-from gradejax.featurevis import __main__ as featurevis_cli
+from gradejax import featurevis as featurevis_cli
 from gradejax.options import option
-from gradejax.report import attribution_report
+from gradejax import visualize as attribution_report
 
 COMMANDS = [prepare_command.Command, attribution_report.Command, featurevis_cli.Options,
             demo_data.Command, distributed.HostOptions]

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from gradejax.report import figures, document, verdict
-from gradejax.featurevis import dataset_examples
+from gradejax.optvis import dataset_examples
 
 
 def unit_row(unit: int, synth: np.ndarray, examples: Sequence[np.ndarray] = (),
@@ -37,7 +37,7 @@ def write(out_dir: str | pathlib.Path, title: str, layer: str, units: np.ndarray
           workdir: str | pathlib.Path | None = None) -> pathlib.Path:
   """Writes ``grid.png`` (all synthesised images, ceil(sqrt(U)) per row), one PNG per unit
   and ``index.html``. ``names`` label the units (default 'unit N'); ``accents`` (from
-  ``gradejax.featurevis.__main__.accentuations``: original/accentuated/caricature [U,H,W,3],
+  ``gradejax.optvis.inversion.accentuations``: original/accentuated/caricature [U,H,W,3],
   history [steps, U], before/after [U], note) adds the accentuation section; ``workdir`` (a
   training run) puts its verdict sentence and a link to its attribution report on top."""
   out_dir = pathlib.Path(out_dir)

@@ -1,10 +1,13 @@
-"""python -m gradejax.featurevis --workdir DIR --layer NAME --units 0:256 --steps 512 ...
+"""The feature-visualisation command (console script ``gradejax-featurevis``):
+
+  python -m gradejax.featurevis --workdir DIR --layer NAME --units 0:256 --steps 512 ...
 
 Synthesises one image per unit of ``--layer`` (channel mean for spatial taps, the unit itself
 for vector taps such as ``logits`` or ``descriptor``), in compiled batches of ``--batch`` units
 sharded over all devices, and writes WORKDIR/featurevis/{index.html, grid.png, unit_*.png}.
 ``--net classifier`` (default) explains the run's trained classifier; ``--net face`` the bare
-dlib face ResNet.
+dlib face ResNet. The library is gradejax.optvis (lucid's optvis: objectives, param, transform,
+render, inversion, dataset examples), the page gradejax.report.featurevis_page.
 """
 from __future__ import annotations
 
@@ -16,12 +19,12 @@ import jax
 import numpy as np
 from absl import app, logging
 
-from gradejax import batching, distributed, logs, nets
+from gradejax import batching, distributed, logs, nets, progress
 from gradejax import options as optlib
-from gradejax.featurevis import dataset_examples, objectives
+from gradejax.optvis import dataset_examples, inversion, objectives
 from gradejax.report import featurevis_page as page
-from gradejax.featurevis import param as param_lib
-from gradejax.featurevis import render, transform
+from gradejax.optvis import param as param_lib
+from gradejax.optvis import render, transform
 from gradejax.options import option
 
 
@@ -91,38 +94,6 @@ def unit_names(layer: str, units: np.ndarray, class_names: list[str]) -> list[st
   return [f'unit {u}' for u in units]
 
 
-def accentuations(fn, data: np.ndarray, layer: str, units: np.ndarray, top: dict, key,
-                  steps: int, keep_weight: float, lr: float = 0.01, grad_blur: float = 1.5
-                  ) -> dict:
-  """Per unit, its most activating chip, that chip accentuated for the unit and its
-  caricature (at the last spatial tap with a map of at least 7 px, as Grad-CAM's default).
-  Pixel parameters drift into high-frequency patterns quickly: a small learning rate and a
-  blurred gradient keep the change to what the unit needs (measured on the demo: lr 0.05
-  without blur turned both chips into texture even at keep_weight 100)."""
-  from gradejax.featurevis import inversion
-  from gradejax.report import attribution_report
-  chips = data[top['index'][:, 0]].astype(np.float32) / 255.0
-  order = [k for k in nets.tap_order(fn, chips[:1])
-           if len(nets.activation_shapes(fn, chips[:1])[k]) == 4]
-  keep = order[0] if order else None  # the earliest map: keeps the photo recognisable
-  car_layer = attribution_report.default_layer(fn, chips[:1]) if order else layer
-  settings = render.Settings(steps=steps, learning_rate=lr, grad_blur=grad_blur,
-                             robustness=transform.Robustness(pad=2, jitter=2, scale=(1.0, 1.0),
-                                                             rotate=0.0))
-  k1, k2 = jax.random.split(key)
-  acc, hist = inversion.accentuate(fn, chips, layer, units, k1, settings, keep_layer=keep,
-                                   keep_weight=keep_weight)
-  car, _ = inversion.caricature(fn, chips, car_layer, k2, settings)
-  before = np.asarray(objectives.channel_batch(layer, units)(chips, *fn(chips)))
-  after = np.asarray(objectives.channel_batch(layer, units)(acc, *fn(acc)))
-  return {'original': chips, 'accentuated': np.asarray(acc), 'caricature': np.asarray(car),
-          'history': np.asarray(hist), 'before': before, 'after': after,
-          'note': f'Accentuation: {steps} Adam steps (lr {lr:g}, gradient blurred at '
-                  f'{grad_blur:g} px) from the chip, objective = the unit minus '
-                  f'{keep_weight:g} x its distance to the original at {keep} (and a TV prior); '
-                  f'caricature: the chip\'s own {car_layer} activation amplified.'}
-
-
 @dataclasses.dataclass(frozen=True)
 class Options:
   """What ``featurevis`` synthesises and how: the source of its flags (gradejax.options)."""
@@ -149,6 +120,11 @@ class Options:
                            'top chip (0: none)')
   keep_weight: float = option(10.0, 'accentuation: weight of the distance to the original '
                               'photo at the earliest spatial tap')
+
+
+def _advance(p: progress.Task, base: int):
+  """A render step listener moving ``p`` to ``base + steps done`` (repeats are ignored)."""
+  return lambda k: p.update(max(0, base + k - p.done))
 
 
 def run(o: Options) -> str:
@@ -178,14 +154,18 @@ def run(o: Options) -> str:
   key = jax.random.key(seed)
   images, history = [], []
   t0 = time.time()
-  for s in range(0, len(units), batch):  # equal-sized batches: one compile for all
-    chunk = units[s:s + batch]
-    chunk_p = batching.pad_to_multiple(chunk, batch)
-    img, hist = render.render_sharded(fn, objective_for, par, chunk_p,
-                                      jax.random.fold_in(key, s), settings)
-    images.append(np.asarray(img)[:len(chunk)])
-    history.append(np.asarray(hist)[:, :len(chunk)])
-    logging.info('units %d-%d of %d: %.1f s', s, s + len(chunk) - 1, len(units), time.time() - t0)
+  starts = range(0, len(units), batch)
+  # Steps done, reported from inside the compiled loop; the first call also compiles it.
+  with progress.task(f'featurevis: {len(units)} units x {steps} steps (the first batch '
+                     f'compiles)', len(starts) * steps, unit='steps') as p:
+    for b, s in enumerate(starts):  # equal-sized batches: one compile for all
+      chunk = units[s:s + batch]
+      chunk_p = batching.pad_to_multiple(chunk, batch)
+      with render.step_listener(_advance(p, b * steps)):
+        img, hist = render.render_sharded(fn, objective_for, par, chunk_p,
+                                          jax.random.fold_in(key, s), settings)
+      images.append(np.asarray(img)[:len(chunk)])
+      history.append(np.asarray(hist)[:, :len(chunk)])
   images, history = np.concatenate(images), np.concatenate(history, 1)
   top, accents = None, None
   if data is not None:
@@ -196,9 +176,21 @@ def run(o: Options) -> str:
     # the accentuations need them, no other image.
     data, top['index'] = dataset_examples.gather_examples(share, start, top['index'])
     if o.accentuate > 0:
-      accents = accentuations(fn, data, layer, units, top, jax.random.fold_in(key, 1),
-                              o.accentuate, o.keep_weight)
-      logging.info('accentuations and caricatures: %.1f s', time.time() - t0)
+      # Two optimisations of o.accentuate steps: the accentuation, then the caricature.
+      with progress.task('featurevis: accentuations and caricatures', 2 * o.accentuate,
+                         unit='steps') as p:
+        seen = {'phase': 0, 'last': 0}
+
+        def listener(k):  # the second optimisation restarts at step 1: count on
+          if k < seen['last']:
+            seen['phase'] += 1
+          seen['last'] = k
+          _advance(p, seen['phase'] * o.accentuate)(k)
+
+        with render.step_listener(listener):
+          accents = inversion.accentuations(fn, data, layer, units, top,
+                                            jax.random.fold_in(key, 1), o.accentuate,
+                                            o.keep_weight)
   text = [f'{steps} Adam steps (lr {lr}), {param} parameterisation'
           f'{" with decorrelated colour" if decorrelate else ""}, jitter {jitter} px, rotation '
           f'+-{rotate} deg, scale +-{scale}, diversity {diversity}, seed {seed}; '

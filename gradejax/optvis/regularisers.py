@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from gradejax import imageops
-from gradejax.featurevis.objectives import Objective
+from gradejax.optvis.objectives import Objective
 
 Array = jax.Array
 

@@ -8,7 +8,10 @@ gradient blurring for pixel parameters.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from typing import Callable, Iterator
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -17,9 +20,9 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from gradejax import batching, distributed, nets
-from gradejax.featurevis import regularisers, transform
-from gradejax.featurevis.objectives import Objective
-from gradejax.featurevis.param import Param
+from gradejax.optvis import regularisers, transform
+from gradejax.optvis.objectives import Objective
+from gradejax.optvis.param import Param
 
 Array = jax.Array
 
@@ -42,6 +45,27 @@ def _loss(params, key, fn, objective: Objective, param: Param, s: Settings, relu
   return -jnp.sum(scores), scores
 
 
+# The host-side listener of the steps done (gradejax.progress lines); None: nobody listens.
+_on_step: list[Callable[[int], None] | None] = [None]
+
+
+def _step_done(i) -> None:
+  if _on_step[0] is not None:
+    _on_step[0](int(i) + 1)
+
+
+@contextlib.contextmanager
+def step_listener(listener: Callable[[int], None]) -> Iterator[None]:
+  """Calls ``listener(steps done)`` from the compiled loop while it runs (a host callback per
+  step, no output: the images are the same), so a long optimisation can print progress. In a
+  sharded run each device reports each step: ``listener`` must accept repeats."""
+  _on_step[0] = listener
+  try:
+    yield
+  finally:
+    _on_step[0] = None
+
+
 def _optimise(fn, params, key, *, objective, param, settings, relu):
   s = settings
   opt = optax.adam(s.learning_rate)
@@ -53,6 +77,7 @@ def _optimise(fn, params, key, *, objective, param, settings, relu):
     if s.grad_blur > 0:
       g = regularisers.blur(g, s.grad_blur)
     upd, st = opt.update(g, st, p)
+    jax.debug.callback(_step_done, i)
     return (optax.apply_updates(p, upd), st), scores
 
   (params, _), history = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(s.steps))

@@ -1,0 +1,117 @@
+"""The battery's typed result: what the report renders, nothing it has to compute.
+
+Confidence intervals are ``(mean, low, high)`` tuples over images (percentile bootstrap).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+CI = tuple[float, float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Shown:
+  """The shown images and their maps: ``raw`` uint8 [B, H, W, 3], ``ids`` [B], predicted
+  ``targets`` int32 [B] and ``classes`` (logits per image), ``labels`` (class names or '?'),
+  ``maps`` method -> [B, H, W] (float, or int32 class indices for region methods),
+  ``skipped`` method -> why, ``layer`` the tap of the layer methods."""
+  raw: np.ndarray
+  ids: list[str]
+  targets: np.ndarray
+  classes: int
+  class_names: list[str]
+  labels: list[str]
+  maps: dict[str, np.ndarray]
+  skipped: dict[str, str]
+  layer: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SanityRow:
+  method: str
+  stage: str  # '+ <subtree>' (cascading), 'labels shuffled', or 'failed: <why>'
+  spearman: float
+  spearman_abs: float
+  ssim: float
+  flagged: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Sanity:
+  """``rows`` per method and stage; ``images`` used; ``not_run`` why the section is empty."""
+  rows: list[SanityRow]
+  images: int
+  seed: int
+  label_randomisation: bool
+  not_run: str = ''
+
+
+@dataclasses.dataclass(frozen=True)
+class FaithfulnessRow:
+  """Means over the images: deletion / insertion AUC and ROAD MoRF / LeRF AUC."""
+  method: str
+  deletion: float
+  insertion: float
+  road_morf: float
+  road_lerf: float
+
+  @property
+  def insertion_minus_deletion(self) -> float:
+    return self.insertion - self.deletion
+
+  @property
+  def lerf_minus_morf(self) -> float:
+    return self.road_lerf - self.road_morf
+
+
+@dataclasses.dataclass(frozen=True)
+class ShownLocalisationRow:
+  method: str
+  mass: float  # mean share of positive attribution inside the cue
+  pointing: float  # share of images whose maximum hits the cue (within the tolerance)
+  images: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldLocalisationRow:
+  method: str
+  images: int
+  area: float  # mean share of the image the cue covers (a uniform map's mass inside)
+  mass: CI
+  pointing: CI
+  rank: CI
+  meets: bool  # pointing >= target and mass >= target x uniform
+
+
+@dataclasses.dataclass(frozen=True)
+class CausalRow:
+  region: str  # a method's name, or '(the planted cue itself)'
+  drop: CI
+  random_drop: CI
+  pixels: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+  """Everything the attribution report shows; ``options`` the battery's flat options (for the
+  text that states them). ``shown_localisation`` is empty when no shown image carries the cue
+  (``shown_note`` says why); ``fold_localisation`` likewise (``fold_note``, ``fold_measured``:
+  whether cue masks were found); ``causal`` None when no method was measured; ``ranking``
+  the method names best first and ``ranked_by`` 'localisation' or 'faithfulness'."""
+  options: Any
+  shown: Shown
+  sanity: Sanity
+  faithfulness: list[FaithfulnessRow]
+  shown_localisation: list[ShownLocalisationRow]
+  shown_area: float
+  shown_note: str
+  fold_localisation: list[FoldLocalisationRow]
+  fold_note: str
+  fold_measured: bool
+  causal: list[CausalRow] | None
+  ranking: list[str]
+  ranked_by: str
+  profile: dict[str, float] = dataclasses.field(default_factory=dict)  # section -> seconds

@@ -1,0 +1,151 @@
+"""The attribution battery as a library: its config (per-method sub-configs holding only what
+each method takes, the report's choices as defaults), the localisation target, and the import
+direction (the report renders and imports no training code; libraries no command)."""
+import ast
+import inspect
+import pathlib
+
+import numpy as np
+
+from gradejax.attribution import battery, registry
+from gradejax.attribution.battery import checks
+from gradejax.attribution.battery.config import Localisation
+
+ROOT = pathlib.Path(__file__).resolve().parents[1] / 'gradejax'
+
+
+def test_config_has_one_sub_config_per_method_with_only_its_own_options():
+  cfg = battery.Options(methods=tuple(registry.METHODS)).config()
+  assert set(cfg.method_options) == set(registry.METHODS)
+  for name, kw in cfg.method_options.items():
+    extra = set(kw) - set(registry.get(name).options)
+    assert not extra, f'{name}: options it does not take: {extra}'
+  occ = cfg.method_options['occlusion']
+  assert (occ['patch'], occ['stride'], occ['aggregate'], occ['fill_mode']) == (
+      24, 8, 'centre', 'inpaint')
+  assert cfg.method_options['integrated_gradients'] == {'steps': 32}
+  assert cfg.method_options['xrai'] == {'base': 'integrated_gradients', 'steps': 32}
+  assert dict(cfg.fill) == dict(fill=0.5, fill_mode='inpaint', blur_sigma=5.0)
+  assert battery.Options().config().methods == battery.DEFAULT_METHODS
+
+
+def test_fold_localisation_target_needs_pointing_and_mass_both():
+  # 4 images 10 x 10, the cue the top-left 2 x 2 (area share 0.04): a map peaking on the cue
+  # with little mass inside points well but is not concentrated.
+  masks = np.zeros((4, 10, 10), bool)
+  masks[:, :2, :2] = True
+  spread = np.ones((4, 10, 10), np.float32)
+  spread[:, 0, 0] = 5.0  # maximum on the cue, mass inside 8 / 104 = 1.9x uniform
+  tight = np.zeros((4, 10, 10), np.float32)
+  tight[:, :2, :2] = 1.0  # all mass inside: 25x uniform
+  off = np.zeros((4, 10, 10), np.float32)
+  off[:, :2, :2] = 1.0
+  off[:, 9, 9] = 2.0  # mass inside 4 / 6 (16.7x) but the maximum far away
+  cfg = Localisation(bootstrap=20, pointing_tolerance=0.0)
+  rows = {r.method: r for r in checks.localisation_rows(
+      {'spread': spread, 'tight': tight, 'off': off}, masks, cfg)}
+  assert rows['spread'].pointing[0] == 1.0 and rows['spread'].mass[0] < 10 * 0.04
+  assert rows['off'].pointing[0] == 0.0 and rows['off'].mass[0] > 10 * 0.04
+  assert rows['tight'].meets and not rows['spread'].meets and not rows['off'].meets
+  assert [r.method for r in checks.localisation_rows(
+      {'spread': spread, 'tight': tight, 'off': off}, masks, cfg)][-1] == 'off'
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+  names = set()
+  for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+    if isinstance(node, ast.Import):
+      names |= {a.name for a in node.names}
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      names |= {node.module} | {f'{node.module}.{a.name}' for a in node.names}
+  return names
+
+
+def test_import_direction_report_renders_and_libraries_hold_no_command():
+  report = [p for p in (ROOT / 'report').glob('*.py')]
+  for p in report:
+    bad = {n for n in _imports(p) if n.startswith(('gradejax.training', 'gradejax.train',
+                                                   'gradejax.evaluation'))}
+    assert not bad, f'{p.name} imports {bad}'
+  # The attribution report computes nothing: no JAX, no method called, only the result read.
+  assert not {n for n in _imports(ROOT / 'report' / 'attribution_report.py')
+              if n.split('.')[0] == 'jax' or n.startswith('gradejax.attribution.battery.run')}
+  commands = ('gradejax.visualize', 'gradejax.featurevis', 'gradejax.train',
+              'gradejax.prepare', 'gradejax.evaluate')
+  for lib in ('attribution', 'optvis', 'report', 'nets', 'data'):
+    for p in (ROOT / lib).rglob('*.py'):
+      bad = {n for n in _imports(p) if n in commands or n.startswith('gradejax.report')
+             and lib in ('attribution', 'optvis', 'nets', 'data')}
+      assert not bad, f'{lib}/{p.name} imports {bad}'
+      assert 'app.run(' not in p.read_text(encoding='utf-8') or lib == 'data', p
+  assert inspect.signature(battery.run).parameters['retrain'].default is None
+
+
+def test_fold_maps_pad_the_short_last_batch_and_compile_no_second_program():
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from gradejax import nets
+  from gradejax.attribution.battery import maps
+
+  class Tiny(nn.Module):
+    @nn.compact
+    def __call__(self, images, *, relu=nn.relu):
+      x = nets.tap(self, 'features', relu(nn.Conv(3, (3, 3))(images)))
+      return nets.tap(self, 'logits', nn.Dense(2)(jnp.mean(x, axis=(1, 2))))
+
+  m = Tiny()
+  x = np.asarray(jax.random.uniform(jax.random.key(0), (7, 12, 12, 3)))
+  fn = nets.bind(m, m.init(jax.random.key(1), x[:1]))
+  t = np.array([0, 1, 0, 1, 1, 0, 1], np.int32)
+  cfg = battery.Options(methods=('occlusion',), patch=4, stride=4, fill_mode='value').config()
+  inputs = maps.Inputs(cfg, 'features')
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, secs, **kw: compiles.append(event) if 'backend_compile' in event else None)
+  first = maps.fold_maps('occlusion', fn, x[:4], t[:4], 4, inputs)  # compiles for batch 4
+  before = len(compiles)
+  got = maps.fold_maps('occlusion', fn, x, t, 4, inputs)  # 4 + 3 (padded to 4)
+  assert len(compiles) == before, 'the short last batch compiled a second program'
+  want = np.asarray(registry.heatmap('occlusion', fn, x, t, **inputs('occlusion', fn, x)))
+  assert got.shape == (7, 12, 12)
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(got[:4], first)
+
+
+def test_sanity_reuses_the_trained_maps_and_gets_the_same_rows():
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from gradejax import nets
+  from gradejax.attribution.battery import maps
+
+  class Tiny(nn.Module):
+    @nn.compact
+    def __call__(self, images, *, relu=nn.relu):
+      x = nets.tap(self, 'features', relu(nn.Conv(3, (3, 3))(images)))
+      return nets.tap(self, 'logits', nn.Dense(2)(jnp.mean(x, axis=(1, 2))))
+
+  m = Tiny()
+  x = np.asarray(jax.random.uniform(jax.random.key(0), (3, 8, 8, 3)))
+  variables = m.init(jax.random.key(1), x[:1])
+  fn = nets.bind(m, variables)
+  t = np.array([0, 1, 1], np.int32)
+  cfg = battery.Options(methods=('saliency', 'grad_cam'), sanity_images=2).config()
+  inputs = maps.Inputs(cfg, 'features')
+  shown = {k: np.asarray(inputs.heatmap_fn(k)(fn, x, t)) for k in cfg.methods}
+  calls = []
+  counted = maps.Inputs(cfg, 'features')
+  counted.heatmap_fn = lambda k: (lambda f, xb, tb: calls.append(k) or inputs.heatmap_fn(k)(
+      f, xb, tb))
+  retrain = lambda: jax.tree.map(lambda a: -a, variables['params'])
+  reused = checks.sanity_check(m, variables, x, t, cfg.methods, cfg, counted, retrain, shown)
+  n_reused = len(calls)
+  calls.clear()
+  fresh = checks.sanity_check(m, variables, x, t, cfg.methods, cfg, counted, retrain)
+  # Per method: 2 cascade stages (Conv_0, Dense_0) + the label check, and 2 references.
+  assert (n_reused, len(calls)) == (2 * 3, 2 * 5)
+  for a, b in zip(reused.rows, fresh.rows):
+    assert (a.method, a.stage, a.flagged) == (b.method, b.stage, b.flagged)
+    np.testing.assert_allclose([a.spearman, a.spearman_abs, a.ssim],
+                               [b.spearman, b.spearman_abs, b.ssim], rtol=1e-6, atol=1e-7)
