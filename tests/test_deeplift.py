@@ -4,6 +4,7 @@ in dlib's stem, black and random references), and the gradient fallback kept as 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 import pytest
 
@@ -12,12 +13,19 @@ from gradejax.attribution import deeplift
 
 
 class PoolNet(nn.Module):
-  """outputs[b, c] = max over the 2x2 image of channel c (no params, no ReLU)."""
+  """outputs[b, c] = max over the 2x2 image of channel c (no params, no ReLU). ``inner_jit``:
+  the pool as dlib's stem writes it (``lax.reduce_window``), inside a jitted function."""
+  inner_jit: bool = False
 
   @nn.compact
   def __call__(self, images, *, relu=nn.relu):
     del relu
-    return nn.max_pool(images, (2, 2), (2, 2)).reshape(images.shape[0], -1)
+    if self.inner_jit:
+      pool = jax.jit(lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1),
+                                                 (1, 2, 2, 1), 'VALID'))
+    else:
+      pool = lambda x: nn.max_pool(x, (2, 2), (2, 2))
+    return pool(images).reshape(images.shape[0], -1)
 
 
 class ConvPoolNet(nn.Module):
@@ -42,7 +50,8 @@ def _bound(module, shape):
   return nets.bind(module, module.init(jax.random.key(0), jnp.zeros(shape)))
 
 
-def test_max_pool_rule_by_hand():
+@pytest.mark.parametrize('inner_jit', [False, True])
+def test_max_pool_rule_by_hand(inner_jit):
   # Channel 0: x = [[1, 3], [2, 0]], x_ref = [[4, 0], [0, 0]]: y = 3, y_ref = 4, Δy = -1. The
   # reference wins the window (max(y, y_ref) = y_ref), so all of Δy goes to the reference's
   # argmax (0, 0), whose Δx = -3: multiplier 1/3, contribution -1 there and 0 elsewhere. The
@@ -51,7 +60,7 @@ def test_max_pool_rule_by_hand():
   ref = np.zeros_like(x)
   x[0, :, :, 0] = [[1, 3], [2, 0]]
   ref[0, :, :, 0] = [[4, 0], [0, 0]]
-  fn = _bound(PoolNet(), x.shape)
+  fn = _bound(PoolNet(inner_jit), x.shape)
   want = np.zeros_like(x)
   want[0, 0, 0, 0] = -1.0
   got = np.asarray(deeplift.deeplift_rescale(fn, x, 0, ref))
