@@ -221,11 +221,11 @@ def main() -> None:
     r = run_module(module, tests, bin_dir, args.sample, args.seed)
     print(json.dumps({k: v for k, v in r.items() if k != 'survivors'}), flush=True)
     results.append(r)
-  text = markdown(results)
-  print(text)
-  if args.results != '-':
-    with open(args.results, 'a') as f:
-      f.write(text)
+    text = markdown([r])  # one section per module as it ends: a long run keeps what it did
+    print(text, flush=True)
+    if args.results != '-':
+      with open(args.results, 'a') as f:
+        f.write(text)
 
 
 if __name__ == '__main__':
