@@ -135,3 +135,14 @@ def test_hanley_mcneil_se_by_hand():
   want = np.sqrt((0.16 + 9 * (2 / 3 - 0.64) + 39 * (32 / 45 - 0.64)) / 400)
   assert power.hanley_mcneil_se(0.8, 10, 40) == pytest.approx(want, rel=1e-12)
   assert want == pytest.approx(0.08907, abs=1e-5)
+
+
+def test_power_statement_uses_the_null_quantile_only_for_roc_auc():
+  normal = power.power_statement([30, 50], 0.05, None, 'roc_auc')
+  strict = power.power_statement([30, 50], 0.05, 0.7, 'roc_auc')  # a stricter null quantile
+  assert strict['threshold'] == 'permutation null' and normal['threshold'] != strict['threshold']
+  assert strict['min_detectable_auc'] > normal['min_detectable_auc'] + 0.05
+  # Another metric's null is on another scale: the normal threshold, the same answer.
+  other = power.power_statement([30, 50], 0.05, 0.7, 'balanced_accuracy')
+  assert other['threshold'] == normal['threshold']
+  assert other['min_detectable_auc'] == pytest.approx(normal['min_detectable_auc'])
