@@ -146,3 +146,6 @@ def test_power_statement_uses_the_null_quantile_only_for_roc_auc():
   other = power.power_statement([30, 50], 0.05, 0.7, 'balanced_accuracy')
   assert other['threshold'] == normal['threshold']
   assert other['min_detectable_auc'] == pytest.approx(normal['min_detectable_auc'])
+  # A class with no examples is not a class (more than two classes: smallest vs the rest).
+  assert power.power_statement([0, 30, 50], 0.05, None, 'roc_auc') == normal
+  assert power.power_statement([30, 20, 30], 0.05, None, 'roc_auc')['n_per_class'] == [20, 60]
