@@ -149,3 +149,6 @@ def test_power_statement_uses_the_null_quantile_only_for_roc_auc():
   # A class with no examples is not a class (more than two classes: smallest vs the rest).
   assert power.power_statement([0, 30, 50], 0.05, None, 'roc_auc') == normal
   assert power.power_statement([30, 20, 30], 0.05, None, 'roc_auc')['n_per_class'] == [20, 60]
+  # One example in a class still has an answer (detectable only near 1); none has not.
+  assert 0.9 < power.min_detectable_auc(1, 50) <= 1.0
+  assert np.isnan(power.min_detectable_auc(0, 50))
