@@ -73,6 +73,8 @@ def test_max_pool_rule_by_hand(inner_jit):
   ref[0, :, :, 0] = [[2, 0], [0, 1]]
   want[0, 0, 0, 0], want[0, 0, 1, 0] = 0.0, 1.0
   np.testing.assert_allclose(deeplift.deeplift_rescale(fn, x, 0, ref), want, atol=1e-6)
+  # Differences, not values: the same shifted below zero (a pool that reads no ReLU).
+  np.testing.assert_allclose(deeplift.deeplift_rescale(fn, x - 5, 0, ref - 5), want, atol=1e-5)
 
 
 @pytest.mark.parametrize('window,stride', [(2, 2), (3, 2)])
