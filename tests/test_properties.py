@@ -152,3 +152,21 @@ def test_power_statement_uses_the_null_quantile_only_for_roc_auc():
   # One example in a class still has an answer (detectable only near 1); none has not.
   assert 0.9 < power.min_detectable_auc(1, 50) <= 1.0
   assert np.isnan(power.min_detectable_auc(0, 50))
+
+
+def test_score_by_metric_name_by_hand():
+  # 4 examples, labels 0 0 1 1, probs of class 1: 0.2 0.6 0.4 0.9 -> predicted 0 1 0 1.
+  # ROC-AUC: pairs (pos, neg) won: 0.4 > 0.2, 0.9 > both -> 3/4. Recall per class 1/2, 1/2 ->
+  # balanced accuracy 1/2; MCC (TP 1, TN 1, FP 1, FN 1) = 0.
+  y = jnp.asarray([0, 0, 1, 1])
+  p1 = np.array([0.2, 0.6, 0.4, 0.9], np.float32)
+  probs = jnp.asarray(np.stack([1 - p1, p1], axis=1))
+  assert float(stats.score('roc_auc', y, probs, 2)) == pytest.approx(0.75)
+  assert float(stats.score('balanced_accuracy', y, probs, 2)) == pytest.approx(0.5)
+  assert float(stats.score('mcc', y, probs, 2)) == pytest.approx(0.0, abs=1e-7)
+  # Predictions 0 0 1 1 with one more confident column: both metrics perfect.
+  sure = jnp.asarray([[0.9, 0.1], [0.7, 0.3], [0.4, 0.6], [0.1, 0.9]])
+  assert float(stats.score('balanced_accuracy', y, sure, 2)) == pytest.approx(1.0)
+  assert float(stats.score('mcc', y, sure, 2)) == pytest.approx(1.0)
+  with pytest.raises(ValueError, match='unknown metric'):
+    stats.score('accuracy', y, probs, 2)
