@@ -1,0 +1,232 @@
+"""Mutation testing of the science-critical modules with cosmic-ray, as a kept habit (issue 22).
+
+For each module given (default: :data:`DEFAULT_MODULES`), one module at a time: the tree
+(``gradejax/``, ``tests/``, ``configs/``, ``pytest.ini``) is copied to a scratch folder
+(cosmic-ray edits the file in place; the working tree is never touched), cosmic-ray makes every
+mutant of the module from a realistic operator set (:data:`EXCLUDED_OPERATORS` drops the
+noisy ones: bit shifts, ``is`` comparisons, number and variable replacement, decorator removal),
+skips lines marked ``# pragma: no mutate``, and runs only the module's test files
+(:data:`TESTS`, or ``module=tests/a.py,tests/b.py`` on the command line) with ``pytest -x``.
+A mutant is killed when a test fails or it runs past the timeout (3x the baseline run + 30 s).
+The score (killed / (killed + survived)) and every surviving mutant (line, operator, the
+changed source) are appended to benchmarks/RESULTS.md as a new section.
+
+  PYTHONPATH=$PWD JAX_PLATFORMS=cpu .venv/bin/python benchmarks/mutation.py \
+      [gradejax/evaluation/power.py[=tests/test_properties.py,...] ...] [--sample N]
+      [--results FILE]
+
+cosmic-ray is not a gradejax dependency: the script installs ``cosmic-ray==8.7.0`` into its
+own venv (``--tool_venv``, default ``.mutation-venv``, git-ignored) on first use. It runs the
+tests with the Python that runs it. Long: each mutant is a pytest run (~5-20 s on 2 cores);
+give the narrowest test files, and use ``nice``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TOOL = 'cosmic-ray==8.7.0'
+
+# The modules whose bugs change a scientific answer, and the test files that exercise each.
+TESTS = {
+    'gradejax/evaluation/crossval.py': ['tests/test_properties.py', 'tests/test_evaluate.py'],
+    'gradejax/evaluation/power.py': ['tests/test_properties.py'],
+    'gradejax/evaluation/confounds.py': ['tests/test_confounds.py'],
+    'gradejax/evaluation/ledger.py': ['tests/test_properties.py', 'tests/test_evaluate.py'],
+    'gradejax/evaluation/evaluate.py': ['tests/test_evaluate.py'],
+    'gradejax/stats.py': ['tests/test_stats.py', 'tests/test_properties.py'],
+    'gradejax/attribution/gradients.py': ['tests/test_attribution.py'],
+    'gradejax/attribution/deeplift.py': ['tests/test_deeplift.py', 'tests/test_attribution.py'],
+    'gradejax/attribution/rules.py': ['tests/test_attribution.py'],
+    'gradejax/attribution/class_activation.py': ['tests/test_attribution.py'],
+    'gradejax/attribution/faithfulness.py': ['tests/test_faithfulness_road.py',
+                                             'tests/test_attribution_perturbation.py',
+                                             'tests/test_attribution_metrics.py'],
+    'gradejax/attribution/localisation.py': ['tests/test_attribution_metrics.py',
+                                             'tests/test_attribution_perturbation.py'],
+    'gradejax/attribution/occlusion_sensitivity.py': ['tests/test_attribution_perturbation.py'],
+    'gradejax/data/workbook.py': ['tests/test_workbook.py'],
+    'gradejax/data/labels.py': ['tests/test_prepare.py'],
+    'gradejax/data/photo_quality.py': ['tests/test_photo_quality.py', 'tests/test_confounds.py'],
+}
+DEFAULT_MODULES = list(TESTS)
+
+# Kept: the swaps a person makes by mistake (+/-, *//, ** -> *, &/|, the comparison's boundary
+# and direction, ==/!=, and/or, True/False, not added, a loop that never runs, break/continue,
+# an exception type). Each binary operator would otherwise get 10 replacements, mostly absurd.
+EXCLUDED_OPERATORS = [
+    r'core/ReplaceBinaryOperator_.*(RShift|LShift|BitXor|FloorDiv|Mod)',
+    r'core/ReplaceBinaryOperator_(Add|Sub|Mul|Div|Pow)_(BitOr|BitAnd)',
+    r'core/ReplaceBinaryOperator_(BitOr|BitAnd)_(Add|Sub|Mul|Div|Pow)',
+    r'core/ReplaceBinaryOperator_(Add|Sub)_(Mul|Div|Pow)$',
+    r'core/ReplaceBinaryOperator_(Mul|Div)_(Add|Sub|Pow)$',
+    r'core/ReplaceBinaryOperator_Pow_(Add|Sub|Div)$',
+    r'core/ReplaceComparisonOperator_.*_(Is|IsNot)$',
+    r'core/ReplaceComparisonOperator_(Is|IsNot)_(Lt|LtE|Gt|GtE)$',
+    r'core/ReplaceComparisonOperator_(Lt|LtE|Gt|GtE)_(Eq|NotEq)$',
+    r'core/ReplaceComparisonOperator_(Eq|NotEq)_(Lt|LtE|Gt|GtE)$',
+    r'core/ReplaceUnaryOperator_.*(Invert|UAdd)',
+    r'core/NumberReplacer', r'core/VariableReplacer', r'core/VariableInserter',
+    r'core/RemoveDecorator',
+]
+
+
+def tool_venv(path: pathlib.Path) -> pathlib.Path:
+  """The bin folder of a venv holding cosmic-ray (made on first use)."""
+  bin_dir = path / 'bin'
+  if not (bin_dir / 'cosmic-ray').exists():
+    subprocess.run([sys.executable, '-m', 'venv', str(path)], check=True)
+    subprocess.run([str(bin_dir / 'pip'), 'install', '-q', TOOL], check=True)
+  return bin_dir
+
+
+def copy_tree(dst: pathlib.Path) -> None:
+  ignore = shutil.ignore_patterns('__pycache__', '*.pyc')
+  for name in ('gradejax', 'tests', 'configs'):
+    if (ROOT / name).is_dir():
+      shutil.copytree(ROOT / name, dst / name, ignore=ignore)
+  for name in ('pytest.ini', 'pyproject.toml'):
+    if (ROOT / name).exists():
+      shutil.copy(ROOT / name, dst / name)
+
+
+def sample(session: pathlib.Path, keep: int, seed: int) -> int:
+  """Marks all but ``keep`` randomly chosen pending mutants as skipped; returns how many
+  were left out."""
+  import random
+  import sqlite3
+  with sqlite3.connect(session) as db:
+    pending = [r[0] for r in db.execute(
+        'SELECT job_id FROM work_items WHERE job_id NOT IN (SELECT job_id FROM work_results)')]
+    drop = sorted(set(pending) - set(random.Random(seed).sample(pending, min(keep,
+                                                                             len(pending)))))
+    db.executemany("INSERT INTO work_results (job_id, worker_outcome, output) "
+                   "VALUES (?, 'SKIPPED', 'not sampled')", [(j,) for j in drop])
+  return len(drop)
+
+
+def run_module(module: str, tests: list[str], bin_dir: pathlib.Path,
+               keep: int | None = None, seed: int = 0) -> dict:
+  """Mutation-tests ``module`` in a scratch copy; returns counts and survivors."""
+  with tempfile.TemporaryDirectory(prefix='gradejax-mutation-') as tmp:
+    work = pathlib.Path(tmp)
+    copy_tree(work)
+    env = {**os.environ, 'PYTHONPATH': str(work), 'JAX_PLATFORMS': 'cpu',
+           'PYTHONDONTWRITEBYTECODE': '1', 'GRADEJAX_PROGRESS': '0'}
+    test_cmd = [sys.executable, '-m', 'pytest', '-x', '-q', '-p', 'no:cacheprovider',
+                '-p', 'no:randomly', *tests]
+    t = time.perf_counter()
+    base = subprocess.run(test_cmd, cwd=work, env=env, capture_output=True, text=True)
+    baseline_s = time.perf_counter() - t
+    if base.returncode != 0:
+      raise SystemExit(f'{module}: its tests fail before any mutation ({" ".join(tests)}):\n'
+                       f'{base.stdout[-2000:]}')
+    cfg = work / 'cosmic-ray.toml'
+    cfg.write_text('[cosmic-ray]\n'
+                   f'module-path = "{module}"\n'
+                   f'timeout = {3 * baseline_s + 30:.0f}\n'
+                   'excluded-modules = []\n'
+                   f'test-command = {json.dumps(shlex.join(test_cmd))}\n'
+                   '[cosmic-ray.distributor]\nname = "local"\n'
+                   '[cosmic-ray.filters.operators-filter]\n'
+                   f'exclude-operators = {json.dumps(EXCLUDED_OPERATORS)}\n')
+    session = work / 'session.sqlite'
+    cr = lambda *a: subprocess.run([str(bin_dir / a[0]), *a[1:]], cwd=work, env=env,
+                                   check=True, capture_output=True, text=True)
+    cr('cosmic-ray', 'init', str(cfg), str(session))
+    cr('cr-filter-operators', str(session), str(cfg))
+    cr('cr-filter-pragma', str(session))
+    not_sampled = sample(session, keep, seed) if keep is not None else 0
+    t = time.perf_counter()
+    cr('cosmic-ray', 'exec', str(cfg), str(session))
+    exec_s = time.perf_counter() - t
+    dump = cr('cosmic-ray', 'dump', str(session)).stdout
+    lines = (work / module).read_text().splitlines()
+  killed, survived, incompetent, skipped, survivors = 0, 0, 0, -not_sampled, []
+  for line in dump.splitlines():
+    item, result = json.loads(line)
+    if result is None or result['worker_outcome'] == 'skipped':
+      skipped += 1
+      continue
+    outcome = result['test_outcome']
+    if result['worker_outcome'] == 'timeout' or outcome == 'killed':
+      killed += 1
+    elif outcome == 'incompetent':
+      incompetent += 1
+    else:
+      survived += 1
+      m = item['mutations'][0]
+      row = m['start_pos'][0]
+      diff = [l[1:].strip() for l in (result.get('diff') or '').splitlines()
+              if l[:1] in '+-' and not l.startswith(('+++', '---'))]
+      survivors.append({'line': row, 'operator': m['operator_name'].split('/')[-1],
+                        'occurrence': m['occurrence'], 'source': lines[row - 1].strip(),
+                        'diff': diff})
+  return {'module': module, 'tests': tests, 'killed': killed, 'survived': survived,
+          'incompetent': incompetent, 'skipped': skipped, 'not_sampled': not_sampled,
+          'baseline_s': baseline_s,
+          'exec_s': exec_s, 'survivors': survivors}
+
+
+def markdown(results: list[dict]) -> str:
+  today = datetime.date.today().isoformat()
+  out = [f'\n## Mutation testing ({today}, cosmic-ray 8.7.0, `benchmarks/mutation.py`)\n',
+         'killed / killable = killed (a test failed or timed out) over killed + survived; '
+         'incompetent mutants (the module no longer imports) do not count.\n',
+         '| module | tests | killed / killable | score | incompetent | not sampled | seconds |',
+         '|---|---|---|---|---|---|---|']
+  for r in results:
+    n = r['killed'] + r['survived']
+    out.append(f"| {r['module']} | {', '.join(r['tests'])} | {r['killed']} / {n} | "
+               f"{100 * r['killed'] / max(n, 1):.0f}% | {r['incompetent']} | "
+               f"{r['not_sampled']} | {r['exec_s']:.0f} |")
+  for r in results:
+    if r['survivors']:
+      out.append(f"\nSurvivors in `{r['module']}`:\n")
+      for s in r['survivors']:
+        change = ' -> '.join(f'`{d}`' for d in s['diff'][:2]) or f"`{s['source']}`"
+        out.append(f"- line {s['line']} ({s['operator']}): {change}")
+  return '\n'.join(out) + '\n'
+
+
+def main() -> None:
+  ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  ap.add_argument('modules', nargs='*',
+                  help='module paths, each optionally =pytest,args (comma-separated: test '
+                       'files, tests/x.py::test_y, -k,expr)')
+  ap.add_argument('--sample', type=int, default=None,
+                  help='run only this many randomly chosen mutants per module (default all)')
+  ap.add_argument('--seed', type=int, default=0, help='of --sample')
+  ap.add_argument('--tool_venv', default=str(ROOT / '.mutation-venv'))
+  ap.add_argument('--results', default=str(ROOT / 'benchmarks' / 'RESULTS.md'),
+                  help="markdown file the section is appended to ('-': print only)")
+  args = ap.parse_args()
+  bin_dir = tool_venv(pathlib.Path(args.tool_venv))
+  results = []
+  for spec in args.modules or DEFAULT_MODULES:
+    module, _, tests = spec.partition('=')
+    tests = tests.split(',') if tests else TESTS.get(module)
+    if not tests:
+      raise SystemExit(f'{module}: no test files known for it; give them as {module}=tests/x.py')
+    r = run_module(module, tests, bin_dir, args.sample, args.seed)
+    print(json.dumps({k: v for k, v in r.items() if k != 'survivors'}), flush=True)
+    results.append(r)
+    text = markdown([r])  # one section per module as it ends: a long run keeps what it did
+    print(text, flush=True)
+    if args.results != '-':
+      with open(args.results, 'a') as f:
+        f.write(text)
+
+
+if __name__ == '__main__':
+  main()
