@@ -66,6 +66,7 @@ DETAIL = 'detail beyond coarse appearance and geometry'
 HARMONISED_BY = {'image_statistics': ('colour',), 'image_quality': ('jpeg', 'resolution'),
                  'background': ('background',)}
 DEFAULT_MIN_GAIN = 0.02
+_blur = jax.jit(imageops.gaussian_blur, static_argnames=('sigma', 'edge'))
 
 
 def image_statistics(images: np.ndarray, bins: int = photo_quality.BINS) -> np.ndarray:
@@ -86,7 +87,7 @@ def blurred_photo(images: np.ndarray, sigma: float = 12.0, grid: int = 6) -> np.
   n, h, w, _ = x.shape
   f = max(1, min(h, w) // 30)
   x = x[:, :h // f * f, :w // f * f].reshape(n, h // f, f, w // f, f, 3).mean((2, 4))
-  x = np.asarray(imageops.gaussian_blur(jnp.asarray(x), sigma / f, edge='edge'))
+  x = np.asarray(_blur(jnp.asarray(x), sigma=sigma / f, edge='edge'))
   h, w = x.shape[1] // grid * grid, x.shape[2] // grid * grid
   x = x[:, :h, :w].reshape(n, grid, h // grid, grid, w // grid, 3).mean((2, 4))
   return x.reshape(n, -1)

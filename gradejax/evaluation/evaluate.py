@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from gradejax import logs, progress
+from gradejax import batching, logs, progress
 from gradejax import stats
 from gradejax.evaluation import confounds, crossval, harmonise, ledger, power, wording
 from gradejax.training import input_pipeline
@@ -183,42 +183,97 @@ def write_verdict(workdir: str | pathlib.Path, v: dict[str, Any]) -> pathlib.Pat
 def evaluate_workdir(workdir: str | pathlib.Path, config=None, data: dict | None = None,
                      features: np.ndarray | None = None) -> dict[str, Any]:
   """Evaluates a training run's cached view-0 features; writes and returns the verdict."""
+  from gradejax import preregister
   from gradejax.nets import extractor
   from gradejax.training import runs
   if config is None:
     config = runs.load_config(workdir)
   if data is None:
     data = input_pipeline.load_dataset(config)
+  module, variables = extractor.load_face_resnet()
   if features is None:
-    module, variables = extractor.load_face_resnet()
     features = input_pipeline.cached_features(config, data, workdir, module, variables,
                                               input_pipeline.weights_id(config))
-  conditions, groups = _photo_conditions(config, data)
+  conditions, groups, targets = _photo_conditions(config, data)
   v = evaluate_features(config, features[0], data['label'], data['fold'], data['num_classes'],
                         images=data['images'], grade=data['grade'], conditions=conditions,
-                        groups=groups)
-  v['ledger'] = ledger.record(ledger.default_path(config), {
-      'dataset': ledger.dataset_key(data), 'config_hash': ledger.config_hash(config),
-      'workdir': str(pathlib.Path(workdir).absolute()), 'metric': v['metric'],
-      'cv_score': v['cv_score'], 'p_value': v['p_value'], 'answer': v['answer']})
+                        groups=groups, featurize=featurizer(config, module, variables),
+                        targets=targets)
+  v['labels'] = str(data.get('labelling', 'as prepared'))
+  current = preregister.plan_of(config, data, conditions is not None)
+  current['battery'] = [n for n in v['baselines'] if n != 'majority_class']
+  v['preregistration'] = preregister.compare(preregister.default_path(config), current)
+  entry = {'dataset': ledger.dataset_key(data), 'config_hash': ledger.config_hash(config),
+           'workdir': str(pathlib.Path(workdir).absolute()), 'metric': v['metric'],
+           'cv_score': v['cv_score'], 'p_value': v['p_value'], 'answer': v['answer'],
+           'plan_deviations': len(v['preregistration']['deviations'])}
+  v['ledger'] = ledger.record(ledger.default_path(config), entry)
+  _count_planned(v, entry, ledger.default_path(config))
   write_verdict(workdir, v)
   logging.info('%s', verdict_text(v))
   return v
 
 
+def _count_planned(v: dict[str, Any], entry: dict[str, Any], path) -> None:
+  """A deviating evaluation also counts the planned analysis it replaced (when that one was
+  not itself run and recorded): one more test, p = 1, in the Holm correction."""
+  pre = v['preregistration']
+  planned = pre.get('planned_config_hash')
+  if not pre['deviations'] or not planned:
+    return
+  latest = {e['config_hash']: float(e['p_value']) for e in ledger.read(path)
+            if e.get('dataset') == entry['dataset']}
+  if planned in latest:
+    return
+  names = list(latest) + [planned]
+  adjusted = ledger.holm([latest[n] for n in latest] + [1.0])
+  v['ledger'].update(analyses=len(names), p_holm=adjusted[names.index(entry['config_hash'])],
+                     counts_planned_analysis=True)
+
+
+def featurizer(config, module, variables, batch_size: int = 64):
+  """uint8 chips [N, H, W, 3] -> the CNN's view-0 features [N, D] (one batched pass), for the
+  harmonised re-test."""
+  fn = input_pipeline.make_feature_fn(config.head_input, module.input_means,
+                                      input_pipeline.augment_params(config))
+  key = input_pipeline.view_key(config.seed)
+
+  def featurize(images: np.ndarray) -> np.ndarray:
+    return np.asarray(batching.map_batches(
+        lambda idx: fn(variables['params'], images[idx], np.zeros(len(idx), np.int32), idx, key),
+        np.arange(len(images), dtype=np.int32), batch_size), np.float32)
+
+  return featurize
+
+
 def _photo_conditions(config, data: dict):
-  """(baseline feature sets, groups or None) from ``DATA_DIR/photo_conditions.csv``; (None,
-  None) for a dataset prepared before that table existed."""
-  from gradejax.data import photo_quality
-  path = pathlib.Path(config.data_dir).expanduser() / 'photo_conditions.csv'
+  """(baseline feature sets, groups or None, harmonisation targets) from
+  ``DATA_DIR/photo_conditions.csv`` and the manifest's chip affines; (None, None, targets
+  without them) for a dataset prepared before that table existed."""
+  from gradejax.data import manifest, photo_quality
+  root = pathlib.Path(config.data_dir).expanduser()
+  size = int(data['images'].shape[1])
+  footprint = None
+  if (root / 'manifest.csv').is_file():
+    affine = {e.source_row: e.chip_affine for e in manifest.read(root / 'manifest.csv')}
+    # Photo pixels across the chip: the chip side over the affine's scale.
+    footprint = np.array([size / np.sqrt(abs(np.linalg.det(np.asarray(affine[int(r)])[:, :2])))
+                          if affine.get(int(r)) is not None else np.nan
+                          for r in data['source_row']])
+  path = root / 'photo_conditions.csv'
   if not path.is_file():
     logging.warning('%s missing (prepared by an older gradejax): the image-quality, background '
                     'and geometry baselines are skipped; re-run prepare to get them.', path)
-    return None, None
+    return None, None, harmonise.settings(None, footprint, size)
   rows = photo_quality.read_csv(path)
   groups = np.array([rows[int(r)]['group'] for r in data['source_row']], dtype=str)
+  quality = {k: np.array([np.nan if rows[int(r)].get(k) is None else rows[int(r)][k]
+                          for r in data['source_row']], float)
+             for k in ('jpeg_quality', 'format_jpeg') if all(int(r) in rows
+                                                             for r in data['source_row'])}
   return (confounds.condition_features(rows, data['source_row']),
-          groups if (groups != '').all() and len(np.unique(groups)) > 1 else None)
+          groups if (groups != '').all() and len(np.unique(groups)) > 1 else None,
+          harmonise.settings(quality or None, footprint, size))
 
 
 def main(argv: Sequence[str]) -> None:

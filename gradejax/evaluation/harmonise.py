@@ -46,6 +46,7 @@ DESCRIPTIONS = {
 }
 DEFAULT_JPEG_QUALITY = 50  # when no photo's quality is known (PNG sources, old prepare)
 _SIGMAS = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # blur grid for the sharpness match
+_blur = jax.jit(imageops.gaussian_blur, static_argnames=('sigma', 'edge'))
 
 
 def face_mask(size: int = 150) -> np.ndarray:
@@ -68,24 +69,45 @@ def sharpness(x: jax.Array) -> jax.Array:
   return jnp.mean(lap ** 2, axis=(1, 2))
 
 
+_sharpness = jax.jit(sharpness)
+
+
 def resolution(x: np.ndarray, side: int | None) -> np.ndarray:
   """Chips ``x`` float [N, S, S, 3] at one resolution and sharpness: down to ``side`` pixels
-  (antialiased) and back up when ``side < S``, then each blurred with the smallest sigma of a
-  grid that brings its sharpness to at most the lowest of all chips."""
+  (antialiased) and back up when ``side < S``, then each brought to the lowest sharpness of
+  all chips: blended between the two blurs of a sigma grid that bracket it (the blend's
+  sharpness is quadratic in the weight, fitted through the two blurs and their midpoint)."""
   n, s = x.shape[0], x.shape[1]
   xj = jnp.asarray(x, jnp.float32)
   if side is not None and 4 <= side < s:
     small = jax.image.resize(xj, (n, side, side, 3), 'linear', antialias=True)
     xj = jax.image.resize(small, (n, s, s, 3), 'linear')
-  target = float(jnp.min(sharpness(xj)))
-  out = np.asarray(xj).copy()
-  done = np.zeros(n, bool)
-  for sigma in _SIGMAS:  # a few whole-batch blurs instead of one search per chip
-    blurred = imageops.gaussian_blur(xj, sigma, edge='edge') if sigma else xj
-    ok = (np.asarray(sharpness(blurred)) <= target * (1 + 1e-4)) & ~done
-    out[ok] = np.asarray(blurred)[ok]
-    done |= ok
-  out[~done] = np.asarray(imageops.gaussian_blur(xj, _SIGMAS[-1], edge='edge'))[~done]
+  sharp = [np.asarray(_sharpness(xj))]
+  target = float(sharp[0].min())
+  for sigma in _SIGMAS[1:]:  # a few whole-batch blurs instead of one search per chip
+    sharp.append(np.asarray(_sharpness(_blur(xj, sigma=sigma, edge='edge'))))
+    if (sharp[-1] <= target).all():
+      break
+  sharp = np.stack(sharp)  # [K, N], decreasing in K
+  k = np.clip((sharp > target).sum(0) - 1, 0, len(sharp) - 2)  # sharp[k] > target >= [k+1]
+  out = np.zeros_like(np.asarray(xj))
+  for level in np.unique(k):
+    idx = np.flatnonzero(k == level)
+    a_img = _blur(xj[idx], sigma=_SIGMAS[level], edge='edge') if level else xj[idx]
+    b_img = _blur(xj[idx], sigma=_SIGMAS[level + 1], edge='edge')
+    s0, s1 = sharp[level, idx], sharp[level + 1, idx]
+    sm = np.asarray(_sharpness(0.5 * (a_img + b_img)))
+    # S(w) = c0 + c1 w + c2 w^2 through (0, s0), (0.5, sm), (1, s1); solve S(w) = target.
+    c2 = 2 * (s0 + s1 - 2 * sm)
+    c1 = s1 - s0 - c2
+    c0 = s0 - target
+    disc = np.sqrt(np.maximum(c1 ** 2 - 4 * c2 * c0, 0))
+    with np.errstate(divide='ignore', invalid='ignore'):
+      w = np.where(np.abs(c2) > 1e-12, (-c1 - disc) / (2 * c2), -c0 / c1)
+      w2 = np.where(np.abs(c2) > 1e-12, (-c1 + disc) / (2 * c2), w)
+    w = np.where((w >= 0) & (w <= 1), w, w2)
+    w = np.clip(np.nan_to_num(w, nan=1.0), 0, 1)
+    out[idx] = np.asarray((1 - w)[:, None, None, None] * a_img + w[:, None, None, None] * b_img)
   return out
 
 
