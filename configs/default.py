@@ -48,6 +48,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Photo-condition baselines (docs/BASELINES.md): closed-form ridge head, penalty x n_train.
   config.baseline_ridge = 0.1
   config.blur_sigma = 12.0  # chip pixels: the blurred-photo baseline keeps colour and layout only
+  # The CNN adds to the photo-condition baselines only with a gain >= min_gain (ROC-AUC) and
+  # its bootstrap CI above 0 (docs/BASELINES.md argues 0.02).
+  config.min_gain = 0.02
+  config.harmonise = True  # the harmonised re-test (colour, jpeg, resolution, background)
   config.power = 0.8  # the minimum detectable ROC-AUC is printed at this power
   config.ledger = ''  # '' = two folders above data_dir (workspace/ledger.jsonl)
   config.seed = 0

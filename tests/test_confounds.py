@@ -237,8 +237,32 @@ def test_background_face_cue_and_null_worlds(case):
     assert 'CNN adds to them' in text and 'background only' in text
   else:
     assert v['answer'] == confounds.CHANCE and v['explained_by'] == []
+    _check_documented_permutations(v, x, bg, y, fold)
     mda = v['power']['min_detectable_auc']
     assert 0.55 < mda < 0.85 and f'{mda:.3f}' in text and 'cannot be told' in text
+
+
+def _check_documented_permutations(v, x, bg, y, fold):
+  # Issue 22: the CNN's null and every baseline's null come from label_permutations(seed + 1);
+  # both recomputed on their own must match the verdict's.
+  import jax
+  c = cfg()
+  folds = crossval.cv_folds(y, fold, c.cv_folds, c.cv_repeats, c.seed)
+  perms = crossval.label_permutations(folds, c.num_permutations, c.seed + 1)
+  z = np.zeros((N, 16), np.float32)
+  z[:, :bg.shape[1]] = bg  # the battery's zero padding
+  null = crossval.ridge_permutation_scores('roc_auc', z, y, folds, 2, c.baseline_ridge, perms,
+                                           c.permutation_chunk)
+  score = crossval.ridge_observed('roc_auc', z, y, folds, 2, c.baseline_ridge)[0]
+  b = v['baselines']['background']
+  assert 0.03 < b['p_value'] < 0.97  # a p the permutations decide
+  assert b['p_value'] == crossval.p_value(score, null)
+  assert b['null_q95'] == pytest.approx(float(np.percentile(null, 95)), abs=1e-6)
+  h = crossval.from_config(c, 2)
+  key = jax.random.fold_in(jax.random.key(c.seed), 2)
+  cnn = crossval.permutation_scores(h, x, y, folds, key, c.num_permutations,
+                                    c.permutation_chunk, c.seed + 1)
+  np.testing.assert_allclose(v['arrays']['null'], cnn, atol=1e-6)
 
 
 def test_group_confounded_world_warns():
@@ -311,3 +335,42 @@ def test_demo_photo_condition_worlds_plant_what_they_say(tmp_path):
     q = photo_quality.quality_features(row.photo.data, img)['jpeg_quality']
     assert q == pytest.approx(demo_data.JPEG_LOW_QUALITY if cue else demo_data.JPEG_QUALITY,
                               abs=0.6)
+
+
+# -- issue 22's surviving mutations -------------------------------------------------------------
+
+def test_strata_split_cells_by_group_so_permutations_keep_groups_and_folds():
+  folds = np.array([[0, 0, 0, 0, 1, 1, 1, 1], [0, 1, 0, 1, 0, 1, 0, 1]])
+  groups = np.array(['a', 'a', 'b', 'b', 'a', 'a', 'b', 'b'])
+  cells = crossval.strata(folds, groups)
+  keys = list(zip(folds[0], folds[1], groups))
+  assert len(np.unique(cells)) == len(set(keys)) == 8  # every (fold, fold, group) its own
+  folds1 = folds[:1]
+  cells1 = crossval.strata(folds1, groups)
+  assert len(np.unique(cells1)) == 4
+  assert all((cells1[i] == cells1[j]) == (keys[i][0::2] == keys[j][0::2])
+             for i in range(8) for j in range(8))
+  for p in crossval.label_permutations(folds1, 30, 0, groups):
+    assert (groups[p] == groups).all() and (folds1[0][p] == folds1[0]).all()
+
+
+def test_power_statement_uses_the_class_counts_it_reports():
+  for counts, (n1, n0) in (([90, 30], (30, 90)), ([10, 20, 30], (10, 50))):
+    pw = power.power_statement(counts, 0.05, None, 'roc_auc')
+    assert pw['n_per_class'] == [n1, n0]
+    assert pw['min_detectable_auc'] == power.min_detectable_auc(n1, n0, 0.05, 0.8)
+  # The permutation null's quantile is the threshold only for ROC-AUC.
+  assert power.power_statement([30, 90], 0.05, 0.6, 'roc_auc')['min_detectable_auc'] == \
+      power.min_detectable_auc(30, 90, 0.05, 0.8, 0.6)
+
+
+def test_beats_chance_uses_the_holm_p_and_decide_the_incremental_p():
+  b = {'p_value': 0.01, 'p_holm': 0.06, 'ci95': [0.6, 0.8], 'cv_score': 0.7}
+  assert not confounds.beats_chance(b, 0.5, 0.05)
+  assert confounds.beats_chance(dict(b, p_holm=0.03), 0.5, 0.05)
+  assert not confounds.beats_chance(dict(b, p_holm=0.03, ci95=[0.49, 0.8]), 0.5, 0.05)
+  bat = {'background': dict(b, p_holm=0.01)}
+  adds = {'p_value': 0.001, 'gain': 0.1, 'gain_ci95': [0.05, 0.15]}
+  assert confounds.decide(True, bat, adds, 0.5, 0.05)[0] == confounds.FACES
+  assert confounds.decide(True, bat, dict(adds, p_value=0.5), 0.5, 0.05)[0] == \
+      confounds.CONDITIONS

@@ -19,8 +19,11 @@ only the sticker's presence does.
 Other cue kinds (``cue_kind``) plant photo conditions instead, for testing the confound
 baselines: ``'jpeg'`` saves the cue rows' photos at JPEG quality :data:`JPEG_LOW_QUALITY` (the
 others at :data:`JPEG_QUALITY`), ``'background'`` tints the background behind the head of the
-cue rows (:data:`BACKGROUND_TINT`). Neither paints a sticker; the default ``'sticker'`` gives
-the same bytes as before these options existed.
+cue rows (:data:`BACKGROUND_TINT`), ``'brightness'`` makes their whole photo brighter and warmer,
+``'sharpness'`` blurs it, ``'resolution'`` saves it smaller (truth's eyes and nose stay in the
+full-size frame); the facial kinds change the face: ``'eyeband'`` a dark band across the eyes,
+``'face_shape'`` a wider face with a heavier jaw. None paints a sticker; the default
+``'sticker'`` gives the same bytes as before these options existed.
 
 All randomness comes from numpy Generators seeded per row, ``default_rng([seed, row, stream])``,
 so a workbook is reproducible row by row.
@@ -55,7 +58,19 @@ PASS_MARK = 4.0
 JPEG_QUALITY = 90
 JPEG_LOW_QUALITY = 25  # cue_kind='jpeg': the cue rows' compression
 BACKGROUND_TINT = (np.array([0.45, 0.55, 0.85]), 0.35)  # cue_kind='background': colour, blend
-CUE_KINDS = ('sticker', 'jpeg', 'background')
+# cue_kind 'brightness': the cue rows' whole photo brighter and warmer (gain per channel);
+# 'sharpness': blurred (sigma in photo pixels); 'resolution': saved at a smaller size;
+# 'eyeband': a dark band across the eyes (a facial cue, like spectacles); 'face_shape': a wider
+# face with a heavier jaw (facial geometry).
+BRIGHTNESS_GAIN = np.array([1.14, 1.07, 0.96])
+BLUR_SIGMA = 1.6
+RESOLUTION_SCALE = 0.6
+EYEBAND_DARKEN = 0.55
+FACE_SHAPE = {'face_width': 0.10, 'jaw': 0.12}  # added to the drawn values
+CUE_KINDS = ('sticker', 'jpeg', 'background', 'brightness', 'sharpness', 'resolution',
+             'eyeband', 'face_shape')
+CONDITION_KINDS = ('jpeg', 'background', 'brightness', 'sharpness', 'resolution')
+FACIAL_KINDS = ('sticker', 'eyeband', 'face_shape')
 DISPLAY_HEIGHT_PX = 150  # how large a photo shows in Excel (the JPEG keeps full resolution)
 PHOTO_SIZE = (portraits.WIDTH, portraits.HEIGHT)  # (width, height) pixels of each portrait
 
@@ -150,6 +165,11 @@ def render_row(seed: int, row: int, cue: bool,
     tint, blend = BACKGROUND_TINT
     params = dict(params, bg_top=(1 - blend) * params['bg_top'] + blend * tint,
                   bg_bottom=(1 - blend) * params['bg_bottom'] + blend * tint)
+  if cue and cue_kind == 'face_shape':
+    params = dict(params, **{k: params[k] + d for k, d in FACE_SHAPE.items()})
+  if cue and cue_kind in ('brightness', 'sharpness', 'resolution', 'eyeband'):
+    image, face = portraits.draw(params, None, size=photo_size)
+    return _condition(image, face, cue_kind), face, None
   cue = cue and cue_kind == 'sticker'
   if cue_shape == 'tag':
     tag = portraits.sample_tag(cue_rng)
@@ -158,6 +178,32 @@ def render_row(seed: int, row: int, cue: bool,
   image, face = portraits.draw(params, sticker if cue else None, size=photo_size)
   box = portraits.sticker_box(face, sticker) if cue else None
   return image, face, box
+
+
+def _condition(image: np.ndarray, face: portraits.Face, kind: str) -> np.ndarray:
+  """A cue row's photo under the photo condition or facial change ``kind`` (see CUE_KINDS)."""
+  from PIL import ImageFilter
+  x = image.astype(np.float64) / 255.0
+  if kind == 'brightness':
+    x = x * BRIGHTNESS_GAIN
+  elif kind == 'sharpness':
+    return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(BLUR_SIGMA)))
+  elif kind == 'resolution':
+    h, w = image.shape[:2]
+    size = (max(16, round(w * RESOLUTION_SCALE)), max(16, round(h * RESOLUTION_SCALE)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+  else:  # eyeband: soft-edged dark bar along the eye line, past both eyes
+    (lx, ly), (rx, ry) = face.eyes
+    d = np.hypot(rx - lx, ry - ly)
+    ux, uy = (rx - lx) / d, (ry - ly) / d
+    yy, xx = np.mgrid[0:x.shape[0], 0:x.shape[1]].astype(np.float64)
+    cx, cy = (lx + rx) / 2, (ly + ry) / 2
+    along = (xx - cx) * ux + (yy - cy) * uy
+    across = -(xx - cx) * uy + (yy - cy) * ux
+    inside = (np.clip(1 - (np.abs(along) - 0.95 * d) / 2.0, 0, 1)
+              * np.clip(1 - (np.abs(across) - 0.22 * d) / 2.0, 0, 1))
+    x = x * (1 - EYEBAND_DARKEN * inside[..., None])
+  return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
 
 
 def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
@@ -182,8 +228,9 @@ def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0
     photo_size: (width, height) of each portrait in pixels. The default suits dlib's HOG
       detector (faces ~120 px wide); much smaller photos are for quick tests of the workbook.
     cue_kind: 'sticker' (the default: a sticker on the cheek), 'jpeg' (cue rows compressed
-      at quality JPEG_LOW_QUALITY) or 'background' (cue rows' background tinted); the cue box
-      is written only for stickers.
+      at quality JPEG_LOW_QUALITY), 'background' (cue rows' background tinted), 'brightness',
+      'sharpness', 'resolution' (photo conditions) or 'eyeband', 'face_shape' (facial cues;
+      see CUE_KINDS); the cue box is written only for stickers.
     cue_shape: 'sticker' (round, on the cheekbone) or 'tag' (square, low on the jaw): the
       second planted local cue, for checking that attribution localises a cue of another
       shape and place (see :func:`render_row`).
@@ -281,7 +328,8 @@ class Command:
   cue_strength: float = option(default_of(write_demo_workbook, 'cue_strength'),
                                'planted cue strength in [0, 1]; 0 = null world')
   cue_kind: str = option(default_of(write_demo_workbook, 'cue_kind'), 'sticker on the cheek, '
-                         'or a photo condition: jpeg compression, background',
+                         'a photo condition (jpeg compression, background, brightness, '
+                         'sharpness, resolution) or a facial one (eyeband, face_shape)',
                          choices=tuple(CUE_KINDS))
   cue_shape: str = option(default_of(write_demo_workbook, 'cue_shape'), 'the planted cue: a '
                           'round sticker on the cheekbone or a square tag low on the jaw',

@@ -207,19 +207,28 @@ def group_folds(y: np.ndarray, groups: np.ndarray, k: int, repeats: int, seed: i
 
 def permutation_scores(h: CVHead, x: np.ndarray, y: np.ndarray, folds: np.ndarray, key: Array,
                        num_permutations: int, chunk: int, seed: int,
-                       groups: np.ndarray | None = None) -> np.ndarray:
+                       groups: np.ndarray | None = None, perms: np.ndarray | None = None,
+                       progress=None) -> np.ndarray:
   """CV scores [num_permutations] with labels shuffled (same folds, same head init keys).
 
   Permutations come from :func:`label_permutations` (``seed``, within the cells of ``folds``
-  and ``groups``: every fold keeps its class counts);
-  ``chunk`` of them per compiled call (the last chunk padded) bounds memory.
+  and ``groups``: every fold keeps its class counts) unless given as ``perms`` [P, N];
+  ``chunk`` of them per compiled call (the last chunk padded) bounds memory. ``progress``: a
+  gradejax.progress.Task updated after every chunk.
   """
-  perms = label_permutations(folds, num_permutations, seed, groups)
+  if perms is None:
+    perms = label_permutations(folds, num_permutations, seed, groups)
   k = int(folds.max()) + 1
   x, folds_j = jnp.asarray(x), jnp.asarray(folds)
   y = np.asarray(y)
-  return batching.map_batches(
-      lambda p: _scores_of_labels(h, x, jnp.asarray(y[p]), folds_j, key, k), perms, chunk)
+
+  def run(p):
+    out = _scores_of_labels(h, x, jnp.asarray(y[p]), folds_j, key, k)
+    if progress is not None:
+      progress.update(len(p))
+    return out
+
+  return batching.map_batches(run, perms, chunk)
 
 
 def p_value(observed_score: float, null: np.ndarray) -> float:

@@ -16,29 +16,33 @@ import json
 import logging
 import pathlib
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
 
-from gradejax import errors, logs
+from gradejax import batching, errors, logs, progress
 from gradejax import stats
-from gradejax.evaluation import confounds, crossval, ledger, power
+from gradejax.evaluation import confounds, crossval, harmonise, ledger, power, wording
 from gradejax.training import input_pipeline
 
 
 def evaluate_features(config, x: np.ndarray, y: np.ndarray, fold: np.ndarray, num_classes: int,
                       images: np.ndarray | None = None, grade: np.ndarray | None = None,
                       conditions: dict[str, np.ndarray] | None = None,
-                      groups: np.ndarray | None = None) -> dict[str, Any]:
+                      groups: np.ndarray | None = None,
+                      featurize: Callable[[np.ndarray], np.ndarray] | None = None,
+                      targets: dict[str, Any] | None = None) -> dict[str, Any]:
   """The verdict dict for features ``x [N, D]``, labels ``y [N]`` and dataset folds [N].
 
   images: chips [N, H, W, 3] for the image-statistics and blurred-photo baselines;
   conditions: more baseline feature sets, name -> float [N, D] (see
   :func:`confounds.condition_features`); groups: [N] group names: folds keep groups together
-  and permutations shuffle within groups.
+  and permutations shuffle within groups; featurize: uint8 chips [N, H, W, 3] -> the CNN's
+  features [N, D] (``x`` is ``featurize(images)``): with ``images``, the harmonised re-test
+  (:mod:`harmonise`, ``targets`` from :func:`harmonise.settings`) runs when
+  ``config.harmonise`` is on.
   """
   t0 = time.time()
   h = crossval.from_config(config, num_classes)
@@ -53,10 +57,14 @@ def evaluate_features(config, x: np.ndarray, y: np.ndarray, fold: np.ndarray, nu
                     'permutation test shuffles labels within cells and loses power; use fewer '
                     'cv_repeats.', folds.max() + 1, len(folds), len(y), len(cells),
                     np.median(cells))
+  # One set of permutations for every test here (the CNN's, the battery's, the re-test's).
+  perms = crossval.label_permutations(folds, config.num_permutations, config.seed + 1, groups)
   key = jax.random.fold_in(jax.random.key(config.seed), 2)
   score, oof = crossval.observed(h, x, y, folds, key)
-  null = crossval.permutation_scores(h, x, y, folds, key, config.num_permutations,
-                                      config.permutation_chunk, config.seed + 1, groups)
+  with progress.task('evaluate: CNN permutations', total=len(perms)) as task:
+    null = crossval.permutation_scores(h, x, y, folds, key, config.num_permutations,
+                                        config.permutation_chunk, config.seed + 1, groups,
+                                        perms=perms, progress=task)
   p = crossval.p_value(score, null)
   boot = crossval.bootstrap(h, y, oof, config.bootstrap, config.seed + 2)
   lo, hi = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
@@ -64,11 +72,12 @@ def evaluate_features(config, x: np.ndarray, y: np.ndarray, fold: np.ndarray, nu
   predictable = bool(p < config.alpha and lo > chance)
   r0 = stats.classification_report(jnp.asarray(y), jnp.asarray(oof[0]), num_classes)
   counts = np.bincount(y, minlength=num_classes)
+  min_gain = float(config.get('min_gain', confounds.DEFAULT_MIN_GAIN))
   out: dict[str, Any] = {
       'verdict': 'predictable' if predictable else 'not distinguishable from chance',
       'predictable': predictable, 'metric': config.metric, 'cv_score': score,
       'ci95': [lo, hi], 'chance': chance, 'p_value': p, 'alpha': config.alpha,
-      'num_permutations': int(config.num_permutations),
+      'min_gain': min_gain, 'num_permutations': int(config.num_permutations),
       'null_mean': float(null.mean()), 'null_q95': float(np.percentile(null, 95)),
       'folds': int(folds.max()) + 1, 'repeats': int(config.cv_repeats),
       'num_examples': int(len(y)), 'class_counts': counts.tolist(),
@@ -76,40 +85,62 @@ def evaluate_features(config, x: np.ndarray, y: np.ndarray, fold: np.ndarray, nu
       'repeat0': {k: np.asarray(v).tolist() for k, v in r0.items()},
       'baselines': {'majority_class': crossval.majority_class(h, y, folds)},
   }
-  # The photo-condition battery: same folds, same permutations, a closed-form ridge head.
   t1 = time.time()
+  ridge = float(config.get('baseline_ridge', 0.1))
+  chunk, nboot, bseed = config.permutation_chunk, config.bootstrap, config.seed + 2
+  # The harmonised re-test (an intervention): the CNN's features on equalised photos.
+  harm = None
+  if featurize is not None and images is not None and config.get('harmonise', True):
+    kinds = tuple(config.get('harmonisations', harmonise.KINDS))
+    with progress.task('evaluate: harmonised re-test', total=len(kinds) + 1,
+                       unit='harmonisations') as task:
+      harm = harmonise.retest(config.metric, featurize, np.asarray(images), x, y, folds, perms,
+                              num_classes, ridge, nboot, bseed, chunk, config.alpha, chance,
+                              targets or harmonise.settings(None, None, images.shape[1]),
+                              kinds, progress=task)
+  # The battery: same folds, same permutations, a closed-form ridge head.
   sets = {}
   if images is not None:
     sets['image_statistics'] = confounds.image_statistics(images)
-    sets['blurred_photo'] = confounds.blurred_photo(images, float(config.get('blur_sigma', 12.0)))
+    # Coarse appearance of the face itself: blurred chips, conditions equalised when we can.
+    coarse = images if harm is None else harm['images_all']
+    sets['blurred_photo'] = confounds.blurred_photo(coarse, float(config.get('blur_sigma', 12.0)))
   sets.update(conditions or {})
-  ridge = float(config.get('baseline_ridge', 0.1))
-  # The CNN's permutations (permutation_scores): within folds (and groups), same seed.
-  perms = crossval.label_permutations(folds, config.num_permutations, config.seed + 1, groups)
-  bat = confounds.battery(config.metric, sets, y, folds, perms, num_classes, ridge,
-                          config.bootstrap, config.seed + 2, config.permutation_chunk)
-  explained = [n for n, b in bat.items() if confounds.beats_chance(b, chance, config.alpha)]
+  with progress.task('evaluate: baseline battery', total=len(sets), unit='feature sets') as task:
+    bat = confounds.battery(config.metric, sets, y, folds, perms, num_classes, ridge, nboot,
+                            bseed, chunk, progress=task)
+  acquisition = {n: b for n, b in bat.items() if n in confounds.ACQUISITION}
+  explained = [n for n, b in acquisition.items()
+               if confounds.beats_chance(b, chance, config.alpha)]
   incr = None
-  if bat:
-    against = explained or [max(bat, key=lambda n: bat[n]['cv_score'])]
+  if acquisition:
+    against = explained or [max(acquisition, key=lambda n: acquisition[n]['cv_score'])]
     incr = confounds.incremental(config.metric, bat, against, oof, y, folds, perms,
-                                 num_classes, ridge, config.permutation_chunk)
-  answer, explained = confounds.decide(predictable, bat, incr, chance, config.alpha)
+                                 num_classes, ridge, chunk, nboot, bseed)
+  answer, explained = confounds.decide(predictable, bat, incr, chance, config.alpha, min_gain,
+                                       harm)
+  facial = None
+  if answer == confounds.FACES:
+    facial = confounds.aspect(config.metric, bat, oof, y, folds, perms, num_classes, ridge,
+                              chunk, chance, config.alpha, min_gain, nboot, bseed)
   for n, b in bat.items():
     out['baselines'][n] = dict({k: v for k, v in b.items() if k != 'oof'},
                                description=confounds.DESCRIPTIONS.get(n, n),
-                               beats_chance=n in explained, head='ridge')
+                               beats_chance=confounds.beats_chance(b, chance, config.alpha),
+                               kind='acquisition' if n in confounds.ACQUISITION else 'facial',
+                               head='ridge')
+  if harm is not None:
+    out['harmonised'] = {k: v for k, v in harm.items() if k != 'images_all'}
   out.update(answer=answer, explained_by=explained, incremental=incr,
              baseline_head={'kind': 'ridge', 'ridge': ridge, 'p_adjustment': 'holm'})
+  if facial is not None:
+    out['facial_aspect'] = facial
   out['power'] = power.power_statement(counts, config.alpha,
                                        float(np.percentile(null, 100 * (1 - config.alpha))),
                                        config.metric, float(config.get('power', 0.8)))
   warnings = []
   if answer == confounds.CONDITIONS:
-    named = ', '.join(f'{confounds.DESCRIPTIONS.get(n, n)} ({bat[n]["cv_score"]:.3f})'
-                      for n in explained)
-    warnings.append(f'Photo conditions, not faces, carry the signal: {named} beat chance'
-                    + (' and the CNN adds nothing to them.' if predictable else '.'))
+    warnings.append(wording.conditions_warning(out))
   if groups is not None:
     out['groups'] = confounds.group_association(y, groups, config.num_permutations,
                                                 config.seed + 3)
@@ -131,64 +162,7 @@ def evaluate_features(config, x: np.ndarray, y: np.ndarray, fold: np.ndarray, nu
   return out
 
 
-def _baseline_line(name: str, b: dict[str, Any]) -> str:
-  if name == 'majority_class':
-    return (f'  majority class: {b["cv_score"]:.3f} (plain accuracy {b["accuracy"]:.3f})')
-  mark = ' <- beats chance' if b.get('beats_chance') else ''
-  return (f'  {b.get("description", name)}: {b["cv_score"]:.3f} (CI {b["ci95"][0]:.3f}-'
-          f'{b["ci95"][1]:.3f}; p = {b["p_value"]:.4f}, Holm {b["p_holm"]:.4f}){mark}')
-
-
-def verdict_text(v: dict[str, Any]) -> str:
-  answer = v.get('answer', v['verdict'])
-  lines = [f'Verdict: {answer.upper()}']
-  named = [v['baselines'][n] for n in v.get('explained_by', [])]
-  names = ', '.join(f'{b["description"]} ({b["cv_score"]:.3f}, CI {b["ci95"][0]:.3f}-'
-                    f'{b["ci95"][1]:.3f})' for b in named)
-  incr = v.get('incremental')
-  if answer == confounds.CONDITIONS:
-    lines.append(f'The photos tell the grades apart through photo conditions: {names}.')
-    if v['predictable'] and incr:
-      lines.append(f'The CNN adds nothing beyond them: stacked {incr["with_cnn_score"]:.3f} vs '
-                   f'{incr["baselines_score"]:.3f} without the CNN (p = {incr["p_value"]:.4f}).')
-    elif not v['predictable']:
-      lines.append('The CNN on the faces is not distinguishable from chance, but that does not '
-                   'mean the photos carry nothing.')
-  elif answer == confounds.FACES and named:
-    lines.append(f'Photo conditions also carry some signal ({names}), but the CNN adds to them: '
-                 f'stacked {incr["with_cnn_score"]:.3f} vs {incr["baselines_score"]:.3f} '
-                 f'(p = {incr["p_value"]:.4f}).')
-  lines += [
-      f'CNN: {v["metric"]} (cross-validated, {v["folds"]}-fold x {v["repeats"]}) '
-      f'{v["cv_score"]:.3f} (95% bootstrap CI {v["ci95"][0]:.3f}-{v["ci95"][1]:.3f}; chance '
-      f'{v["chance"]:.3f}); {v["verdict"]}.',
-      f'Permutation test: p = {v["p_value"]:.4f} ({v["num_permutations"]} label shuffles; '
-      f'alpha {v["alpha"]}); shuffled labels score {v["null_mean"]:.3f} on average.',
-      'Baselines (same folds and label shuffles; photo conditions with a ridge head, p '
-      'Holm-adjusted over them):',
-  ]
-  lines += [_baseline_line(n, b) for n, b in v['baselines'].items()]
-  if incr and answer != confounds.CONDITIONS and not named:
-    lines.append(f'Incremental validity: the CNN with {", ".join(incr["against"])} '
-                 f'{incr["with_cnn_score"]:.3f} vs {incr["baselines_score"]:.3f} without '
-                 f'(p = {incr["p_value"]:.4f}).')
-  lines.append(f'Examples: {v["num_examples"]} (per class {v["class_counts"]}).')
-  if 'ledger' in v:
-    lg = v['ledger']
-    lines.append(f'Analyses run on this dataset: {lg["analyses"]} (ledger {lg["path"]}); this '
-                 f'p = {v["p_value"]:.4f}, Holm-adjusted over them {lg["p_holm"]:.4f}.')
-  if 'warning' in v:
-    lines.append('WARNING: ' + v['warning'])
-  if answer == confounds.CHANCE:
-    pw = v.get('power')
-    seen = (f' (the smallest ROC-AUC this test detects with {pw["power"]:.0%} power at this '
-            f'N and class balance is {pw["min_detectable_auc"]:.3f})' if pw else '')
-    lines.append('Grades cannot be told from these photos better than by chance, at this '
-                 f'sample size{seen}; this is not proof that no relation exists.')
-  elif v.get('power') and not v['predictable']:
-    lines.append(f'CNN at chance; the smallest ROC-AUC it would detect with '
-                 f'{v["power"]["power"]:.0%} power is {v["power"]["min_detectable_auc"]:.3f}.')
-  return '\n'.join(lines) + '\n'
+verdict_text = wording.verdict_text
 
 
 def write_verdict(workdir: str | pathlib.Path, v: dict[str, Any]) -> pathlib.Path:
@@ -211,39 +185,94 @@ def write_verdict(workdir: str | pathlib.Path, v: dict[str, Any]) -> pathlib.Pat
 def evaluate_workdir(workdir: str | pathlib.Path, config=None, data: dict | None = None,
                      features: np.ndarray | None = None) -> dict[str, Any]:
   """Evaluates a training run's cached view-0 features; writes and returns the verdict."""
+  from gradejax import preregister
   from gradejax.nets import extractor
   from gradejax.training import runs
   if config is None:
     config = runs.load_config(workdir)
   if data is None:
     data = input_pipeline.load_dataset(config)
+  module, variables = extractor.load_face_resnet()
   if features is None:
-    module, variables = extractor.load_face_resnet()
     features = input_pipeline.cached_features(config, data, workdir, module, variables,
                                               input_pipeline.weights_id(config))
-  conditions, groups = _photo_conditions(config, data)
+  conditions, groups, targets = _photo_conditions(config, data)
   v = evaluate_features(config, features[0], data['label'], data['fold'], data['num_classes'],
                         images=data['images'], grade=data['grade'], conditions=conditions,
-                        groups=groups)
-  v['ledger'] = ledger.record(ledger.default_path(config), {
-      'dataset': ledger.dataset_key(data), 'config_hash': ledger.config_hash(config),
-      'workdir': str(pathlib.Path(workdir).absolute()), 'metric': v['metric'],
-      'cv_score': v['cv_score'], 'p_value': v['p_value'], 'answer': v['answer']})
+                        groups=groups, featurize=featurizer(config, module, variables),
+                        targets=targets)
+  v['labels'] = str(data.get('labelling', 'as prepared'))
+  current = preregister.plan_of(config, data, conditions is not None)
+  current['battery'] = [n for n in v['baselines'] if n != 'majority_class']
+  v['preregistration'] = preregister.compare(preregister.default_path(config), current)
+  entry = {'dataset': ledger.dataset_key(data), 'config_hash': ledger.config_hash(config),
+           'workdir': str(pathlib.Path(workdir).absolute()), 'metric': v['metric'],
+           'cv_score': v['cv_score'], 'p_value': v['p_value'], 'answer': v['answer'],
+           'plan_deviations': len(v['preregistration']['deviations'])}
+  v['ledger'] = ledger.record(ledger.default_path(config), entry)
+  _count_planned(v, entry, ledger.default_path(config))
   write_verdict(workdir, v)
   logging.info('%s', verdict_text(v))
   return v
 
 
+def _count_planned(v: dict[str, Any], entry: dict[str, Any], path) -> None:
+  """A deviating evaluation also counts the planned analysis it replaced (when that one was
+  not itself run and recorded): one more test, p = 1, in the Holm correction."""
+  pre = v['preregistration']
+  planned = pre.get('planned_config_hash')
+  if not pre['deviations'] or not planned:
+    return
+  latest = {e['config_hash']: float(e['p_value']) for e in ledger.read(path)
+            if e.get('dataset') == entry['dataset']}
+  if planned in latest:
+    return
+  names = list(latest) + [planned]
+  adjusted = ledger.holm([latest[n] for n in latest] + [1.0])
+  v['ledger'].update(analyses=len(names), p_holm=adjusted[names.index(entry['config_hash'])],
+                     counts_planned_analysis=True)
+
+
+def featurizer(config, module, variables, batch_size: int = 64):
+  """uint8 chips [N, H, W, 3] -> the CNN's view-0 features [N, D] (one batched pass), for the
+  harmonised re-test."""
+  fn = input_pipeline.make_feature_fn(config.head_input, module.input_means,
+                                      input_pipeline.augment_params(config))
+  key = input_pipeline.view_key(config.seed)
+
+  def featurize(images: np.ndarray) -> np.ndarray:
+    return np.asarray(batching.map_batches(
+        lambda idx: fn(variables['params'], images[idx], np.zeros(len(idx), np.int32), idx, key),
+        np.arange(len(images), dtype=np.int32), batch_size), np.float32)
+
+  return featurize
+
+
 def _photo_conditions(config, data: dict):
-  """(baseline feature sets, groups or None) from ``DATA_DIR/photo_conditions.csv``; (None,
-  None) for a dataset prepared before that table existed."""
-  from gradejax.data import photo_quality
-  path = pathlib.Path(config.data_dir).expanduser() / 'photo_conditions.csv'
+  """(baseline feature sets, groups or None, harmonisation targets) from
+  ``DATA_DIR/photo_conditions.csv`` and the manifest's chip affines; (None, None, targets
+  without them) for a dataset prepared before that table existed."""
+  from gradejax.data import manifest, photo_quality
+  root = pathlib.Path(config.data_dir).expanduser()
+  size = int(data['images'].shape[1])
+  footprint = None
+  if (root / 'manifest.csv').is_file():
+    affine = {e.source_row: e.chip_affine for e in manifest.read(root / 'manifest.csv')}
+    # Photo pixels across the chip: the chip side over the affine's scale.
+    footprint = np.array([size / np.sqrt(abs(np.linalg.det(np.asarray(affine[int(r)])[:, :2])))
+                          if affine.get(int(r)) is not None else np.nan
+                          for r in data['source_row']])
+  path = root / 'photo_conditions.csv'
   if not path.is_file():
     logging.warning('%s missing (prepared by an older gradejax): the image-quality, background '
                     'and geometry baselines are skipped; re-run prepare to get them.', path)
-    return None, None
+    return None, None, harmonise.settings(None, footprint, size)
   rows = photo_quality.read_csv(path)
   groups = np.array([rows[int(r)]['group'] for r in data['source_row']], dtype=str)
+  quality = {k: np.array([np.nan if rows[int(r)].get(k) is None else rows[int(r)][k]
+                          for r in data['source_row']], float)
+             for k in ('jpeg_quality', 'format_jpeg') if all(int(r) in rows
+                                                             for r in data['source_row'])}
   return (confounds.condition_features(rows, data['source_row']),
-          groups if (groups != '').all() and len(np.unique(groups)) > 1 else None)
+          groups if (groups != '').all() and len(np.unique(groups)) > 1 else None,
+          harmonise.settings(quality or None, footprint, size))

@@ -89,6 +89,20 @@ def quotable(v: dict[str, Any]) -> str:
                    stacked + ')')
     elif named:
       parts.append('explained by ' + ', '.join(named))
+  # The harmonised re-test and the facial aspect (issue 23).
+  hm = v.get('harmonised') if isinstance(v.get('harmonised'), dict) else None
+  if hm and isinstance(hm.get('reference'), dict) and hm['reference'].get('beats_chance'):
+    removed = [str(k) for k in hm.get('removed_by') or []]
+    if removed:
+      parts.append('removed by equalising ' + ', '.join(removed))
+    elif isinstance(hm.get('all'), dict) and _num(hm['all'].get('cv_score')) is not None:
+      r = hm['all']
+      ci_all = _ci(r.get('ci95'))
+      parts.append(f'{float(r["cv_score"]):.2f} on harmonised photos' +
+                   (f' (95% CI {ci_all[0]:.2f}-{ci_all[1]:.2f})' if ci_all else ''))
+  fa = v.get('facial_aspect') if isinstance(v.get('facial_aspect'), dict) else None
+  if fa and isinstance(fa.get('aspect'), str):
+    parts.append(f'carried by {fa["aspect"]}')
   pw = v.get('power') if isinstance(v.get('power'), dict) else None
   if pw and v.get('predictable') is False and _num(pw.get('min_detectable_auc')) is not None:
     parts.append(f'smallest ROC AUC detectable with {float(pw.get("power", 0.8)):.0%} power '

@@ -27,7 +27,13 @@ CACHE_FORMAT = 2  # 2: augmentation resamples through imageops.affine_resample
 
 
 def load_dataset(config) -> dict[str, Any]:
-  """``dataset.load_arrays(config.data_dir)`` re-labelled by ``config.pivot`` (None = as is).
+  """``dataset.load_arrays(config.data_dir)`` with the labels ``prepare`` decided.
+
+  prepare owns the labelling (docs/CONTRACTS.md): its classes name the chip folders, the TFDS
+  class names and the folds it stratified. ``config.pivot`` None takes them as they are; a
+  pivot that gives exactly the same labels (e.g. 'median' on data prepared at its median) is
+  accepted; any other raises ValueError naming both pivots. ``data['labelling']`` says which
+  rule made the labels (summary.json's, e.g. 'pivot=median (4.75)').
 
   Raises FileNotFoundError naming the folder and the command that makes it.
   """
@@ -40,15 +46,36 @@ def load_dataset(config) -> dict[str, Any]:
   data = dataset.load_arrays(path)
   if len(data['label']) == 0:
     raise ValueError(f'{path}: the prepared dataset holds no used rows; see its manifest.csv.')
-  if config.pivot is not None:
-    rule = labels.make_labelling(data['grade'], pivot=config.pivot)
-    data['label'] = labels.assign(data['grade'], rule)
-    data['num_classes'], data['class_names'] = rule.num_classes, list(rule.class_names)
+  data['labelling'] = check_labels(config, data, path)
   counts = np.bincount(data['label'], minlength=data['num_classes'])
   if np.sum(counts > 0) < 2:
     raise ValueError(f'{path}: every used row is in one class ({data["class_names"]}, counts '
                      f'{counts.tolist()}); choose another pivot.')
   return data
+
+
+def check_labels(config, data: dict, path: pathlib.Path) -> str:
+  """The rule that made ``data['label']`` (from summary.json), after checking that
+  ``config.pivot`` (None: the data's) asks for the same labels; ValueError naming both
+  pivots otherwise (labels are decided once, by prepare)."""
+  summary = {}
+  if (path / 'summary.json').is_file():
+    summary = json.loads((path / 'summary.json').read_text(encoding='utf-8'))
+  rule = summary.get('labelling', 'as prepared')
+  thresholds = summary.get('thresholds') or []
+  shown = rule + (f' ({", ".join(labels.fmt_grade(t) for t in thresholds)})'
+                  if 'median' in rule or 'bins' in rule else '')
+  if config.get('pivot') is None:
+    return shown
+  asked = labels.make_labelling(data['grade'], pivot=config.pivot)
+  same = np.array_equal(labels.assign(data['grade'], asked), data['label'])
+  if not same or data['num_classes'] != asked.num_classes:
+    raise ValueError(
+        f'config.pivot={config.pivot!r} ({asked.rule}, threshold '
+        f'{labels.fmt_grade(asked.thresholds[0])}) differs from the labels {path} was prepared '
+        f'with ({shown}): labels are decided once, by prepare; re-run prepare with '
+        f'--pivot {config.pivot} or set --config.pivot=None.')
+  return shown
 
 
 def class_weights(label: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarray:

@@ -1,0 +1,227 @@
+"""The harmonised re-test: equalise the photos' acquisition conditions, re-score the CNN.
+
+An intervention, not a regression: every chip is changed so that one acquisition condition no
+longer differs between students, the CNN's features are recomputed from the changed chips
+(one batched pass per harmonisation), and the same head is scored with the same folds and the
+same label permutations as on the original chips. If the signal falls to chance when one
+condition is equalised, that condition carried it (docs/BASELINES.md).
+
+Harmonisations (:data:`KINDS`), each alone and all together (``'all'``, applied in the order
+resolution -> colour -> background -> jpeg, so every chip ends with the same encoding):
+
+* ``resolution``: every chip brought to the lowest effective resolution in the data (the
+  side, in photo pixels, of the smallest chip footprint: resampled down to it and back up),
+  then blurred per chip until its sharpness (mean squared Laplacian) is at most the lowest
+  sharpness among the chips;
+* ``colour``: each chip's per-channel mean and standard deviation inside the face mask set to
+  the pooled values of all chips (global brightness, colour cast, contrast);
+* ``background``: pixels outside a fixed face ellipse replaced by mid-grey;
+* ``jpeg``: every chip re-encoded at one JPEG quality, the lowest in the data.
+
+The face mask is one ellipse for every chip, placed from the alignment template's eye and nose
+positions (faces.template_points): the same for every photo, so the mask itself can carry no
+label information, and general (nothing in it knows a planted cue).
+"""
+from __future__ import annotations
+
+import io
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from gradejax import imageops
+from gradejax.evaluation import crossval
+
+KINDS = ('colour', 'jpeg', 'resolution', 'background')
+ORDER = ('resolution', 'colour', 'background', 'jpeg')  # 'all': the final encoding is shared
+DESCRIPTIONS = {
+    'colour': 'colour/brightness normalised per chip',
+    'jpeg': 're-encoded at one JPEG quality (the lowest in the data)',
+    'resolution': 'one resolution and sharpness (the lowest in the data)',
+    'background': 'background replaced by a constant',
+    'all': 'all four harmonisations together',
+}
+DEFAULT_JPEG_QUALITY = 50  # when no photo's quality is known (PNG sources, old prepare)
+_SIGMAS = (0.0, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # blur grid for the sharpness match
+_blur = jax.jit(imageops.gaussian_blur, static_argnames=('sigma', 'edge'))
+
+
+def face_mask(size: int = 150) -> np.ndarray:
+  """bool [size, size]: the fixed face ellipse, from the 5-point alignment template (eye corners
+  and nose base). Centre between the eyes, 0.45 eye spans below them; semi-axes 0.72 and 0.98
+  eye spans (forehead to chin, temple to temple of a frontal face)."""
+  from gradejax.data import faces
+  t = faces.template_points(size)
+  span = t[:4, 0].max() - t[:4, 0].min()
+  cx, cy = t[:4, 0].mean(), t[:4, 1].mean() + 0.45 * span
+  yy, xx = np.mgrid[0:size, 0:size] + 0.5
+  return ((xx - cx) / (0.72 * span)) ** 2 + ((yy - cy) / (0.98 * span)) ** 2 <= 1.0
+
+
+def sharpness(x: jax.Array) -> jax.Array:
+  """float [N]: mean squared 4-neighbour Laplacian of the grey chips ``x`` [N, H, W, 3] in
+  [0, 1] (as :func:`gradejax.data.photo_quality.sharpness`, batched)."""
+  g = x @ jnp.array([0.299, 0.587, 0.114], x.dtype)
+  lap = g[:, 1:-1, :-2] + g[:, 1:-1, 2:] + g[:, :-2, 1:-1] + g[:, 2:, 1:-1] - 4 * g[:, 1:-1, 1:-1]
+  return jnp.mean(lap ** 2, axis=(1, 2))
+
+
+_sharpness = jax.jit(sharpness)
+
+
+def resolution(x: np.ndarray, side: int | None) -> np.ndarray:
+  """Chips ``x`` float [N, S, S, 3] at one resolution and sharpness: down to ``side`` pixels
+  (antialiased) and back up when ``side < S``, then each brought to the lowest sharpness of
+  all chips: blended between the two blurs of a sigma grid that bracket it (the blend's
+  sharpness is quadratic in the weight, fitted through the two blurs and their midpoint)."""
+  n, s = x.shape[0], x.shape[1]
+  xj = jnp.asarray(x, jnp.float32)
+  if side is not None and 4 <= side < s:
+    small = jax.image.resize(xj, (n, side, side, 3), 'linear', antialias=True)
+    xj = jax.image.resize(small, (n, s, s, 3), 'linear')
+  sharp = [np.asarray(_sharpness(xj))]
+  target = float(sharp[0].min())
+  for sigma in _SIGMAS[1:]:  # a few whole-batch blurs instead of one search per chip
+    sharp.append(np.asarray(_sharpness(_blur(xj, sigma=sigma, edge='edge'))))
+    if (sharp[-1] <= target).all():
+      break
+  sharp = np.stack(sharp)  # [K, N], decreasing in K
+  k = np.clip((sharp > target).sum(0) - 1, 0, len(sharp) - 2)  # sharp[k] > target >= [k+1]
+  out = np.zeros_like(np.asarray(xj))
+  for level in np.unique(k):
+    idx = np.flatnonzero(k == level)
+    a_img = _blur(xj[idx], sigma=_SIGMAS[level], edge='edge') if level else xj[idx]
+    b_img = _blur(xj[idx], sigma=_SIGMAS[level + 1], edge='edge')
+    s0, s1 = sharp[level, idx], sharp[level + 1, idx]
+    sm = np.asarray(_sharpness(0.5 * (a_img + b_img)))
+    # S(w) = c0 + c1 w + c2 w^2 through (0, s0), (0.5, sm), (1, s1); solve S(w) = target.
+    c2 = 2 * (s0 + s1 - 2 * sm)
+    c1 = s1 - s0 - c2
+    c0 = s0 - target
+    disc = np.sqrt(np.maximum(c1 ** 2 - 4 * c2 * c0, 0))
+    with np.errstate(divide='ignore', invalid='ignore'):
+      w = np.where(np.abs(c2) > 1e-12, (-c1 - disc) / (2 * c2), -c0 / c1)
+      w2 = np.where(np.abs(c2) > 1e-12, (-c1 + disc) / (2 * c2), w)
+    w = np.where((w >= 0) & (w <= 1), w, w2)
+    w = np.clip(np.nan_to_num(w, nan=1.0), 0, 1)
+    out[idx] = np.asarray((1 - w)[:, None, None, None] * a_img + w[:, None, None, None] * b_img)
+  return out
+
+
+def colour(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+  """Chips ``x`` float [N, H, W, 3]: per chip and channel, the mean and sd inside ``mask``
+  [H, W] mapped to the pooled mean and sd of all chips there (clipped to [0, 1])."""
+  px = x[:, mask]  # [N, M, 3]
+  mean, sd = px.mean(1), px.std(1) + 1e-6
+  target_mean, target_sd = px.mean((0, 1)), px.reshape(-1, 3).std(0)
+  z = (x - mean[:, None, None]) / sd[:, None, None]
+  return np.clip(z * target_sd + target_mean, 0.0, 1.0)
+
+
+def background(x: np.ndarray, mask: np.ndarray, value: float = 0.5) -> np.ndarray:
+  """Chips with every pixel outside ``mask`` [H, W] set to ``value``."""
+  return np.where(mask[None, :, :, None], x, np.float32(value))
+
+
+def jpeg(x: np.ndarray, quality: int) -> np.ndarray:
+  """Chips re-encoded (PIL, 4:2:0 as Pillow's default) at JPEG ``quality`` and decoded."""
+  out = []
+  for chip in np.round(np.clip(x, 0, 1) * 255).astype(np.uint8):
+    buf = io.BytesIO()
+    Image.fromarray(chip).save(buf, format='JPEG', quality=int(quality))
+    out.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert('RGB')))
+  return np.stack(out).astype(np.float32) / 255.0
+
+
+def harmonise(images: np.ndarray, kinds: tuple[str, ...], *, side: int | None,
+              quality: int, mask: np.ndarray | None = None) -> np.ndarray:
+  """uint8 chips [N, S, S, 3] with the harmonisations ``kinds`` applied in :data:`ORDER`."""
+  unknown = set(kinds) - set(KINDS)
+  if unknown:
+    raise ValueError(f'unknown harmonisation {sorted(unknown)}; use some of {", ".join(KINDS)}')
+  x = np.asarray(images, np.float32) / 255.0
+  mask = face_mask(x.shape[1]) if mask is None else mask
+  for k in ORDER:
+    if k not in kinds:
+      continue
+    if k == 'resolution':
+      x = resolution(x, side)
+    elif k == 'colour':
+      x = colour(x, mask)
+    elif k == 'background':
+      x = background(x, mask)
+    else:
+      x = jpeg(x, quality)
+  return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def settings(quality: dict[str, np.ndarray] | None, footprint: np.ndarray | None,
+             chip_size: int) -> dict[str, Any]:
+  """The common targets from the data: ``quality`` maps photo_quality columns to [N] arrays
+  (``jpeg_quality``, ``format_jpeg``); ``footprint`` [N] each chip's side in photo pixels
+  (chip side / the chip affine's scale). Returns {'jpeg_quality', 'side'} (side None: every
+  chip already has at least chip_size photo pixels)."""
+  q = DEFAULT_JPEG_QUALITY
+  if quality is not None and 'jpeg_quality' in quality:
+    jq = np.asarray(quality['jpeg_quality'], float)
+    is_jpeg = np.asarray(quality.get('format_jpeg', np.ones_like(jq)), float) > 0.5
+    if np.isfinite(jq[is_jpeg]).any():
+      q = int(np.floor(np.nanmin(jq[is_jpeg])))
+  side = None
+  if footprint is not None and np.isfinite(footprint).any():
+    low = int(np.floor(np.nanmin(footprint)))
+    side = low if low < chip_size else None
+  return {'jpeg_quality': int(np.clip(q, 1, 100)), 'side': side}
+
+
+def retest(metric: str, featurize: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+           reference: np.ndarray, y: np.ndarray, folds: np.ndarray, perms: np.ndarray,
+           num_classes: int, ridge: float, bootstrap: int, seed: int, chunk: int,
+           alpha: float, chance: float, targets: dict[str, Any], kinds=KINDS,
+           progress=None) -> dict[str, Any]:
+  """Scores the CNN's features on original and harmonised chips with the ridge head.
+
+  featurize: uint8 chips [N, S, S, 3] -> float [N, D] (the CNN's view-0 features); reference:
+  those features of the original chips [N, D]. Each harmonisation of ``kinds`` alone and all
+  together: CV score, bootstrap CI, permutation p (the same ``perms`` and bootstrap seed as
+  the reference), ``beats_chance`` (p < alpha and CI above chance) and ``retained`` (the
+  share of the reference's distance from chance left). ``removed_by`` lists the ones alone at
+  chance, ``survives`` whether the signal beats chance with everything harmonised.
+  ``progress``: a gradejax.progress.Task updated once per harmonisation.
+  """
+  def score(x):
+    s, oof = crossval.ridge_observed(metric, x, y, folds, num_classes, ridge)
+    null = crossval.ridge_permutation_scores(metric, x, y, folds, num_classes, ridge, perms,
+                                             chunk)
+    boot = crossval.fast_bootstrap(metric, y, oof, num_classes, bootstrap, seed)
+    ci = ([float(v) for v in np.percentile(boot, [2.5, 97.5])] if len(boot)
+          else [float('nan')] * 2)
+    p = crossval.p_value(s, null)
+    return {'cv_score': s, 'ci95': ci, 'p_value': p,
+            'beats_chance': bool(p < alpha and ci[0] > chance)}
+
+  ref = score(np.asarray(reference, np.float32))
+  out: dict[str, Any] = {'reference': ref, 'head': 'ridge', 'settings': dict(targets),
+                         'kinds': list(kinds)}
+  mask = face_mask(images.shape[1])
+  base = ref['cv_score'] - chance
+  all_images = None
+  for name in list(kinds) + ['all']:
+    which = tuple(kinds) if name == 'all' else (name,)
+    chips = harmonise(images, which, side=targets.get('side'),
+                      quality=targets['jpeg_quality'], mask=mask)
+    r = score(np.asarray(featurize(chips), np.float32))
+    r['retained'] = float((r['cv_score'] - chance) / base) if base > 0 else float('nan')
+    r['description'] = DESCRIPTIONS[name]
+    out[name] = r
+    if name == 'all':
+      all_images = chips
+    if progress is not None:
+      progress.update(1)
+  out['removed_by'] = [k for k in kinds if not out[k]['beats_chance']]
+  out['survives'] = bool(out['all']['beats_chance'])
+  out['images_all'] = all_images  # not JSON: the coarse-appearance baseline uses them
+  return out
