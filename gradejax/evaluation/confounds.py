@@ -150,8 +150,7 @@ def battery(metric: str, sets: dict[str, np.ndarray], y: np.ndarray, folds: np.n
                                              chunk)
     boot = crossval.fast_bootstrap(metric, y, oof, num_classes, bootstrap, seed)
     out[name] = {'cv_score': score,
-                 'ci95': ([float(v) for v in np.percentile(boot, [2.5, 97.5])] if len(boot)
-                          else [float('nan')] * 2),
+                 'ci95': crossval.bootstrap_ci(boot),
                  'p_value': crossval.p_value(score, null),
                  'null_q95': float(np.percentile(null, 95)), 'features': int(x.shape[1]),
                  'oof': oof}
@@ -198,7 +197,7 @@ def incremental(metric: str, baselines: dict[str, dict[str, Any]], names: list[s
             for e in (np.zeros_like(extra), extra)]
     diff = (crossval.fast_bootstrap(metric, y, oofs[1], num_classes, bootstrap, seed)
             - crossval.fast_bootstrap(metric, y, oofs[0], num_classes, bootstrap, seed))
-    out['gain_ci95'] = [float(v) for v in np.percentile(diff, [2.5, 97.5])]
+    out['gain_ci95'] = crossval.bootstrap_ci(diff)
   return out
 
 

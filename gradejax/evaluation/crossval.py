@@ -247,6 +247,22 @@ def bootstrap(h: CVHead, y: np.ndarray, oof: np.ndarray, n: int, seed: int, chun
                          for s in range(0, n, chunk)])
 
 
+def bootstrap_ci(draws: np.ndarray, level: float = 0.95) -> list[float]:
+  """[lo, hi] percentile interval of bootstrap ``draws``, ignoring the NaN ones.
+
+  A resample that holds no example of a small class has no ROC-AUC (NaN); with a plain
+  percentile one such draw in a thousand would make the whole interval NaN and every
+  ``lo > chance`` test false. Those draws are left out (they are rare unless a class has only a
+  handful of rows); all-NaN draws give [nan, nan].
+  """
+  draws = np.asarray(draws, float)
+  ok = draws[np.isfinite(draws)]
+  if not len(ok):
+    return [float('nan'), float('nan')]
+  tail = 100 * (1 - level) / 2
+  return [float(v) for v in np.percentile(ok, [tail, 100 - tail])]
+
+
 def majority_predictions(y: np.ndarray, folds: np.ndarray, num_classes: int) -> np.ndarray:
   """[R, N] int: each example's prediction by its training folds' most frequent class."""
   preds = np.zeros(folds.shape, np.int32)

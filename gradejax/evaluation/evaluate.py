@@ -67,7 +67,7 @@ def evaluate_features(config, x: np.ndarray, y: np.ndarray, fold: np.ndarray, nu
                                         perms=perms, progress=task)
   p = crossval.p_value(score, null)
   boot = crossval.bootstrap(h, y, oof, config.bootstrap, config.seed + 2)
-  lo, hi = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+  lo, hi = crossval.bootstrap_ci(boot)
   chance = stats.chance_level(config.metric, num_classes)
   predictable = bool(p < config.alpha and lo > chance)
   r0 = stats.classification_report(jnp.asarray(y), jnp.asarray(oof[0]), num_classes)

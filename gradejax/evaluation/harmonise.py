@@ -197,8 +197,7 @@ def retest(metric: str, featurize: Callable[[np.ndarray], np.ndarray], images: n
     null = crossval.ridge_permutation_scores(metric, x, y, folds, num_classes, ridge, perms,
                                              chunk)
     boot = crossval.fast_bootstrap(metric, y, oof, num_classes, bootstrap, seed)
-    ci = ([float(v) for v in np.percentile(boot, [2.5, 97.5])] if len(boot)
-          else [float('nan')] * 2)
+    ci = crossval.bootstrap_ci(boot)
     p = crossval.p_value(s, null)
     return {'cv_score': s, 'ci95': ci, 'p_value': p,
             'beats_chance': bool(p < alpha and ci[0] > chance)}
