@@ -18,7 +18,7 @@ from gradejax.attribution.common import as_targets, chunked_map, method, pick
 Array = jax.Array
 
 
-def blur(images: Array, sigma: float = 5.0) -> Array:
+def blur(images: Array, sigma: float = fills.DEFAULT_SIGMA) -> Array:
   """The insertion baseline: a Gaussian blur of [B, H, W, C] with replicated edges."""
   return imageops.gaussian_blur(images, sigma, edge='edge')
 
@@ -31,7 +31,7 @@ def _score(out: Array, t: Array, score: str) -> Array:
   raise ValueError(f"score must be 'softmax' or 'logit', got {score!r}")
 
 
-@method('mode', 'steps', 'score', 'chunk', 'unroll')
+@method
 def curve(fn: nets.ModelFn, images: Array, targets: Array, heatmaps: Array,
           baseline: Array | None = None, *, mode: str = 'deletion', steps: int = 20,
           score: str = 'softmax', chunk: int = 8,
@@ -86,7 +86,7 @@ def _neighbour_mean(x: Array) -> Array:
 
 
 def noisy_linear_impute(images: Array, removed: Array, key: Array, *, iterations: int = 40,
-                        noise: float = 0.01, sigma: float = 5.0) -> Array:
+                        noise: float = 0.01, sigma: float = fills.DEFAULT_SIGMA) -> Array:
   """ROAD's noisy linear imputation (Rong et al. 2022), [B, H, W, C].
 
   ``removed`` bool/float [B, H, W]. Each removed pixel should equal the stencil-weighted mean of
@@ -104,10 +104,10 @@ def noisy_linear_impute(images: Array, removed: Array, key: Array, *, iterations
   return x + noise * jax.random.normal(key, x.shape, x.dtype) * m
 
 
-@method('fractions', 'order', 'score', 'iterations', 'chunk', 'unroll')
+@method
 def road(fn: nets.ModelFn, images: Array, targets: Array, heatmaps: Array, key: Array, *,
          fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9), order: str = 'morf',
-         score: str = 'softmax', iterations: int = 40, noise: float = 0.01, chunk: int = 3,
+         score: str = 'softmax', iterations: int = 40, noise: float | Array = 0.01, chunk: int = 3,
          unroll: int | bool | None = None) -> Array:
   """ROAD (remove and debias): target score after removing each fraction of pixels and
   imputing them (:func:`noisy_linear_impute`), ``[B, len(fractions) + 1]`` (column 0: the clean
@@ -149,10 +149,11 @@ def road_auc(curves: Array, fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 
   return area / x[-1]
 
 
-@method('fill_mode', 'blur_sigma', 'chunk', 'unroll')
+@method
 def removal_drop(fn: nets.ModelFn, images: Array, targets: Array, removed: Array, *,
-                 fill: float | Array = 0.0, fill_mode: str = 'inpaint', blur_sigma: float = 5.0,
-                 chunk: int = 4, unroll: int | bool | None = None) -> Array:
+                 fill: float | Array = fills.DEFAULT_FILL, fill_mode: str = 'inpaint',
+                 blur_sigma: float = fills.DEFAULT_SIGMA, chunk: int = 4,
+                 unroll: int | bool | None = None) -> Array:
   """The causal check's primitive: target-logit drop when the ``removed`` pixels of each image
   are filled (:mod:`gradejax.attribution.fills`), ``removed`` float [R, B, H, W] -> [R, B]
   (``clean - removed``; > 0: the region helped the prediction)."""

@@ -169,7 +169,7 @@ def _inputs(name: str, fn: nets.ModelFn, x, opts: Options, layer: str) -> dict[s
                                                          key=jax.random.key(opts.seed))
   if name == 'region_class':
     kw['layer'] = None  # occlusion regions: comparable across classes at any network
-  return kw
+  return registry.options_for(name, kw)  # the registry rejects options a method lacks
 
 
 def heatmap_fn(name: str, opts: Options, layer: str):
