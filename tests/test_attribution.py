@@ -13,45 +13,14 @@ import pytest
 from gradejax import attribution as attr
 from gradejax import nets
 from gradejax.attribution import class_activation, registry
+import toy_nets
+from toy_nets import LinearNet, ReluConvNet
 
 H = W = 8
 
 
-class LinearNet(nn.Module):
-  """outputs[b, k] = sum_{h,w,c} x[b,h,w,c] w[h,w,c,k] + bias[k]."""
-  classes: int = 3
-
-  @nn.compact
-  def __call__(self, images, *, relu=nn.relu):
-    del relu
-    w = self.param('w', nn.initializers.normal(1.0), images.shape[1:] + (self.classes,))
-    b = self.param('b', nn.initializers.normal(1.0), (self.classes,))
-    x = nets.tap(self, 'input', images)
-    return nets.tap(self, 'logits', jnp.einsum('bhwc,hwck->bk', x, w) + b)
-
-
-class ReluConvNet(nn.Module):
-  """conv3x3 -> relu -> conv3x3 -> relu (tap 'features') -> global mean (tap 'pooled') -> dense.
-
-  With ``relu_head`` a hidden ReLU layer sits between the pooled features and the outputs.
-  """
-  classes: int = 3
-  relu_head: bool = False
-
-  @nn.compact
-  def __call__(self, images, *, relu=nn.relu):
-    x = relu(nn.Conv(6, (3, 3), bias_init=nn.initializers.normal(0.1))(images))
-    conv = nn.Conv(5, (3, 3), bias_init=nn.initializers.normal(0.1))
-    x = nets.tap(self, 'features', relu(conv(x)))
-    x = nets.tap(self, 'pooled', jnp.mean(x, axis=(1, 2)))
-    if self.relu_head:
-      x = relu(nn.Dense(4)(x))
-    return nets.tap(self, 'logits', nn.Dense(self.classes)(x))
-
-
 def _bind(module, shape=(2, H, W, 3), seed=0):
-  variables = module.init(jax.random.key(seed), jnp.zeros(shape))
-  return nets.bind(module, variables), variables
+  return toy_nets.bind(module, shape, seed)
 
 
 @pytest.fixture(scope='module')

@@ -98,7 +98,7 @@ def test_no_stage_imports_a_later_one():
 
 def test_the_checker_sees_each_kind_of_import(tmp_path):
   """A planted upward import in each form is found (relative, from-module, plain, nested)."""
-  for src in ('from gradejax.report import figures\n',
+  for src in ('from gradejax.report import panels\n',
               'import gradejax.evaluation.crossval\n',
               'def f():\n  from ..training import train\n',
               'from ..nets import classifier\n'):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gradejax import imageops, nets
+from gradejax import batching, imageops, nets
 from gradejax.attribution import fills
 from gradejax.attribution.common import as_targets, chunked_map, method, pick
 
@@ -52,7 +52,6 @@ def curve(fn: nets.ModelFn, images: Array, targets: Array, heatmaps: Array,
   order = jnp.argsort(-heatmaps.reshape(b, -1), axis=1, stable=True)
   rank = jnp.argsort(order, axis=1).reshape(b, h, w)  # 0 = most attributed
   chunk = max(1, min(chunk, steps + 1))
-  n_pad = -(-(steps + 1) // chunk) * chunk
 
   def run(ks):  # ks [chunk] step indices
     n = jnp.round(ks.astype(jnp.float32) * (h * w) / steps).astype(jnp.int32)
@@ -64,8 +63,8 @@ def curve(fn: nets.ModelFn, images: Array, targets: Array, heatmaps: Array,
     out, _ = fn(x.reshape((chunk * b, h, w, c)))
     return _score(out, jnp.tile(t, chunk), score).reshape(chunk, b)
 
-  ks = jnp.minimum(jnp.arange(n_pad), steps).reshape(-1, chunk)
-  return chunked_map(run, ks, unroll).reshape(n_pad, b)[:steps + 1].T
+  ks = batching.chunk_positions(steps + 1, chunk)
+  return chunked_map(run, ks, unroll).reshape(-1, b)[:steps + 1].T
 
 
 def auc(curves: Array) -> Array:
@@ -123,8 +122,7 @@ def road(fn: nets.ModelFn, images: Array, targets: Array, heatmaps: Array, key: 
   fr = jnp.asarray((0.0,) + tuple(fractions), jnp.float32)
   n = fr.shape[0]
   chunk = max(1, min(chunk, n))
-  n_pad = -(-n // chunk) * chunk
-  idx = jnp.minimum(jnp.arange(n_pad), n - 1).reshape(-1, chunk)
+  idx = batching.chunk_positions(n, chunk)
 
   def run(ks):
     k = jnp.round(fr[ks] * h * w).astype(jnp.int32)
@@ -136,7 +134,7 @@ def road(fn: nets.ModelFn, images: Array, targets: Array, heatmaps: Array, key: 
     out, _ = fn(x.reshape((chunk * b, h, w, c)))
     return _score(out, jnp.tile(t, chunk), score).reshape(chunk, b)
 
-  return chunked_map(run, idx, unroll).reshape(n_pad, b)[:n].T
+  return chunked_map(run, idx, unroll).reshape(-1, b)[:n].T
 
 
 def road_auc(curves: Array, fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
@@ -163,8 +161,7 @@ def removal_drop(fn: nets.ModelFn, images: Array, targets: Array, removed: Array
   clean = pick(fn(images)[0], t)
   r = removed.shape[0]
   chunk = max(1, min(chunk, r))
-  r_pad = -(-r // chunk) * chunk
-  rem = jnp.concatenate([removed, jnp.repeat(removed[-1:], r_pad - r, axis=0)])
+  rem = batching.pad_to_multiple(jnp.asarray(removed), chunk)
 
   def run(m):  # m [chunk, B, H, W]
     x = fills.apply(images, m, base, fill_mode, blur_sigma)
@@ -172,4 +169,4 @@ def removal_drop(fn: nets.ModelFn, images: Array, targets: Array, removed: Array
     return clean[None] - pick(out, jnp.tile(t, chunk)).reshape(chunk, b)
 
   return chunked_map(run, rem.reshape((-1, chunk) + removed.shape[1:]), unroll).reshape(
-      r_pad, b)[:r]
+      -1, b)[:r]

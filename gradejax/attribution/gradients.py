@@ -10,7 +10,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gradejax import nets
+from gradejax import batching, nets
 from gradejax.attribution.common import as_targets, chunk_scan, input_gradient, method
 
 Array = jax.Array
@@ -34,7 +34,7 @@ def _chunks(n: int, chunk: int) -> tuple[int, int]:
   if n < 1 or chunk < 1:
     raise ValueError(f'need at least one step/sample and chunk >= 1, got n={n}, chunk={chunk}')
   chunk = min(chunk, n)
-  return chunk, -(-n // chunk)
+  return chunk, batching.padded_length(n, chunk) // chunk
 
 
 def _stacked_gradient(fn, x, targets, relu):

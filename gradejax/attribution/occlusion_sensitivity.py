@@ -16,7 +16,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from gradejax import nets
+from gradejax import batching, nets
 from gradejax.attribution import fills
 from gradejax.attribution.common import as_targets, chunked_map, class_score, method
 
@@ -59,7 +59,6 @@ def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride
   rows, cols = _cover(ny, h, patch, stride), _cover(nx, w, patch, stride)
   n = ny * nx
   chunk = max(1, min(chunk, n))
-  n_pad = -(-n // chunk) * chunk
   base = fills.prepare(images, fill, fill_mode, blur_sigma)
   clean, _ = fn(images)
 
@@ -69,8 +68,8 @@ def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride
     out, _ = fn(x.reshape((chunk * b, h, w, c)))
     return clean[None] - out.reshape((chunk, b, -1))
 
-  pos = jnp.minimum(jnp.arange(n_pad), n - 1).reshape(-1, chunk)
-  drops = chunked_map(run, pos, unroll).reshape((n_pad, b, -1))[:n]  # [P, B, K]
+  pos = batching.chunk_positions(n, chunk)
+  drops = chunked_map(run, pos, unroll).reshape((pos.size, b, -1))[:n]  # [P, B, K]
   return jnp.transpose(drops, (1, 0, 2)).reshape((b, ny, nx, -1))
 
 

@@ -22,7 +22,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from gradejax import nets
+from gradejax import batching, nets
 from gradejax.attribution import fills
 from gradejax.attribution.common import as_targets, chunk_scan, class_score, method
 
@@ -78,7 +78,7 @@ def rise_all_outputs(fn: nets.ModelFn, images: Array, key: Array, *, n_masks: in
   combination of these maps, from one set of forward passes."""
   b, h, w, c = images.shape
   chunk = max(1, min(chunk, n_masks))
-  n_chunks = -(-n_masks // chunk)
+  n_chunks = batching.padded_length(n_masks, chunk) // chunk
   base = fills.prepare(images, fill, fill_mode, blur_sigma)
   k = fn(images[:1])[0].shape[-1]
 

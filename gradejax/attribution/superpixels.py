@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 from scipy import special
 
-from gradejax import nets
+from gradejax import batching, imageops, nets
 from gradejax.attribution import fills
 from gradejax.attribution.common import as_targets, chunked_map, method, options_of, pick
 
@@ -55,7 +55,7 @@ def slic_segments(images: np.ndarray, n_segments: int = SLIC_SEGMENTS,
     raise ValueError(f'slic_segments needs images [B, H, W, C], got shape {images.shape}')
   out = []
   for im in images:
-    im = im.astype(np.float64) / 255.0 if im.dtype == np.uint8 else im.astype(np.float64)
+    im = imageops.to_unit_float(im, np.float64)
     seg = slic(im, n_segments=n_segments, compactness=compactness, sigma=sigma, start_label=0,
                channel_axis=-1 if im.shape[-1] > 1 else None)
     _, seg = np.unique(seg, return_inverse=True)  # consecutive labels
@@ -88,15 +88,14 @@ def _scores(fn, images, t, onehot, z, base, fill_mode, blur_sigma, chunk, unroll
   b, h, w, c = images.shape
   n = z.shape[0]
   chunk = max(1, min(chunk, n))
-  n_pad = -(-n // chunk) * chunk
-  zp = jnp.concatenate([z, jnp.repeat(z[-1:], n_pad - n, axis=0)]).reshape(-1, chunk, z.shape[1])
+  zp = batching.pad_to_multiple(z, chunk).reshape(-1, chunk, z.shape[1])
 
   def run(zc):
     x = fills.apply(images, _removed_masks(zc, onehot), base, fill_mode, blur_sigma)
     out, _ = fn(x.reshape((chunk * b, h, w, c)))
     return pick(out, jnp.tile(t, chunk)).reshape(chunk, b)
 
-  return chunked_map(run, zp, unroll).reshape(n_pad, b)[:n]
+  return chunked_map(run, zp, unroll).reshape(-1, b)[:n]
 
 
 def shap_size_weights(n_seg: int, counts: np.ndarray) -> np.ndarray:

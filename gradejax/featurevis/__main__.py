@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from absl import app, logging
 
-from gradejax import batching, distributed, logs, nets
+from gradejax import batching, distributed, imageops, logs, nets
 from gradejax import options as optlib
 from gradejax.featurevis import dataset_examples, objectives
 from gradejax.report import featurevis_page as page
@@ -101,7 +101,7 @@ def accentuations(fn, data: np.ndarray, layer: str, units: np.ndarray, top: dict
   without blur turned both chips into texture even at keep_weight 100)."""
   from gradejax.featurevis import inversion
   from gradejax.report import attribution_report
-  chips = data[top['index'][:, 0]].astype(np.float32) / 255.0
+  chips = imageops.to_unit_float(data[top['index'][:, 0]])
   order = [k for k in nets.tap_order(fn, chips[:1])
            if len(nets.activation_shapes(fn, chips[:1])[k]) == 4]
   keep = order[0] if order else None  # the earliest map: keeps the photo recognisable

@@ -30,7 +30,8 @@ from absl import app
 from gradejax import distributed, logs
 from gradejax import options as optlib
 from gradejax import nets
-from gradejax.report import figures, document, verdict
+from gradejax.report import document, verdict
+from gradejax.report import panels as figures  # the PIL half of the old figures.py
 from gradejax.attribution import class_activation, faithfulness, localisation, registry, sanity
 from gradejax.attribution.occlusion_sensitivity import DEFAULT_FILL
 from gradejax.options import option

@@ -35,7 +35,7 @@ import optax
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
-from gradejax import batching
+from gradejax import batching, imageops
 from gradejax.training import augment, input_pipeline, runs
 from gradejax.training.runs import create_train_state, learning_rate_fn, make_model
 from gradejax.nets import extractor, classifier
@@ -206,7 +206,7 @@ class Writer:
       from PIL import Image
       small = np.stack([np.asarray(Image.fromarray(np.asarray(im)).resize((thumb, thumb)))
                         for im in images])
-      label_img = small.transpose(0, 3, 1, 2).astype(np.float32) / 255.0  # [N, C, H, W]
+      label_img = imageops.to_unit_float(small.transpose(0, 3, 1, 2))  # [N, C, H, W]
     self._w.add_embedding(np.asarray(features, np.float32), metadata=metadata,
                           label_img=label_img, global_step=step, tag='descriptor',
                           metadata_header=header)
