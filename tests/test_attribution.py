@@ -286,7 +286,7 @@ def test_single_chunk_runs_without_a_loop(images, relu_net):
 def test_jit_equals_eager(name, images, relu_net):
   kwargs = dict(layer='features', key=jax.random.key(7), n_samples=3, steps=4, patch=4,
                 stride=4, n_masks=4, chunk=4, n_segments=4, patches=(4,), scales=(4,),
-                base='saliency', fill=0.0)  # black: the maps this test had before 0.5 was the default
+                base='saliency', fill=0.0)  # black: this test's maps from before 0.5 was the default
   if name == 'cam':
     kwargs['weights'] = class_activation.linear_head_weights(relu_net, images, 'pooled',
                                                              key=jax.random.key(8))

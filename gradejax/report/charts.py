@@ -126,7 +126,8 @@ def svg_null_histogram(null: np.ndarray, observed: float, p: float, metric: str 
 
 def svg_roc(fpr: np.ndarray, tpr: np.ndarray, auc: float, band: tuple | None = None,
             ci: Sequence[float] | None = None, title: str = 'Out-of-fold ROC') -> str:
-  """ROC curve with its bootstrap band (``(grid, lower, upper)`` from :func:`gradejax.stats.roc_band`)."""
+  """ROC curve with its bootstrap band (``(grid, lower, upper)`` from
+  :func:`gradejax.stats.roc_band`)."""
   ax = _Axes((0, 1), (0, 1), w=SVG_H + 40, h=SVG_H + 20)
   body = ax.frame('false positive rate', 'true positive rate', title)
   body.append(f'<line x1="{ax.x0}" y1="{ax.y0}" x2="{ax.x1}" y2="{ax.y1}" stroke="{INK}" '
