@@ -120,8 +120,8 @@ def main(argv):
   print('|---|---:|---:|---:|---:|---:|')
   for name in METHODS.value.split(','):
     m = registry.get(name)
-    kw = dict(layer='level0' if name == 'cam' else LAYER, key=jax.random.key(3),
-              weights=weights, **OPTIONS)
+    kw = registry.options_for(name, dict(layer='level0' if name == 'cam' else LAYER,
+                                         key=jax.random.key(3), weights=weights, **OPTIONS))
     call = lambda: registry.compute(name, fn, x, t, precision=PRECISION.value, **kw)
     secs = timed(call, REPEATS.value)
     if jax.default_backend() != 'cpu' and name in CPU_GFLOP:

@@ -100,8 +100,8 @@ def ours(fn, x, t, seg, names):
     kw = options(name, PER_EVAL.value)
     if name in ('superpixel_ablation', 'kernel_shap'):
       kw['segments'] = seg
-    call = lambda: registry.compute(name, fn, x, t, key=jax.random.key(0), fill=0.0,
-                                    precision='default', **kw)
+    kw = registry.options_for(name, dict(kw, key=jax.random.key(0), fill=0.0))
+    call = lambda: registry.compute(name, fn, x, t, precision='default', **kw)
     rates[name] = x.shape[0] / timed(call, REPEATS.value)
     print(f'  ours {name}: {rates[name]:.3f} images/s', flush=True)
   return rates

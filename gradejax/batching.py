@@ -9,17 +9,32 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
-def pad_to_multiple(x: np.ndarray, multiple: int) -> np.ndarray:
+def padded_length(n: int, multiple: int) -> int:
+  """The least multiple of ``multiple`` >= ``n``: the rows a padded loop runs."""
+  return -(-n // multiple) * multiple
+
+
+def pad_to_multiple(x, multiple: int):
   """``x [N, ...]`` (N >= 1) with its last row repeated until N is a multiple of ``multiple``.
 
   A repeated real row (not zeros) keeps padded rows in the data's range, so nothing in them
-  can be NaN or change a compiled program's behaviour; their results are discarded."""
-  x = np.asarray(x)
+  can be NaN or change a compiled program's behaviour; their results are discarded. numpy in,
+  numpy out; a jax array (also inside jit) in, jax out."""
+  xp = jnp if isinstance(x, jax.Array) else np
+  x = xp.asarray(x)
   pad = (-len(x)) % multiple
-  return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
+  return xp.concatenate([x, xp.repeat(x[-1:], pad, axis=0)]) if pad else x
+
+
+def chunk_positions(n: int, chunk: int) -> jax.Array:
+  """Positions ``0 .. n-1`` as int32 ``[padded_length(n, chunk) // chunk, chunk]`` chunks for a
+  ``lax.scan``/``lax.map`` over them, the last chunk padded by repeating ``n - 1``: take the
+  first ``n`` of the flattened results."""
+  return pad_to_multiple(jnp.arange(n), chunk).reshape(-1, chunk)
 
 
 def map_batches(fn: Callable[[np.ndarray], Any], x: np.ndarray, batch_size: int) -> Any:

@@ -14,6 +14,16 @@ from jax.scipy import ndimage
 Array = jax.Array
 
 
+def to_unit_float(images, dtype=np.float32):
+  """Pixels as ``dtype`` in [0, 1]: uint8 (0..255) is divided by 255, any other array is only
+  cast (already in [0, 1] by the convention of docs/CONTRACTS.md). numpy in, numpy out; a jax
+  array (or a tracer) in, jax out."""
+  x = images if isinstance(images, jax.Array) else np.asarray(images)
+  if x.dtype == np.uint8:
+    return x.astype(dtype) / 255.0
+  return x.astype(dtype)
+
+
 def gaussian_kernel(sigma: float) -> np.ndarray:
   """Normalised 1-D Gaussian taps, radius ceil(3 sigma) (at least 1), float32."""
   r = max(1, int(np.ceil(3 * sigma)))

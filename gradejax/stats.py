@@ -1,13 +1,17 @@
-"""Classification and regression metrics in jnp (jit- and vmap-able, no scikit-learn).
+"""Classification and regression metrics in jnp (jit- and vmap-able, no scikit-learn), and
+the statistics shared by evaluation, attribution and the report: ROC curves and bands,
+bootstrap resamples, feature standardisation.
 
 Labels are int [N] class ids, predictions int [N], scores float [N] (binary: the score of class
-1) or [N, C] (multi-class: one column per class, one-vs-rest). Pairwise formulas (O(N^2)) are
-used for ranks: exact with ties, branch-free, and cheap at the few hundred examples of a school.
+1) or [N, C] (multi-class: one column per class, one-vs-rest). ROC-AUC is the Mann-Whitney
+statistic from average ranks (O(N log N), exact with ties); Spearman's ranks are pairwise
+(O(N^2)), branch-free and cheap at the few hundred examples of a school.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -49,16 +53,16 @@ def ranks(x: Array) -> Array:
 
 
 def binary_roc_auc(positive: Array, score: Array) -> Array:
-  """ROC-AUC of bool [N] ``positive`` against float [N] ``score`` (Mann-Whitney, ties = 1/2).
-
-  nan when one class is absent.
-  """
-  pos = positive.astype(jnp.float32)
-  neg = 1.0 - pos
-  gt = (score[:, None] > score[None, :]).astype(jnp.float32)
-  eq = (score[:, None] == score[None, :]).astype(jnp.float32)
-  wins = pos @ (gt + 0.5 * eq) @ neg
-  return wins / (jnp.sum(pos) * jnp.sum(neg))
+  """ROC-AUC of bool [N] ``positive`` against float [N] ``score``: the Mann-Whitney U over
+  ``n1 * n0`` (a tie counts 1/2), from average ranks. nan when one class is absent. Exact in
+  float32 for N < 4000 (rank sums are integers or halves below 2^24)."""
+  pos = jnp.asarray(positive).astype(jnp.float32)
+  score = jnp.asarray(score)
+  srt = jnp.sort(score)
+  rank = (jnp.searchsorted(srt, score, 'left') + jnp.searchsorted(srt, score, 'right') + 1) / 2
+  n1 = jnp.sum(pos)
+  n0 = pos.shape[0] - n1
+  return (jnp.sum(rank * pos) - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
 def binary_average_precision(positive: Array, score: Array) -> Array:
@@ -129,3 +133,52 @@ def score(metric: str, labels: Array, probs: Array, num_classes: int) -> Array:
   if metric == 'mcc':
     return mcc(labels, preds, num_classes)
   raise ValueError(f'unknown metric {metric!r}; use roc_auc, balanced_accuracy or mcc')
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Binary ROC (labels [N] in {0, 1}, scores [N] of class 1): (fpr, tpr) at every distinct
+  threshold, from (0, 0) to (1, 1); tied scores move both rates at once (a diagonal step), so
+  the trapezoid area equals :func:`binary_roc_auc`."""
+  y = np.asarray(labels).astype(bool)
+  s = np.asarray(scores, float)
+  order = np.argsort(-s, kind='stable')
+  s, y = s[order], y[order]
+  last = np.r_[np.diff(s) != 0, True]  # the last row of each tie group
+  tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
+  return (np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, tp / max(tp[-1], 1)])
+
+
+def bootstrap_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+  """Rows drawn with replacement, int [resamples, n]: every bootstrap of the package draws its
+  resamples here, so the same ``seed`` gives the same resamples everywhere."""
+  return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def roc_band(labels: np.ndarray, scores: np.ndarray, n: int = 200, seed: int = 0,
+             grid: int = 101, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Pointwise bootstrap band of the ROC: rows resampled with replacement (stratified by class,
+  so each resample has both), TPR interpolated on an FPR grid. Returns (fpr grid [G], lower
+  [G], upper [G])."""
+  rng = np.random.default_rng(seed)
+  y = np.asarray(labels).astype(int)
+  s = np.asarray(scores, float)
+  pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+  fpr_grid = np.linspace(0, 1, grid)
+  curves = np.empty((n, grid))
+  for b in range(n):
+    idx = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
+    f, t = roc_curve(y[idx], s[idx])
+    curves[b] = np.interp(fpr_grid, f, t)  # f is non-decreasing; right-most tpr at ties
+  q = (1 - level) / 2
+  return fpr_grid, np.quantile(curves, q, axis=0), np.quantile(curves, 1 - q, axis=0)
+
+
+def mean_std(x: Array, mask: Array | None = None) -> tuple[Array, Array]:
+  """Per-column mean and (population) std of ``x [N, D]`` over the rows where ``mask`` (bool or
+  0/1 [N]; None: all): ([D], [D]), jit-able with a traced mask. Callers guard the std against
+  0 their own way (a floor for the head, ``+ 1e-6`` for the ridge baselines)."""
+  x = jnp.asarray(x, jnp.float32)
+  m = jnp.ones(x.shape[0]) if mask is None else jnp.asarray(mask, jnp.float32)
+  n = jnp.sum(m)
+  mean = (m @ x) / n
+  return mean, jnp.sqrt((m @ (x - mean) ** 2) / n)

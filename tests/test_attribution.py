@@ -13,45 +13,14 @@ import pytest
 from gradejax import attribution as attr
 from gradejax import nets
 from gradejax.attribution import class_activation, registry
+import toy_nets
+from toy_nets import LinearNet, ReluConvNet
 
 H = W = 8
 
 
-class LinearNet(nn.Module):
-  """outputs[b, k] = sum_{h,w,c} x[b,h,w,c] w[h,w,c,k] + bias[k]."""
-  classes: int = 3
-
-  @nn.compact
-  def __call__(self, images, *, relu=nn.relu):
-    del relu
-    w = self.param('w', nn.initializers.normal(1.0), images.shape[1:] + (self.classes,))
-    b = self.param('b', nn.initializers.normal(1.0), (self.classes,))
-    x = nets.tap(self, 'input', images)
-    return nets.tap(self, 'logits', jnp.einsum('bhwc,hwck->bk', x, w) + b)
-
-
-class ReluConvNet(nn.Module):
-  """conv3x3 -> relu -> conv3x3 -> relu (tap 'features') -> global mean (tap 'pooled') -> dense.
-
-  With ``relu_head`` a hidden ReLU layer sits between the pooled features and the outputs.
-  """
-  classes: int = 3
-  relu_head: bool = False
-
-  @nn.compact
-  def __call__(self, images, *, relu=nn.relu):
-    x = relu(nn.Conv(6, (3, 3), bias_init=nn.initializers.normal(0.1))(images))
-    conv = nn.Conv(5, (3, 3), bias_init=nn.initializers.normal(0.1))
-    x = nets.tap(self, 'features', relu(conv(x)))
-    x = nets.tap(self, 'pooled', jnp.mean(x, axis=(1, 2)))
-    if self.relu_head:
-      x = relu(nn.Dense(4)(x))
-    return nets.tap(self, 'logits', nn.Dense(self.classes)(x))
-
-
 def _bind(module, shape=(2, H, W, 3), seed=0):
-  variables = module.init(jax.random.key(seed), jnp.zeros(shape))
-  return nets.bind(module, variables), variables
+  return toy_nets.bind(module, shape, seed)
 
 
 @pytest.fixture(scope='module')
@@ -317,12 +286,13 @@ def test_single_chunk_runs_without_a_loop(images, relu_net):
 def test_jit_equals_eager(name, images, relu_net):
   kwargs = dict(layer='features', key=jax.random.key(7), n_samples=3, steps=4, patch=4,
                 stride=4, n_masks=4, chunk=4, n_segments=4, patches=(4,), scales=(4,),
-                base='saliency')
+                base='saliency', fill=0.0)  # black: this test's maps from before 0.5 was the default
   if name == 'cam':
     kwargs['weights'] = class_activation.linear_head_weights(relu_net, images, 'pooled',
                                                              key=jax.random.key(8))
   if name == 'region_class':
     del kwargs['layer']  # occlusion source
+  kwargs = registry.options_for(name, kwargs)
   jitted = np.asarray(registry.heatmap(name, relu_net, images, TARGETS, **kwargs))
   with jax.disable_jit():
     eager = np.asarray(registry.heatmap(name, relu_net, images, TARGETS, **kwargs))
@@ -339,3 +309,103 @@ def test_registry_names_what_is_missing(images, relu_net):
     registry.get('lime_typo')
   with pytest.raises(ValueError, match=r'shape \[2\]'):
     attr.saliency(relu_net, images, np.array([0, 1, 2]))
+
+
+# --- the registry: options are the library signature's, never dropped --------------------------
+
+def _small_options(name):
+  """Options that keep every method tiny on the 8 x 8 toy images (each one the method takes)."""
+  small = dict(n_samples=3, steps=4, patch=4, stride=4, n_masks=4, chunk=4, n_segments=4,
+               patches=(4,), scales=(4,))
+  return {k: v for k, v in small.items() if k in registry.get(name).options}
+
+
+def _inputs(name, relu_net, images):
+  kw = dict(key=jax.random.key(7))
+  if 'layer' in registry.get(name).inputs and name != 'region_class':
+    kw['layer'] = 'features'
+  if name == 'cam':
+    kw['weights'] = class_activation.linear_head_weights(relu_net, images, 'pooled',
+                                                         key=jax.random.key(8))
+  return {k: v for k, v in kw.items() if k in registry.get(name).inputs}
+
+
+# The methods whose entry goes through a registry wrapper or fixes an option (the plain
+# entries pass the given options straight on, so they have no way to add a default).
+@pytest.mark.parametrize('name', ['region_class', 'lime', 'grad_cam'])
+def test_registry_defaults_are_what_the_library_does(name, images, relu_net):
+  """Calling a method with no option equals passing every default of its library signature:
+  no registry wrapper keeps a default of its own (xrai is checked below, on a cheaper base)."""
+  kw = dict(_inputs(name, relu_net, images), **_small_options(name))
+  explicit = {k: v for k, v in registry.defaults(name).items() if k not in kw}
+  assert explicit
+  plain = np.asarray(registry.compute(name, relu_net, images, TARGETS, **kw))
+  spelled = np.asarray(registry.compute(name, relu_net, images, TARGETS, **kw, **explicit))
+  np.testing.assert_array_equal(plain, spelled)
+
+
+def test_xrai_defaults_and_base_options(images, relu_net):
+  assert registry.defaults('xrai')['scales'] == attr_xrai_scales()
+  kw = dict(base='saliency', scales=(4,))
+  plain = registry.compute('xrai', relu_net, images, TARGETS, **kw)
+  spelled = registry.compute('xrai', relu_net, images, TARGETS, **kw, relu=nn.relu)
+  np.testing.assert_array_equal(plain, spelled)
+  with pytest.raises(ValueError, match="'saliency' takes no option 'steps'"):
+    registry.compute('xrai', relu_net, images, TARGETS, base='saliency', scales=(4,), steps=4)
+
+
+def attr_xrai_scales():
+  from gradejax.attribution import xrai
+  return xrai.SCALES
+
+
+def test_library_signatures_share_one_fill_sigma_and_patch():
+  """Every perturbation function defaults its fill, blur sigma and occluder to the one
+  constant (fills.DEFAULT_FILL / DEFAULT_SIGMA, occlusion's DEFAULT_PATCH / DEFAULT_STRIDE)."""
+  import inspect
+  from gradejax.attribution import common, faithfulness, fills, regions, rise, superpixels
+  from gradejax.attribution import occlusion_sensitivity as occ
+  want = dict(fill=fills.DEFAULT_FILL, blur_sigma=fills.DEFAULT_SIGMA, patch=occ.DEFAULT_PATCH,
+              stride=occ.DEFAULT_STRIDE)
+  seen = set()
+  for mod in (occ, regions, rise, superpixels, faithfulness):
+    for f in vars(mod).values():
+      if not callable(f) or getattr(f, '__module__', None) != mod.__name__:
+        continue
+      try:
+        params = inspect.signature(f).parameters
+      except (TypeError, ValueError):
+        continue
+      for k, v in want.items():
+        if k in params and params[k].default is not inspect.Parameter.empty:
+          assert params[k].default == v, f'{mod.__name__}.{f.__name__}: {k}={params[k].default}'
+          seen.add((f.__name__, k))
+  assert ('rise', 'fill') in seen and ('region_class_map', 'patch') in seen
+  assert ('removal_drop', 'fill') in seen and ('segment_scores', 'blur_sigma') in seen
+  # the statics of a method are its keyword-only options less the Array-annotated ones
+  assert common.static_options(occ.occlusion) == (
+      'patch', 'stride', 'chunk', 'unroll', 'fill_mode', 'blur_sigma', 'aggregate', 'score')
+
+
+def test_unknown_options_raise_and_grad_cam_options_are_honoured(images, relu_net):
+  with pytest.raises(ValueError, match=r"'grad_cam' takes no option 'patch'; its options: "
+                                       r"upsampled, rectify"):
+    registry.compute('grad_cam', relu_net, images, TARGETS, layer='features', patch=4)
+  with pytest.raises(ValueError, match="'occlusion' takes no option 'steps'"):
+    registry.compute('occlusion', relu_net, images, TARGETS, patch=4, stride=4, steps=4)
+  with pytest.raises(ValueError, match="'saliency' takes no option"):
+    registry.compute('saliency', relu_net, images, TARGETS, fill=0.5)
+  # upsampled / rectify used to be dropped (the rectified, upsampled map came back)
+  got = np.asarray(registry.compute('grad_cam', relu_net, images, TARGETS, layer='features',
+                                    upsampled=False, rectify=False))
+  want = np.asarray(class_activation.grad_cam(relu_net, images, TARGETS, layer='features',
+                                              upsampled=False, rectify=False))
+  np.testing.assert_array_equal(got, want)
+  h = nets.activation_shapes(relu_net, images)['features'][1]
+  assert got.shape == (2, h, h) and got.min() < 0  # coarse and signed
+  # cam's `upsampled` too, and options_for keeps a method's share of a shared set
+  shared = dict(layer='features', upsampled=False, patch=4, steps=3, key=jax.random.key(0))
+  assert registry.options_for('grad_cam', shared) == dict(layer='features', upsampled=False,
+                                                          key=shared['key'])
+  assert set(registry.options_for('xrai', dict(shared, base='integrated_gradients'))) == {
+      'layer', 'key', 'base', 'steps'}

@@ -7,7 +7,7 @@ import pytest
 from gradejax import attribution as attr
 from gradejax import nets
 from gradejax.attribution import faithfulness, localisation
-from test_attribution import LinearNet
+from toy_nets import LinearNet
 
 TARGETS = np.array([1, 2])
 

@@ -17,46 +17,18 @@ from gradejax.attribution import (fills, faithfulness, localisation, registry, r
                                   superpixels, xrai)
 from gradejax.attribution import occlusion_sensitivity as occ
 from gradejax.attribution.common import class_score
+import toy_nets
+from toy_nets import PATCH, PatchNet, ProductNet
 
 H, W = 16, 16
-PATCH = (slice(4, 8), slice(9, 13))  # rows, cols of the patch PatchNet reads
-
-
-class PatchNet(nn.Module):
-  """outputs[b] = (sum of x over PATCH, channel 0) * [1, -1]: only that patch matters."""
-
-  @nn.compact
-  def __call__(self, images, *, relu=nn.relu):
-    del relu
-    x = nets.tap(self, 'input', images)
-    s = jnp.sum(x[:, PATCH[0], PATCH[1], 0], axis=(1, 2))
-    return nets.tap(self, 'logits', jnp.stack([s, -s], axis=1))
-
-
-class LinearNet(nn.Module):
-  @nn.compact
-  def __call__(self, images, *, relu=nn.relu):
-    del relu
-    w = self.param('w', nn.initializers.normal(1.0), images.shape[1:] + (2,))
-    return nets.tap(self, 'logits', jnp.einsum('bhwc,hwck->bk', images, w))
-
-
-class ProductNet(nn.Module):
-  """f = mA mB + mA mB mC with mR the mean of channel 0 over region R (cells 0, 1, 2 of a
-  2 x 3 grid on an 8 x 12 image). With x = 1 there and fill 0, the game over those cells is
-  v(S) = [A, B in S] + [A, B, C in S]: Shapley values A = B = 1/2 + 1/3, C = 1/3, others 0."""
-
-  @nn.compact
-  def __call__(self, images, *, relu=nn.relu):
-    del relu
-    m = [jnp.mean(images[:, 0:4, 4 * j:4 * j + 4, 0], axis=(1, 2)) for j in range(3)]
-    f = m[0] * m[1] + m[0] * m[1] * m[2]
-    return nets.tap(self, 'logits', jnp.stack([f, -f], axis=1))
 
 
 def _bind(module, shape):
-  variables = module.init(jax.random.key(0), jnp.zeros(shape))
-  return nets.bind(module, variables), variables
+  return toy_nets.bind(module, shape)
+
+
+def LinearNet():  # two classes, no bias: the drops and fits below are sums of weights
+  return toy_nets.LinearNet(classes=2, bias=False)
 
 
 @pytest.fixture(scope='module')

@@ -7,30 +7,31 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gradejax.report import figures, document
+from gradejax import stats
+from gradejax.report import charts, document, panels
 
 
 def test_colormap_ends_and_signed_centre():
-  np.testing.assert_array_equal(figures.colormap(np.array([0.0, 1.0])),
-                                figures.SEQUENTIAL[[0, -1]].astype(np.uint8))
+  np.testing.assert_array_equal(panels.colormap(np.array([0.0, 1.0])),
+                                panels.SEQUENTIAL[[0, -1]].astype(np.uint8))
   # The diverging map puts zero (0.5) on its neutral middle colour.
-  np.testing.assert_array_equal(figures.colormap(np.array(0.5), signed=True),
-                                figures.DIVERGING[len(figures.DIVERGING) // 2].astype(np.uint8))
+  np.testing.assert_array_equal(panels.colormap(np.array(0.5), signed=True),
+                                panels.DIVERGING[len(panels.DIVERGING) // 2].astype(np.uint8))
   # Monotone brightness along the sequential map.
-  lum = figures.colormap(np.linspace(0, 1, 50)).astype(float).sum(-1)
+  lum = panels.colormap(np.linspace(0, 1, 50)).astype(float).sum(-1)
   assert np.all(np.diff(lum) >= 0)
 
 
 def test_scale_signed_is_symmetric_and_unsigned_starts_at_zero():
   heat = np.array([[-2.0, 0.0], [1.0, 4.0]])
-  s, lo, hi = figures.scale(heat, signed=True, percentile=100)
+  s, lo, hi = panels.scale(heat, signed=True, percentile=100)
   assert (lo, hi) == (-4.0, 4.0)
   np.testing.assert_allclose(s, [[0.25, 0.5], [0.625, 1.0]])
-  s, lo, hi = figures.scale(np.array([[0.0, 1.0], [2.0, 4.0]]), signed=False, percentile=100)
+  s, lo, hi = panels.scale(np.array([[0.0, 1.0], [2.0, 4.0]]), signed=False, percentile=100)
   assert (lo, hi) == (0.0, 4.0)
   np.testing.assert_allclose(s, [[0, 0.25], [0.5, 1.0]])
   # A constant zero map does not divide by zero.
-  assert np.all(np.isfinite(figures.scale(np.zeros((3, 3)), signed=False)[0]))
+  assert np.all(np.isfinite(panels.scale(np.zeros((3, 3)), signed=False)[0]))
 
 
 def test_panel_png_round_trip(tmp_path):
@@ -38,21 +39,21 @@ def test_panel_png_round_trip(tmp_path):
   image = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
   heat = np.zeros((20, 30))
   heat[5, 7] = 1.0
-  panel = figures.heat_panel(image, heat, signed=False, title='saliency')
+  panel = panels.heat_panel(image, heat, signed=False, title='saliency')
   # Small panels are enlarged by an integer factor (150 / 20 -> 8), colour bar beside them.
   assert panel.width > 30 * 8 and panel.height == 20 * 8 + 14
   path = tmp_path / 'p.png'
-  figures.save_png(panel, path)
+  panels.save_png(panel, path)
   back = Image.open(path)
   assert back.format == 'PNG' and back.mode == 'RGB' and back.size == panel.size
   assert not {k for k in back.info if k not in ('dpi', 'gamma')}  # no text metadata
   np.testing.assert_array_equal(np.asarray(back), np.asarray(panel))
   # The hottest pixel is drawn in the colour map's top colour blended over grey.
-  ov, _, _ = figures.overlay(image, heat)
+  ov, _, _ = panels.overlay(image, heat)
   grey = image[5, 7].astype(float).mean()
-  expected = np.round(0.4 * grey + 0.6 * figures.SEQUENTIAL[-1]).astype(np.uint8)
+  expected = np.round(0.4 * grey + 0.6 * panels.SEQUENTIAL[-1]).astype(np.uint8)
   np.testing.assert_array_equal(np.asarray(ov)[5, 7], expected)
-  g = figures.grid([[panel, panel], [panel]], ['a', 'b'])
+  g = panels.grid([[panel, panel], [panel]], ['a', 'b'])
   assert g.width >= 2 * panel.width and g.height >= 2 * panel.height
 
 
@@ -94,19 +95,19 @@ def test_roc_curve_area_equals_the_mann_whitney_auc_with_ties():
   rng = np.random.default_rng(1)
   y = rng.integers(0, 2, 200)
   s = np.round(rng.normal(size=200) + 0.8 * y, 1)  # rounded: many tied scores
-  fpr, tpr = figures.roc_curve(y, s)
+  fpr, tpr = stats.roc_curve(y, s)
   assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
   assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
   want = float(stats.roc_auc(jnp.asarray(y), jnp.asarray(s, jnp.float32)))
   assert np.trapezoid(tpr, fpr) == pytest.approx(want, abs=1e-6)
-  grid, lo, hi = figures.roc_band(y, s, n=100, seed=0)
+  grid, lo, hi = stats.roc_band(y, s, n=100, seed=0)
   inside = (np.interp(grid, fpr, tpr) >= lo - 1e-9) & (np.interp(grid, fpr, tpr) <= hi + 1e-9)
   assert np.all(lo <= hi) and inside.mean() > 0.9 and (hi - lo).max() > 0.05
 
 
 def test_null_histogram_bars_are_the_histogram_and_mark_the_observed_score():
   null = np.random.default_rng(0).normal(0.5, 0.03, 300)
-  svg = figures.svg_null_histogram(null, 0.71, 1 / 1001, 'ROC AUC', chance=0.5, bins=20)
+  svg = charts.svg_null_histogram(null, 0.71, 1 / 1001, 'ROC AUC', chance=0.5, bins=20)
   root = ET.fromstring(svg)
   bars = [r for r in root.iter(SVG + 'rect') if r.get('class') == 'bar']
   heights = np.array([float(b.get('height')) for b in bars])
@@ -122,13 +123,13 @@ def test_null_histogram_bars_are_the_histogram_and_mark_the_observed_score():
 
 
 def test_bars_and_confusion_matrix_show_their_numbers():
-  root = ET.fromstring(figures.svg_bars(['CNN', 'majority'], [0.8, 0.5], [(0.7, 0.9), None],
+  root = ET.fromstring(charts.svg_bars(['CNN', 'majority'], [0.8, 0.5], [(0.7, 0.9), None],
                                         chance=0.5))
   texts = [t.text for t in root.iter(SVG + 'text')]
   assert '0.80 [0.70, 0.90]' in texts and '0.50' in texts and 'chance' in texts
   bars = [r for r in root.iter(SVG + 'rect') if r.get('class') == 'bar']
   assert float(bars[0].get('width')) == pytest.approx(1.6 * float(bars[1].get('width')), 1e-2)
-  root = ET.fromstring(figures.svg_confusion(np.array([[178, 28], [26, 197]]), ['low', 'high']))
+  root = ET.fromstring(charts.svg_confusion(np.array([[178, 28], [26, 197]]), ['low', 'high']))
   texts = [t.text for t in root.iter(SVG + 'text')]
   assert {'178', '28', '26', '197', 'low', 'high', '86%', '14%', '12%', '88%'} <= set(texts)
 

@@ -10,7 +10,7 @@ import scipy.stats
 from gradejax import attribution as attr
 from gradejax import nets
 from gradejax.attribution import sanity
-from test_attribution import LinearNet, ReluConvNet
+from toy_nets import LinearNet, ReluConvNet
 
 TARGETS = np.array([0, 1, 2, 0])
 

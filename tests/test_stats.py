@@ -71,3 +71,63 @@ def test_multiclass_macro_one_vs_rest():
   assert float(stats.roc_auc(y, probs)) == pytest.approx(1.0)
   assert float(stats.balanced_accuracy(y, jnp.array([0, 1, 2, 0]), 3)) == pytest.approx(
       (1 + 1 + 0.5) / 3)
+
+
+# --- the shared helpers against the formulas they replaced (kept here as the references) --------
+
+def _old_pairwise_auc(positive, score):
+  """stats.binary_roc_auc before it became rank-based (the O(N^2) Mann-Whitney count)."""
+  pos = positive.astype(jnp.float32)
+  neg = 1.0 - pos
+  gt = (score[:, None] > score[None, :]).astype(jnp.float32)
+  eq = (score[:, None] == score[None, :]).astype(jnp.float32)
+  return (pos @ (gt + 0.5 * eq) @ neg) / (jnp.sum(pos) * jnp.sum(neg))
+
+
+def _old_rank_auc(positive, score):
+  """evaluation.crossval.rank_auc before it called stats."""
+  pos = positive.astype(jnp.float32)
+  srt = jnp.sort(score)
+  rank = (jnp.searchsorted(srt, score, 'left') + jnp.searchsorted(srt, score, 'right') + 1) / 2
+  n1 = jnp.sum(pos)
+  return (jnp.sum(rank * pos) - n1 * (n1 + 1) / 2) / (n1 * (pos.shape[0] - n1))
+
+
+def test_one_roc_auc_equals_both_old_ones_bit_for_bit():
+  rng = np.random.default_rng(0)
+  for n in (7, 431):
+    y = jnp.asarray(rng.integers(0, 2, n) > 0)
+    s = jnp.asarray(np.round(rng.normal(size=n), 1), jnp.float32)  # many ties
+    got = float(stats.binary_roc_auc(y, s))
+    if 0 < int(y.sum()) < n:
+      assert got == float(_old_pairwise_auc(y, s)) == float(_old_rank_auc(y, s))
+  assert np.isnan(float(stats.binary_roc_auc(jnp.ones(4, bool), jnp.arange(4.0))))
+  # the ROC curve's trapezoid area is the same number
+  y, s = rng.integers(0, 2, 80), np.round(rng.normal(size=80), 1)
+  fpr, tpr = stats.roc_curve(y, s)
+  area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+  assert area == pytest.approx(float(stats.binary_roc_auc(jnp.asarray(y == 1),
+                                                          jnp.asarray(s, jnp.float32))), abs=1e-6)
+
+
+def test_bootstrap_indices_are_the_old_draws():
+  old = np.random.default_rng(5).integers(0, 37, size=(11, 37))
+  np.testing.assert_array_equal(stats.bootstrap_indices(37, 11, 5), old)
+  assert stats.bootstrap_indices(3, 0, 1).shape == (0, 3)
+
+
+def test_mean_std_equals_the_three_old_standardisations():
+  rng = np.random.default_rng(1)
+  x = rng.normal(3.0, 2.0, (50, 4)).astype(np.float32)
+  mask = rng.random(50) > 0.3
+  mean, std = (np.asarray(v) for v in stats.mean_std(jnp.asarray(x), jnp.asarray(mask)))
+  m = jnp.asarray(mask, jnp.float32)  # classifier.norm_stats / crossval.ridge_oof, as they were
+  old_mean = (m @ x) / jnp.sum(m)
+  old_std = jnp.sqrt((m @ (x - old_mean) ** 2) / jnp.sum(m))
+  np.testing.assert_array_equal(mean, old_mean)
+  np.testing.assert_array_equal(std, old_std)
+  # crossval.ridge_grade's numpy form, to float32 rounding
+  np.testing.assert_allclose(mean, x[mask].mean(0), rtol=1e-6)
+  np.testing.assert_allclose(std, x[mask].std(0), rtol=1e-5)
+  all_mean, _ = stats.mean_std(x)
+  np.testing.assert_allclose(all_mean, x.mean(0), rtol=1e-6)

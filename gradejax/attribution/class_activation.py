@@ -27,7 +27,7 @@ def _feature_shape(fn: nets.ModelFn, images: Array, layer: str) -> tuple[int, ..
   return shapes[layer]
 
 
-@method('layer', 'upsampled')
+@method
 def cam(fn: nets.ModelFn, images: Array, targets: Array, weights: Array, *, layer: str,
         upsampled: bool = True) -> Array:
   """Zhou et al. 2016: ``sum_c W[c, k] A[h, w, c]`` for a global-average-pool + linear head.
@@ -55,7 +55,7 @@ def grad_cam_maps(fn: nets.ModelFn, images: Array, targets: Array, layer: str,
   return jnp.maximum(m, 0) if rectify else m
 
 
-@method('layer', 'upsampled', 'rectify')
+@method
 def grad_cam(fn: nets.ModelFn, images: Array, targets: Array, *, layer: str,
              upsampled: bool = True, rectify: bool = True) -> Array:
   """Selvaraju et al. 2017: ``relu(sum_c mean_hw(dS/dA_c) A_c)`` at tap ``layer``, [B, H, W].
@@ -68,7 +68,7 @@ def grad_cam(fn: nets.ModelFn, images: Array, targets: Array, *, layer: str,
   return upsample(m, images.shape[1:3]) if upsampled else m
 
 
-@method('layer')
+@method
 def guided_grad_cam(fn: nets.ModelFn, images: Array, targets: Array, *, layer: str) -> Array:
   """Guided backpropagation [B, H, W, C] times the upsampled Grad-CAM map [B, H, W, 1]."""
   t = as_targets(targets, images.shape[0])

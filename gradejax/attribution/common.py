@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -77,28 +78,62 @@ def input_gradient(fn: nets.ModelFn, images: Array, targets: Array,
   return jax.grad(lambda x: target_score(fn, x, targets, relu)[0])(images)
 
 
-def method(*static: str) -> Callable:
-  """Decorator: jit the method (``fn`` and ``static`` names static) and run it at a precision.
+def _traced(p: inspect.Parameter) -> bool:
+  """A keyword-only parameter annotated with ``Array`` may be an array: traced, not static."""
+  return 'Array' in str(p.annotation)
+
+
+def options_of(f: Callable) -> dict[str, inspect.Parameter]:
+  """The keyword-only parameters of ``f`` (its options), by name, in signature order."""
+  f = getattr(f, 'unjitted', f)
+  return {n: p for n, p in inspect.signature(f).parameters.items()
+          if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def static_options(f: Callable) -> tuple[str, ...]:
+  """The options jit treats as static: every keyword-only parameter except those annotated
+  with ``Array`` (a fill value, a noise level: traced, so a new value reuses the program)."""
+  return tuple(n for n, p in options_of(f).items() if not _traced(p))
+
+
+def method(*args: Callable | str) -> Callable:
+  """Decorator: jit the method and run it at a precision.
+
+  Written ``@method``. ``fn`` is static unless it is a ``nets.Bound``, and so is every
+  keyword-only option (:func:`static_options`: shapes, modes, loop sizes), read from the
+  signature, so each option's name is written once, where its default is. (``@method('a',
+  ...)`` still works for code written before: the names must be parameters and are made static
+  as well.)
 
   Adds the keyword ``precision`` ('highest' by default; 'default', 'high', 'float32', ... or
   None to leave JAX's setting alone): it is entered with ``jax.default_matmul_precision``
   around the call, so every dot and convolution of the traced network uses it (it is part of
   jit's cache key, so switching it recompiles instead of reusing a stale executable).
   """
-  def deco(f):
-    jitted = nets.jit_model_fn(f, static)  # a nets.Bound fn traced, any other callable static
+  if len(args) == 1 and callable(args[0]):
+    return _method(args[0], ())
+  return lambda f: _method(f, args)
 
-    @functools.wraps(f)
-    def wrapper(*args, precision: str | None = DEFAULT_PRECISION, **kwargs):
-      ctx = (jax.default_matmul_precision(precision) if precision is not None
-             else contextlib.nullcontext())
-      with ctx:
-        return jitted(*args, **kwargs)
 
-    wrapper.unjitted = f
-    wrapper.jitted = jitted.jitted_static  # for .lower(...) (cost analysis in benchmarks)
-    return wrapper
-  return deco
+def _method(f: Callable, extra: tuple[str, ...]) -> Callable:
+  params = inspect.signature(f).parameters
+  unknown = [n for n in extra if n not in params]
+  if unknown:
+    raise TypeError(f'@method({", ".join(map(repr, unknown))}): {f.__name__} has no such '
+                    f'parameter')
+  static = static_options(f) + tuple(n for n in extra if n not in static_options(f))
+  jitted = nets.jit_model_fn(f, static)  # a nets.Bound fn traced, any other callable static
+
+  @functools.wraps(f)
+  def wrapper(*args, precision: str | None = DEFAULT_PRECISION, **kwargs):
+    ctx = (jax.default_matmul_precision(precision) if precision is not None
+           else contextlib.nullcontext())
+    with ctx:
+      return jitted(*args, **kwargs)
+
+  wrapper.unjitted = f
+  wrapper.jitted = jitted.jitted_static  # for .lower(...) (cost analysis in benchmarks)
+  return wrapper
 
 
 def scan_unroll(unroll: int | bool | None) -> int | bool:

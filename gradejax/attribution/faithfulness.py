@@ -11,14 +11,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from gradejax import imageops, nets
+from gradejax import batching, imageops, nets
 from gradejax.attribution import fills
 from gradejax.attribution.common import as_targets, chunked_map, method, pick
 
 Array = jax.Array
 
 
-def blur(images: Array, sigma: float = 5.0) -> Array:
+def blur(images: Array, sigma: float = fills.DEFAULT_SIGMA) -> Array:
   """The insertion baseline: a Gaussian blur of [B, H, W, C] with replicated edges."""
   return imageops.gaussian_blur(images, sigma, edge='edge')
 
@@ -31,7 +31,7 @@ def _score(out: Array, t: Array, score: str) -> Array:
   raise ValueError(f"score must be 'softmax' or 'logit', got {score!r}")
 
 
-@method('mode', 'steps', 'score', 'chunk', 'unroll')
+@method
 def curve(fn: nets.ModelFn, images: Array, targets: Array, heatmaps: Array,
           baseline: Array | None = None, *, mode: str = 'deletion', steps: int = 20,
           score: str = 'softmax', chunk: int = 8,
@@ -52,7 +52,6 @@ def curve(fn: nets.ModelFn, images: Array, targets: Array, heatmaps: Array,
   order = jnp.argsort(-heatmaps.reshape(b, -1), axis=1, stable=True)
   rank = jnp.argsort(order, axis=1).reshape(b, h, w)  # 0 = most attributed
   chunk = max(1, min(chunk, steps + 1))
-  n_pad = -(-(steps + 1) // chunk) * chunk
 
   def run(ks):  # ks [chunk] step indices
     n = jnp.round(ks.astype(jnp.float32) * (h * w) / steps).astype(jnp.int32)
@@ -64,8 +63,8 @@ def curve(fn: nets.ModelFn, images: Array, targets: Array, heatmaps: Array,
     out, _ = fn(x.reshape((chunk * b, h, w, c)))
     return _score(out, jnp.tile(t, chunk), score).reshape(chunk, b)
 
-  ks = jnp.minimum(jnp.arange(n_pad), steps).reshape(-1, chunk)
-  return chunked_map(run, ks, unroll).reshape(n_pad, b)[:steps + 1].T
+  ks = batching.chunk_positions(steps + 1, chunk)
+  return chunked_map(run, ks, unroll).reshape(-1, b)[:steps + 1].T
 
 
 def auc(curves: Array) -> Array:
@@ -86,7 +85,7 @@ def _neighbour_mean(x: Array) -> Array:
 
 
 def noisy_linear_impute(images: Array, removed: Array, key: Array, *, iterations: int = 40,
-                        noise: float = 0.01, sigma: float = 5.0) -> Array:
+                        noise: float = 0.01, sigma: float = fills.DEFAULT_SIGMA) -> Array:
   """ROAD's noisy linear imputation (Rong et al. 2022), [B, H, W, C].
 
   ``removed`` bool/float [B, H, W]. Each removed pixel should equal the stencil-weighted mean of
@@ -104,10 +103,10 @@ def noisy_linear_impute(images: Array, removed: Array, key: Array, *, iterations
   return x + noise * jax.random.normal(key, x.shape, x.dtype) * m
 
 
-@method('fractions', 'order', 'score', 'iterations', 'chunk', 'unroll')
+@method
 def road(fn: nets.ModelFn, images: Array, targets: Array, heatmaps: Array, key: Array, *,
          fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9), order: str = 'morf',
-         score: str = 'softmax', iterations: int = 40, noise: float = 0.01, chunk: int = 3,
+         score: str = 'softmax', iterations: int = 40, noise: float | Array = 0.01, chunk: int = 3,
          unroll: int | bool | None = None) -> Array:
   """ROAD (remove and debias): target score after removing each fraction of pixels and
   imputing them (:func:`noisy_linear_impute`), ``[B, len(fractions) + 1]`` (column 0: the clean
@@ -123,8 +122,7 @@ def road(fn: nets.ModelFn, images: Array, targets: Array, heatmaps: Array, key: 
   fr = jnp.asarray((0.0,) + tuple(fractions), jnp.float32)
   n = fr.shape[0]
   chunk = max(1, min(chunk, n))
-  n_pad = -(-n // chunk) * chunk
-  idx = jnp.minimum(jnp.arange(n_pad), n - 1).reshape(-1, chunk)
+  idx = batching.chunk_positions(n, chunk)
 
   def run(ks):
     k = jnp.round(fr[ks] * h * w).astype(jnp.int32)
@@ -136,7 +134,7 @@ def road(fn: nets.ModelFn, images: Array, targets: Array, heatmaps: Array, key: 
     out, _ = fn(x.reshape((chunk * b, h, w, c)))
     return _score(out, jnp.tile(t, chunk), score).reshape(chunk, b)
 
-  return chunked_map(run, idx, unroll).reshape(n_pad, b)[:n].T
+  return chunked_map(run, idx, unroll).reshape(-1, b)[:n].T
 
 
 def road_auc(curves: Array, fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
@@ -149,10 +147,11 @@ def road_auc(curves: Array, fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 
   return area / x[-1]
 
 
-@method('fill_mode', 'blur_sigma', 'chunk', 'unroll')
+@method
 def removal_drop(fn: nets.ModelFn, images: Array, targets: Array, removed: Array, *,
-                 fill: float | Array = 0.0, fill_mode: str = 'inpaint', blur_sigma: float = 5.0,
-                 chunk: int = 4, unroll: int | bool | None = None) -> Array:
+                 fill: float | Array = fills.DEFAULT_FILL, fill_mode: str = 'inpaint',
+                 blur_sigma: float = fills.DEFAULT_SIGMA, chunk: int = 4,
+                 unroll: int | bool | None = None) -> Array:
   """The causal check's primitive: target-logit drop when the ``removed`` pixels of each image
   are filled (:mod:`gradejax.attribution.fills`), ``removed`` float [R, B, H, W] -> [R, B]
   (``clean - removed``; > 0: the region helped the prediction)."""
@@ -162,8 +161,7 @@ def removal_drop(fn: nets.ModelFn, images: Array, targets: Array, removed: Array
   clean = pick(fn(images)[0], t)
   r = removed.shape[0]
   chunk = max(1, min(chunk, r))
-  r_pad = -(-r // chunk) * chunk
-  rem = jnp.concatenate([removed, jnp.repeat(removed[-1:], r_pad - r, axis=0)])
+  rem = batching.pad_to_multiple(jnp.asarray(removed), chunk)
 
   def run(m):  # m [chunk, B, H, W]
     x = fills.apply(images, m, base, fill_mode, blur_sigma)
@@ -171,4 +169,4 @@ def removal_drop(fn: nets.ModelFn, images: Array, targets: Array, removed: Array
     return clean[None] - pick(out, jnp.tile(t, chunk)).reshape(chunk, b)
 
   return chunked_map(run, rem.reshape((-1, chunk) + removed.shape[1:]), unroll).reshape(
-      r_pad, b)[:r]
+      -1, b)[:r]

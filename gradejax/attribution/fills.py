@@ -24,6 +24,12 @@ from gradejax import imageops
 
 Array = jax.Array
 MODES = ('value', 'blur', 'inpaint')
+# The defaults of every perturbation method's ``fill`` / ``fill_mode`` / ``blur_sigma``, written
+# once here. The constant fill is mid-grey (near the mean pixel, in [0, 1]): black, captum's
+# default baseline, reads as a dark object to a face network.
+DEFAULT_FILL = 0.5
+DEFAULT_MODE = 'value'
+DEFAULT_SIGMA = 5.0  # pixels
 
 
 def check_mode(mode: str) -> str:

@@ -10,20 +10,20 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gradejax import nets
+from gradejax import batching, nets
 from gradejax.attribution.common import as_targets, chunk_scan, input_gradient, method
 
 Array = jax.Array
 
 
-@method('relu')
+@method
 def saliency(fn: nets.ModelFn, images: Array, targets: Array, *,
              relu: nets.Relu = nn.relu) -> Array:
   """Simonyan et al. 2014: d score / d pixel, [B, H, W, C]."""
   return input_gradient(fn, images, as_targets(targets, images.shape[0]), relu)
 
 
-@method('relu')
+@method
 def gradient_x_input(fn: nets.ModelFn, images: Array, targets: Array, *,
                      relu: nets.Relu = nn.relu) -> Array:
   """Shrikumar et al. 2016: image * gradient, [B, H, W, C] (target-score units)."""
@@ -34,7 +34,7 @@ def _chunks(n: int, chunk: int) -> tuple[int, int]:
   if n < 1 or chunk < 1:
     raise ValueError(f'need at least one step/sample and chunk >= 1, got n={n}, chunk={chunk}')
   chunk = min(chunk, n)
-  return chunk, -(-n // chunk)
+  return chunk, batching.padded_length(n, chunk) // chunk
 
 
 def _stacked_gradient(fn, x, targets, relu):
@@ -44,9 +44,9 @@ def _stacked_gradient(fn, x, targets, relu):
   return g.reshape(x.shape)
 
 
-@method('n_samples', 'chunk', 'relu', 'unroll')
+@method
 def smoothgrad(fn: nets.ModelFn, images: Array, targets: Array, key: Array, *,
-               noise_level: float = 0.15, n_samples: int = 32, chunk: int = 8,
+               noise_level: float | Array = 0.15, n_samples: int = 32, chunk: int = 8,
                relu: nets.Relu = nn.relu, unroll: int | bool | None = None) -> Array:
   """Smilkov et al. 2017: mean gradient over ``n_samples`` noisy copies, [B, H, W, C].
 
@@ -73,7 +73,7 @@ def smoothgrad(fn: nets.ModelFn, images: Array, targets: Array, key: Array, *,
   return total / n_samples
 
 
-@method('steps', 'chunk', 'relu', 'unroll')
+@method
 def integrated_gradients(fn: nets.ModelFn, images: Array, targets: Array,
                          baseline: Array | None = None, *, steps: int = 64, chunk: int = 16,
                          relu: nets.Relu = nn.relu, unroll: int | bool | None = None

@@ -15,13 +15,13 @@ from gradejax.attribution.common import as_targets, input_gradient, method
 Array = jax.Array
 
 
-@method()
+@method
 def guided_backprop(fn: nets.ModelFn, images: Array, targets: Array) -> Array:
   """Springenberg et al. 2015: backward signal kept where input and signal are positive."""
   return input_gradient(fn, images, as_targets(targets, images.shape[0]), rules.guided_relu)
 
 
-@method()
+@method
 def deconvnet(fn: nets.ModelFn, images: Array, targets: Array) -> Array:
   """Zeiler & Fergus 2014: backward signal rectified at every ReLU, forward sign ignored."""
   return input_gradient(fn, images, as_targets(targets, images.shape[0]), rules.deconv_relu)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.ndimage
 
+from gradejax import stats
+
 
 def mass_inside(heatmaps: np.ndarray, masks: np.ndarray) -> np.ndarray:
   """Fraction of the positive attribution mass inside the mask, [B] (NaN without positive
@@ -60,7 +62,6 @@ def bootstrap_ci(values: np.ndarray, n_boot: int = 2000, alpha: float = 0.05, se
   v = v[np.isfinite(v)]
   if v.size == 0:
     return float('nan'), float('nan'), float('nan')
-  rng = np.random.default_rng(seed)
-  means = v[rng.integers(0, v.size, (n_boot, v.size))].mean(axis=1)
+  means = v[stats.bootstrap_indices(v.size, n_boot, seed)].mean(axis=1)
   lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
   return float(v.mean()), float(lo), float(hi)

@@ -16,7 +16,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from gradejax import nets
+from gradejax import batching, nets
 from gradejax.attribution import fills
 from gradejax.attribution.common import as_targets, chunked_map, class_score, method
 
@@ -30,10 +30,10 @@ def grid_shape(height: int, width: int, patch: int, stride: int) -> tuple[int, i
   return (height - patch) // stride + 1, (width - patch) // stride + 1
 
 
-# The occluder's default value, in [0, 1]: mid-grey, near the mean pixel. Black (captum's default
-# baseline) reads as a dark object to a face network. The library, the report's Options and the
-# visualize --fill flag all default to this one constant.
-DEFAULT_FILL = 0.5
+DEFAULT_FILL = fills.DEFAULT_FILL  # re-exported: the report's --fill default
+# Zeiler & Fergus's square occluder; regions.py's occlusion source shares it.
+DEFAULT_PATCH = 15
+DEFAULT_STRIDE = 15
 
 
 def _cover(n: int, size: int, patch: int, stride: int) -> Array:
@@ -44,9 +44,10 @@ def _cover(n: int, size: int, patch: int, stride: int) -> Array:
 
 
 def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride: int,
-                          fill: float | Array = DEFAULT_FILL, chunk: int = 16,
-                          unroll: int | bool | None = None, fill_mode: str = 'value',
-                          blur_sigma: float = 5.0) -> Array:
+                          fill: float | Array = fills.DEFAULT_FILL, chunk: int = 16,
+                          unroll: int | bool | None = None,
+                          fill_mode: str = fills.DEFAULT_MODE,
+                          blur_sigma: float = fills.DEFAULT_SIGMA) -> Array:
   """``outputs(x) - outputs(x occluded at (i, j))`` for every output unit: [B, ny, nx, K].
 
   ``fill`` is the occluder's value (scalar or broadcastable to one image ``[H, W, C]``) when
@@ -58,7 +59,6 @@ def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride
   rows, cols = _cover(ny, h, patch, stride), _cover(nx, w, patch, stride)
   n = ny * nx
   chunk = max(1, min(chunk, n))
-  n_pad = -(-n // chunk) * chunk
   base = fills.prepare(images, fill, fill_mode, blur_sigma)
   clean, _ = fn(images)
 
@@ -68,19 +68,17 @@ def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride
     out, _ = fn(x.reshape((chunk * b, h, w, c)))
     return clean[None] - out.reshape((chunk, b, -1))
 
-  pos = jnp.minimum(jnp.arange(n_pad), n - 1).reshape(-1, chunk)
-  drops = chunked_map(run, pos, unroll).reshape((n_pad, b, -1))[:n]  # [P, B, K]
+  pos = batching.chunk_positions(n, chunk)
+  drops = chunked_map(run, pos, unroll).reshape((pos.size, b, -1))[:n]  # [P, B, K]
   return jnp.transpose(drops, (1, 0, 2)).reshape((b, ny, nx, -1))
 
 
-_STATIC = ('patch', 'stride', 'chunk', 'unroll', 'fill_mode', 'blur_sigma')
-
-
-@method(*_STATIC, 'score')
-def occlusion_grid(fn: nets.ModelFn, images: Array, targets: Array, *, patch: int = 15,
-                   stride: int = 15, fill: float | Array = DEFAULT_FILL, chunk: int = 16,
-                   unroll: int | bool | None = None, fill_mode: str = 'value',
-                   blur_sigma: float = 5.0, score: str = 'logit') -> Array:
+@method
+def occlusion_grid(fn: nets.ModelFn, images: Array, targets: Array, *,
+                   patch: int = DEFAULT_PATCH, stride: int = DEFAULT_STRIDE,
+                   fill: float | Array = fills.DEFAULT_FILL, chunk: int = 16,
+                   unroll: int | bool | None = None, fill_mode: str = fills.DEFAULT_MODE,
+                   blur_sigma: float = fills.DEFAULT_SIGMA, score: str = 'logit') -> Array:
   """Target-score drop per occluder position, [B, ny, nx] (score units; > 0: patch helped).
   ``score``: 'logit' or 'contrast' (:func:`gradejax.attribution.common.class_score`)."""
   t = as_targets(targets, images.shape[0])
@@ -112,11 +110,12 @@ def grid_to_pixels(grid: Array, size: tuple[int, int], patch: int, stride: int,
   return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
 
 
-@method(*_STATIC, 'aggregate', 'score')
-def occlusion(fn: nets.ModelFn, images: Array, targets: Array, *, patch: int = 15,
-              stride: int = 15, fill: float | Array = DEFAULT_FILL, chunk: int = 16,
-              unroll: int | bool | None = None, fill_mode: str = 'value',
-              blur_sigma: float = 5.0, aggregate: str = 'mean', score: str = 'logit') -> Array:
+@method
+def occlusion(fn: nets.ModelFn, images: Array, targets: Array, *, patch: int = DEFAULT_PATCH,
+              stride: int = DEFAULT_STRIDE, fill: float | Array = fills.DEFAULT_FILL,
+              chunk: int = 16, unroll: int | bool | None = None,
+              fill_mode: str = fills.DEFAULT_MODE, blur_sigma: float = fills.DEFAULT_SIGMA,
+              aggregate: str = 'mean', score: str = 'logit') -> Array:
   """Occlusion map at the input resolution, [B, H, W]: each pixel gets the mean score drop of
   the occluder positions covering it (0 where none does), or with ``aggregate='centre'`` the
   drop of the position centred nearest to it (:func:`grid_to_pixels`). ``score``: the drop of
@@ -141,14 +140,14 @@ def combine_scales(maps: Sequence[Array], combine: str = 'mean') -> Array:
   return jnp.mean(stack, axis=0) if combine == 'mean' else jnp.max(stack, axis=0)
 
 
-@method('patches', 'strides', 'combine', 'chunk', 'unroll', 'fill_mode', 'blur_sigma',
-        'aggregate', 'score')
+@method
 def occlusion_multiscale(fn: nets.ModelFn, images: Array, targets: Array, *,
                          patches: tuple[int, ...] = (7, 15, 29),
                          strides: tuple[int, ...] | None = None, combine: str = 'mean',
-                         fill: float | Array = 0.0, chunk: int = 16,
-                         unroll: int | bool | None = None, fill_mode: str = 'value',
-                         blur_sigma: float = 5.0, aggregate: str = 'mean',
+                         fill: float | Array = fills.DEFAULT_FILL, chunk: int = 16,
+                         unroll: int | bool | None = None,
+                         fill_mode: str = fills.DEFAULT_MODE,
+                         blur_sigma: float = fills.DEFAULT_SIGMA, aggregate: str = 'mean',
                          score: str = 'logit') -> Array:
   """Occlusion maps at several patch sizes, combined per pixel (:func:`combine_scales`):
   [B, H, W].

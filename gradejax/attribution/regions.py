@@ -15,17 +15,23 @@ import jax.numpy as jnp
 from gradejax import nets
 from gradejax.attribution.class_activation import grad_cam_maps
 from gradejax.attribution.common import method
-from gradejax.attribution.occlusion_sensitivity import DEFAULT_FILL, occlusion_all_outputs
+from gradejax.attribution import fills
+from gradejax.attribution.occlusion_sensitivity import (DEFAULT_PATCH, DEFAULT_STRIDE,
+                                                      occlusion_all_outputs)
 
 Array = jax.Array
 
 
-@method('source', 'layer', 'patch', 'stride', 'chunk', 'unroll')
-def region_class_map(fn: nets.ModelFn, images: Array, *, source: str = 'occlusion',
-                     layer: str | None = None, patch: int = 15, stride: int = 15,
-                     fill: float = DEFAULT_FILL, chunk: int = 16,
-                     unroll: int | bool | None = None) -> Array:
-  """Per-region argmax class, int32 [B, ny, nx] (occlusion grid or the tap's [h, w])."""
+@method
+def region_class_map(fn: nets.ModelFn, images: Array, *, source: str | None = None,
+                     layer: str | None = None, patch: int = DEFAULT_PATCH,
+                     stride: int = DEFAULT_STRIDE, fill: float | Array = fills.DEFAULT_FILL,
+                     chunk: int = 16, unroll: int | bool | None = None) -> Array:
+  """Per-region argmax class, int32 [B, ny, nx] (occlusion grid or the tap's [h, w]).
+
+  ``source`` None: 'grad_cam' when a ``layer`` is given, else 'occlusion'."""
+  if source is None:
+    source = 'grad_cam' if layer is not None else 'occlusion'
   if source == 'occlusion':
     d = occlusion_all_outputs(fn, images, patch=patch, stride=stride, fill=fill, chunk=chunk,
                               unroll=unroll)

@@ -22,7 +22,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from gradejax import nets
+from gradejax import batching, nets
 from gradejax.attribution import fills
 from gradejax.attribution.common import as_targets, chunk_scan, class_score, method
 
@@ -65,12 +65,12 @@ def _values(out: Array, probabilities: bool) -> Array:
   return jax.nn.softmax(out, axis=-1) if probabilities else out
 
 
-@method('n_masks', 'cells', 'p_keep', 'chunk', 'unroll', 'fill_mode', 'blur_sigma', 'centre',
-        'probabilities')
+@method
 def rise_all_outputs(fn: nets.ModelFn, images: Array, key: Array, *, n_masks: int = 2000,
-                     cells: int = 8, p_keep: float = 0.5, fill: float | Array = 0.0,
-                     chunk: int = 50, unroll: int | bool | None = None,
-                     fill_mode: str = 'value', blur_sigma: float = 5.0, centre: bool = True,
+                     cells: int = 8, p_keep: float = 0.5,
+                     fill: float | Array = fills.DEFAULT_FILL, chunk: int = 50,
+                     unroll: int | bool | None = None, fill_mode: str = fills.DEFAULT_MODE,
+                     blur_sigma: float = fills.DEFAULT_SIGMA, centre: bool = True,
                      probabilities: bool = False) -> Array:
   """RISE maps of every output unit at once, [B, H, W, K] (outputs units, or class
   probabilities with ``probabilities``): the map is linear in the score, so any linear
@@ -78,7 +78,7 @@ def rise_all_outputs(fn: nets.ModelFn, images: Array, key: Array, *, n_masks: in
   combination of these maps, from one set of forward passes."""
   b, h, w, c = images.shape
   chunk = max(1, min(chunk, n_masks))
-  n_chunks = -(-n_masks // chunk)
+  n_chunks = batching.padded_length(n_masks, chunk) // chunk
   base = fills.prepare(images, fill, fill_mode, blur_sigma)
   k = fn(images[:1])[0].shape[-1]
 
@@ -102,11 +102,11 @@ def rise_all_outputs(fn: nets.ModelFn, images: Array, key: Array, *, n_masks: in
 SCORES = ('logit', 'softmax', 'contrast')
 
 
-@method('n_masks', 'cells', 'p_keep', 'chunk', 'unroll', 'fill_mode', 'blur_sigma', 'centre',
-        'score')
+@method
 def rise(fn: nets.ModelFn, images: Array, targets: Array, key: Array, *, n_masks: int = 2000,
-         cells: int = 8, p_keep: float = 0.5, fill: float | Array = 0.0, chunk: int = 50,
-         unroll: int | bool | None = None, fill_mode: str = 'value', blur_sigma: float = 5.0,
+         cells: int = 8, p_keep: float = 0.5, fill: float | Array = fills.DEFAULT_FILL,
+         chunk: int = 50, unroll: int | bool | None = None,
+         fill_mode: str = fills.DEFAULT_MODE, blur_sigma: float = fills.DEFAULT_SIGMA,
          centre: bool = True, score: str = 'logit') -> Array:
   """RISE map [B, H, W] in target-score units (see the module docstring).
 

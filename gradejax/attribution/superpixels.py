@@ -24,22 +24,26 @@ segments), so its fit is still KernelSHAP's for S_b players.
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import jax
 import jax.numpy as jnp
 from jax import lax
 from scipy import special
 
-from gradejax import nets
+from gradejax import batching, imageops, nets
 from gradejax.attribution import fills
-from gradejax.attribution.common import as_targets, chunked_map, method, pick
+from gradejax.attribution.common import as_targets, chunked_map, method, options_of, pick
 
 Array = jax.Array
 SCORERS = ('removal', 'kernel_shap', 'lime')
+SLIC_SEGMENTS = 64  # SLIC's target count (it returns roughly this many)
+SLIC_COMPACTNESS = 10.0  # scikit-image's default: colour vs space trade-off
 
 
-def slic_segments(images: np.ndarray, n_segments: int = 64, compactness: float = 10.0,
-                  sigma: float = 1.0) -> np.ndarray:
+def slic_segments(images: np.ndarray, n_segments: int = SLIC_SEGMENTS,
+                  compactness: float = SLIC_COMPACTNESS, sigma: float = 1.0) -> np.ndarray:
   """SLIC labels per image, int32 [B, H, W], consecutive from 0 in each image.
 
   ``images`` [B, H, W, 3] float in [0, 1] or uint8. Runs on the host (numpy/scikit-image),
@@ -51,7 +55,7 @@ def slic_segments(images: np.ndarray, n_segments: int = 64, compactness: float =
     raise ValueError(f'slic_segments needs images [B, H, W, C], got shape {images.shape}')
   out = []
   for im in images:
-    im = im.astype(np.float64) / 255.0 if im.dtype == np.uint8 else im.astype(np.float64)
+    im = imageops.to_unit_float(im, np.float64)
     seg = slic(im, n_segments=n_segments, compactness=compactness, sigma=sigma, start_label=0,
                channel_axis=-1 if im.shape[-1] > 1 else None)
     _, seg = np.unique(seg, return_inverse=True)  # consecutive labels
@@ -84,15 +88,14 @@ def _scores(fn, images, t, onehot, z, base, fill_mode, blur_sigma, chunk, unroll
   b, h, w, c = images.shape
   n = z.shape[0]
   chunk = max(1, min(chunk, n))
-  n_pad = -(-n // chunk) * chunk
-  zp = jnp.concatenate([z, jnp.repeat(z[-1:], n_pad - n, axis=0)]).reshape(-1, chunk, z.shape[1])
+  zp = batching.pad_to_multiple(z, chunk).reshape(-1, chunk, z.shape[1])
 
   def run(zc):
     x = fills.apply(images, _removed_masks(zc, onehot), base, fill_mode, blur_sigma)
     out, _ = fn(x.reshape((chunk * b, h, w, c)))
     return pick(out, jnp.tile(t, chunk)).reshape(chunk, b)
 
-  return chunked_map(run, zp, unroll).reshape(n_pad, b)[:n]
+  return chunked_map(run, zp, unroll).reshape(-1, b)[:n]
 
 
 def shap_size_weights(n_seg: int, counts: np.ndarray) -> np.ndarray:
@@ -164,15 +167,14 @@ def _fit_lime(z, y, valid, weights, ridge):
   return sol[:-1] * valid
 
 
-@method('n_seg', 'scorer', 'n_samples', 'chunk', 'unroll', 'fill_mode', 'blur_sigma',
-        'kernel_width', 'ridge')
+@method
 def segment_scores(fn: nets.ModelFn, images: Array, targets: Array, segments: Array,
                    key: Array | None = None, shap_weights: Array | None = None, *,
                    n_seg: int, scorer: str = 'removal', n_samples: int = 256,
-                   fill: float | Array = 0.0, chunk: int = 32,
-                   unroll: int | bool | None = None, fill_mode: str = 'value',
-                   blur_sigma: float = 5.0, kernel_width: float = 0.25,
-                   ridge: float = 1.0) -> Array:
+                   fill: float | Array = fills.DEFAULT_FILL, chunk: int = 32,
+                   unroll: int | bool | None = None, fill_mode: str = fills.DEFAULT_MODE,
+                   blur_sigma: float = fills.DEFAULT_SIGMA,
+                   kernel_width: float | Array = 0.25, ridge: float | Array = 1.0) -> Array:
   """One value per segment, float [B, S] (target-score units); see the module docstring.
 
   ``segments`` int [B, H, W] labels in 0..n_seg-1; ``key`` draws the coalitions of
@@ -209,6 +211,12 @@ def segment_scores(fn: nets.ModelFn, images: Array, targets: Array, segments: Ar
   return jax.vmap(_fit_lime, in_axes=(None, 1, 0, 0, None))(z, y, valid, w, ridge)
 
 
+def segment_scores_defaults() -> dict:
+  """The defaults of :func:`segment_scores`'s options (read from its signature)."""
+  return {n: p.default for n, p in options_of(segment_scores).items()
+          if p.default is not inspect.Parameter.empty}
+
+
 def paint(values: Array, segments: Array) -> Array:
   """Per-segment values [B, S] -> per-pixel map [B, H, W]."""
   return jnp.take_along_axis(values, segments.reshape(segments.shape[0], -1), axis=1).reshape(
@@ -217,14 +225,15 @@ def paint(values: Array, segments: Array) -> Array:
 
 def superpixel_ablation(fn: nets.ModelFn, images: Array, targets: Array, *,
                         key: Array | None = None, segments: np.ndarray | None = None,
-                        n_segments: int = 64, compactness: float = 10.0,
-                        scorer: str = 'removal', n_samples: int = 256, **options) -> Array:
+                        n_segments: int = SLIC_SEGMENTS, compactness: float = SLIC_COMPACTNESS,
+                        **options) -> Array:
   """Superpixel-ablation map [B, H, W]: SLIC on the host (unless ``segments`` are given),
   then :func:`segment_scores` (jitted), painted back onto each segment's pixels.
 
-  ``options`` go to :func:`segment_scores` (fill, fill_mode, blur_sigma, chunk, unroll,
-  kernel_width, ridge, precision).
+  ``options`` go to :func:`segment_scores` (scorer, n_samples, fill, fill_mode, blur_sigma,
+  chunk, unroll, kernel_width, ridge, precision; its defaults).
   """
+  scorer = options.pop('scorer', segment_scores_defaults()['scorer'])
   if segments is None:
     segments = slic_segments(np.asarray(images), n_segments, compactness)
   segments = np.asarray(segments, np.int32)
@@ -237,5 +246,5 @@ def superpixel_ablation(fn: nets.ModelFn, images: Array, targets: Array, *,
     weights = jnp.asarray(shap_size_weights(n_seg, counts), jnp.float32)
   seg = jnp.asarray(segments)
   values = segment_scores(fn, images, targets, seg, key, weights, n_seg=n_seg, scorer=scorer,
-                          n_samples=n_samples, **options)
+                          **options)
   return paint(values, seg)

@@ -23,10 +23,11 @@ from jax import lax
 from gradejax.attribution import superpixels
 
 Array = jax.Array
+SCALES = (16, 32, 64, 128)  # SLIC segment counts: coarse to fine candidate regions
 
 
-def candidate_regions(images: np.ndarray, scales: Sequence[int] = (16, 32, 64, 128),
-                      compactness: float = 10.0) -> np.ndarray:
+def candidate_regions(images: np.ndarray, scales: Sequence[int] = SCALES,
+                      compactness: float = superpixels.SLIC_COMPACTNESS) -> np.ndarray:
   """Multi-scale SLIC regions as masks, bool [B, R, H, W] (R = total segments over scales,
   padded with empty masks to the batch's largest count)."""
   per_scale = [superpixels.slic_segments(images, n, compactness) for n in scales]
@@ -71,7 +72,7 @@ def greedy_density(attribution: Array, regions: Array) -> Array:
   return jax.vmap(one)(attribution, regions).reshape(b, h, w)
 
 
-def xrai(attribution: Array, images: np.ndarray, scales: Sequence[int] = (16, 32, 64, 128),
+def xrai(attribution: Array, images: np.ndarray, *, scales: Sequence[int] = SCALES,
          regions: np.ndarray | None = None) -> Array:
   """The XRAI-style region map [B, H, W] of a pixel ``attribution`` [B, H, W] of ``images``."""
   if regions is None:

@@ -239,8 +239,7 @@ def p_value(observed_score: float, null: np.ndarray) -> float:
 def bootstrap(h: CVHead, y: np.ndarray, oof: np.ndarray, n: int, seed: int, chunk: int = 100
               ) -> np.ndarray:
   """CV scores [n] on examples resampled with replacement (the same draw for every repeat)."""
-  rng = np.random.default_rng(seed)
-  idx = rng.integers(0, len(y), size=(n, len(y)))
+  idx = stats.bootstrap_indices(len(y), n, seed)
   y_j, oof_j = jnp.asarray(y), jnp.asarray(oof)
   fn = jax.jit(jax.vmap(lambda i: cv_score(h, y_j[i], oof_j[:, i])))
   return np.concatenate([np.asarray(fn(jnp.asarray(idx[s:s + chunk])))
@@ -293,7 +292,8 @@ def ridge_grade(x: np.ndarray, grade: np.ndarray, folds: np.ndarray, lam: float 
   pred, base = np.zeros(len(grade)), np.zeros(len(grade))
   for f in np.unique(folds[0]):
     tr, te = folds[0] != f, folds[0] == f
-    mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
+    mu, sd = (np.asarray(v) for v in stats.mean_std(x, tr))
+    sd = sd + 1e-6
     a, b = (x[tr] - mu) / sd, (x[te] - mu) / sd
     gm = grade[tr].mean()
     coef = np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ (grade[tr] - gm))
@@ -311,12 +311,7 @@ def ridge_grade(x: np.ndarray, grade: np.ndarray, folds: np.ndarray, lam: float 
 def rank_auc(positive: Array, score: Array) -> Array:
   """ROC-AUC from average ranks (O(N log N)); equals :func:`stats.binary_roc_auc` (ties 1/2)
   and is exact in float32 for N < 4000 (rank sums are integers or halves below 2^24)."""
-  pos = positive.astype(jnp.float32)
-  srt = jnp.sort(score)
-  rank = (jnp.searchsorted(srt, score, 'left') + jnp.searchsorted(srt, score, 'right') + 1) / 2
-  n1 = jnp.sum(pos)
-  n0 = pos.shape[0] - n1
-  return (jnp.sum(rank * pos) - n1 * (n1 + 1) / 2) / (n1 * n0)
+  return stats.binary_roc_auc(positive, score)
 
 
 def fast_score(metric: str, y: Array, scores: Array, num_classes: int) -> Array:
@@ -345,8 +340,8 @@ def ridge_oof(x: Array, targets: Array, folds: Array, ridge: float, k: int) -> A
   def one_fold(xr, fold_ids, f):
     m = (fold_ids != f).astype(jnp.float32)
     n = jnp.sum(m)
-    mean = (m @ xr) / n
-    std = jnp.sqrt((m @ (xr - mean) ** 2) / n) + 1e-6
+    mean, std = stats.mean_std(xr, m)
+    std = std + 1e-6
     z = (xr - mean) / std
     zt = z * m[:, None]
     t = targets - (m @ targets) / n
@@ -447,8 +442,7 @@ def _resampled_scores(metric, num_classes, y, oof, idx):
 def fast_bootstrap(metric: str, y: np.ndarray, oof: np.ndarray, num_classes: int, n: int,
                    seed: int, chunk: int = 100) -> np.ndarray:
   """:func:`bootstrap` (same resamples for the same ``seed``) with :func:`fast_score`."""
-  rng = np.random.default_rng(seed)
-  idx = rng.integers(0, len(y), size=(n, len(y)))
+  idx = stats.bootstrap_indices(len(y), n, seed)
   y_j, oof_j = jnp.asarray(y), jnp.asarray(oof)
   if n == 0:
     return np.zeros(0)

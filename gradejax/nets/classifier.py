@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from gradejax.nets import facenet
-from gradejax import nets
+from gradejax import nets, stats
 
 Array = jax.Array
 
@@ -36,10 +36,7 @@ def norm_stats(features: Array, mask: Array | None = None, eps: float = 1e-6
   over the rows where ``mask`` (bool [N]; None: all), the std floored at ``eps`` so a constant
   feature standardises to 0 instead of dividing by 0. jit-able (the mask may be traced): the
   trainer's head and every cross-validation fold's head standardise the same way."""
-  x = jnp.asarray(features, jnp.float32)
-  m = jnp.ones(x.shape[0]) if mask is None else jnp.asarray(mask, jnp.float32)
-  mean = (m @ x) / jnp.sum(m)
-  std = jnp.sqrt((m @ (x - mean) ** 2) / jnp.sum(m))
+  mean, std = stats.mean_std(features, mask)
   return {'mean': mean, 'std': jnp.maximum(std, eps)}
 
 

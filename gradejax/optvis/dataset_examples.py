@@ -7,7 +7,7 @@ import functools
 import jax
 import numpy as np
 
-from gradejax import batching, nets
+from gradejax import batching, imageops, nets
 
 Array = jax.Array
 
@@ -26,7 +26,7 @@ def top_k(fn: nets.ModelFn, images: np.ndarray, layer: str, units: np.ndarray, k
   Returns ``index`` [U, k] (into images), ``score`` [U, k] and ``position`` [U, k, 2]: the
   (row, col) of the maximum in the layer's map, in input pixels (for crops)."""
   x = np.asarray(images)
-  x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+  x = imageops.to_unit_float(x)
   n = len(x)
   xp = batching.pad_to_multiple(x, batch_size)
   means, argmax, hw = [], [], None

@@ -17,7 +17,8 @@ import pathlib
 from gradejax import distributed, progress
 from gradejax.attribution import registry, sanity
 from gradejax.attribution.battery import result as R
-from gradejax.report import document, figures, verdict
+from gradejax.report import document, verdict
+from gradejax.report import panels as figures  # the PIL panels (charts are report/charts.py)
 
 
 def write(workdir: str | pathlib.Path, res: R.Result) -> pathlib.Path:

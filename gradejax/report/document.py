@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from gradejax.report import figures
+from gradejax.report import panels
 
 PRIVACY_NOTE = ('This report shows photos of students and facts about their grades. It is a '
                 'local file: keep it on this machine, do not upload, e-mail or publish it, and '
@@ -55,7 +55,7 @@ class Figure:
 
 @dataclasses.dataclass
 class Chart:
-  """An inline SVG chart from gradejax.report.figures (trusted markup: built by our code, every
+  """An inline SVG chart from gradejax.report.charts (trusted markup: built by our code, every
   text in it escaped there)."""
   svg: str
   caption: str = ''
@@ -76,7 +76,7 @@ class Section:
 
 
 def data_uri(img: Image.Image) -> str:
-  return 'data:image/png;base64,' + base64.b64encode(figures.png_bytes(img)).decode('ascii')
+  return 'data:image/png;base64,' + base64.b64encode(panels.png_bytes(img)).decode('ascii')
 
 
 def _cell(v: Any) -> str:
@@ -115,7 +115,7 @@ def to_html(title: str, sections: Sequence[Section]) -> str:
       parts.append(f'<p><a href="{html.escape(href)}">{html.escape(text)}</a></p>')
     for c in s.charts:
       if not c.svg.lstrip().startswith('<svg'):
-        raise ValueError('Chart.svg must be one <svg> element (from gradejax.report.figures)')
+        raise ValueError('Chart.svg must be one <svg> element (from gradejax.report.charts)')
       width = re.search(r'width="(\d+)"', c.svg)  # the caption wraps at the chart's width
       style = f' style="max-width:{width.group(1)}px"' if width else ''
       parts.append(f'<figure{style}>{c.svg}<figcaption>{html.escape(c.caption)}</figcaption>'

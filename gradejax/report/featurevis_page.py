@@ -10,24 +10,24 @@ from typing import Sequence
 
 import numpy as np
 
-from gradejax.report import figures, document, verdict
+from gradejax.report import charts, document, panels, verdict
 from gradejax.optvis import dataset_examples
 
 
 def unit_row(unit: int, synth: np.ndarray, examples: Sequence[np.ndarray] = (),
              name: str | None = None) -> list:
-  panels = [figures.image_panel(figures.to_uint8(synth), name or f'unit {unit}')]
-  panels += [figures.image_panel(e, f'top {j + 1}') for j, e in enumerate(examples)]
-  return panels
+  row = [panels.image_panel(panels.to_uint8(synth), name or f'unit {unit}')]
+  row += [panels.image_panel(e, f'top {j + 1}') for j, e in enumerate(examples)]
+  return row
 
 
 def accent_row(original: np.ndarray, accentuated: np.ndarray, caricature: np.ndarray) -> list:
   """chip | accentuated | where it changed (|difference| summed over colour) | caricature."""
-  change = np.abs(np.asarray(accentuated, np.float64) - figures.to_uint8(original) / 255.0)
-  return [figures.image_panel(figures.to_uint8(original), 'chip'),
-          figures.image_panel(figures.to_uint8(accentuated), 'accentuated'),
-          figures.heat_panel(figures.to_uint8(original), change.sum(-1), False, 'changed'),
-          figures.image_panel(figures.to_uint8(caricature), 'caricature')]
+  change = np.abs(np.asarray(accentuated, np.float64) - panels.to_uint8(original) / 255.0)
+  return [panels.image_panel(panels.to_uint8(original), 'chip'),
+          panels.image_panel(panels.to_uint8(accentuated), 'accentuated'),
+          panels.heat_panel(panels.to_uint8(original), change.sum(-1), False, 'changed'),
+          panels.image_panel(panels.to_uint8(caricature), 'caricature')]
 
 
 def write(out_dir: str | pathlib.Path, title: str, layer: str, units: np.ndarray,
@@ -50,12 +50,12 @@ def write(out_dir: str | pathlib.Path, title: str, layer: str, units: np.ndarray
       ex = [dataset_examples.crop(data[i], top['position'][j, r], crop)
             for r, i in enumerate(top['index'][j])]
     row = unit_row(int(u), images[j], ex, names[j])
-    figures.save_png(figures.grid([row]), out_dir / f'unit_{int(u):04d}.png')
+    panels.save_png(panels.grid([row]), out_dir / f'unit_{int(u):04d}.png')
     rows.append(row)
   per_row = max(1, int(np.ceil(np.sqrt(len(rows)))))  # near-square, not a 256-tall column
-  grid = figures.grid([[r[0] for r in rows[i:i + per_row]]
+  grid = panels.grid([[r[0] for r in rows[i:i + per_row]]
                       for i in range(0, len(rows), per_row)])
-  figures.save_png(grid, out_dir / 'grid.png')
+  panels.save_png(grid, out_dir / 'grid.png')
   start, end = history[0], history[-1]
   table = document.Table(('unit', 'name', 'objective at step 0', 'objective at the end'),
                          [(int(u), names[j], float(start[j]), float(end[j]))
@@ -66,7 +66,7 @@ def write(out_dir: str | pathlib.Path, title: str, layer: str, units: np.ndarray
   if top is not None:
     paras.append(f'Beside each: the {top["index"].shape[1]} prepared chips whose mean activation '
                  'of the unit is highest, cropped around its maximum.')
-  curves = document.Chart(figures.svg_lines({n: history[:, j] for j, n in enumerate(names)
+  curves = document.Chart(charts.svg_lines({n: history[:, j] for j, n in enumerate(names)
                                              if j < 10}, 'step', 'objective',
                                             'Objective during the optimisation'),
                           'The objective each image reached at every step (first 10 units).')
@@ -74,7 +74,7 @@ def write(out_dir: str | pathlib.Path, title: str, layer: str, units: np.ndarray
   if workdir is not None:
     sections.append(_run_section(pathlib.Path(workdir)))
   sections.append(document.Section('Synthesised images', paras, [table],
-                                   [document.Figure(figures.grid([r]), n)
+                                   [document.Figure(panels.grid([r]), n)
                                     for n, r in zip(names, rows)], charts=[curves]))
   if accents is not None:
     sections.append(_accent_section(units, names, accents, out_dir))
@@ -95,11 +95,11 @@ def _accent_section(units, names, accents: dict, out_dir: pathlib.Path) -> docum
   figs, rows = [], []
   for j, u in enumerate(units):
     row = accent_row(accents['original'][j], accents['accentuated'][j], accents['caricature'][j])
-    g = figures.grid([row])
-    figures.save_png(g, out_dir / f'accent_{int(u):04d}.png')
+    g = panels.grid([row])
+    panels.save_png(g, out_dir / f'accent_{int(u):04d}.png')
     figs.append(document.Figure(g, f'{names[j]}: its top chip, accentuated'))
     rows.append((int(u), names[j], float(accents['before'][j]), float(accents['after'][j])))
-  chart = document.Chart(figures.svg_lines(
+  chart = document.Chart(charts.svg_lines(
       {n: accents['history'][:, j] for j, n in enumerate(names) if j < 10}, 'step',
       'objective', 'Accentuation objective'),
       'Unit minus the distance to the original, at every step.')

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gradejax.report import document, figures
+from gradejax import stats
+from gradejax.report import charts as svg, document
 
 METRIC_NAMES = {'roc_auc': 'ROC AUC', 'balanced_accuracy': 'balanced accuracy', 'mcc': 'MCC'}
 
@@ -61,7 +62,7 @@ def quotable(v: dict[str, Any]) -> str:
   p = _num(v.get('p_value', v.get('p')))
   if p is not None:
     n = v.get('num_permutations')
-    parts.append(f'permutation test {figures.format_p(p)}' +
+    parts.append(f'permutation test {svg.format_p(p)}' +
                  (f' ({int(n)} label shuffles)' if isinstance(n, int) else ''))
   tail = []
   if isinstance(v.get('num_examples'), int):
@@ -83,7 +84,7 @@ def quotable(v: dict[str, Any]) -> str:
           is not None:
         stacked = (f'; stacked with them {float(incr["with_cnn_score"]):.2f} vs '
                    f'{float(incr["baselines_score"]):.2f}' +
-                   (f', {figures.format_p(float(incr["p_value"]))}'
+                   (f', {svg.format_p(float(incr["p_value"]))}'
                     if _num(incr.get('p_value')) is not None else ''))
       parts.append('beyond photo conditions that also beat chance (' + ', '.join(named) +
                    stacked + ')')
@@ -147,28 +148,28 @@ def charts(v: dict, arrays: dict[str, np.ndarray], class_names: Sequence[str] = 
   score, p, chance = _score(v), _num(v.get('p_value', v.get('p'))), _num(v.get('chance'))
   if 'null' in arrays and len(arrays['null']) and score is not None and p is not None:
     out.append(document.Chart(
-        figures.svg_null_histogram(arrays['null'], score, p, metric, chance),
+        svg.svg_null_histogram(arrays['null'], score, p, metric, chance),
         f'The CV {metric} of models trained on shuffled labels (blue) and of the real labels '
         f'(red); p counts the shuffles scoring at least as high.'))
   oof, label = arrays.get('oof'), arrays.get('label')
   if oof is not None and label is not None and oof.ndim == 2 and oof.shape[1] == 2 and \
       len(np.unique(label)) == 2:
-    fpr, tpr = figures.roc_curve(label, oof[:, 1])
-    band = figures.roc_band(label, oof[:, 1], n=200, seed=0)
+    fpr, tpr = stats.roc_curve(label, oof[:, 1])
+    band = stats.roc_band(label, oof[:, 1], n=200, seed=0)
     auc = float(np.trapezoid(tpr, fpr))
     ci = _ci(v.get('ci95')) if v.get('metric') == 'roc_auc' else None
     out.append(document.Chart(
-        figures.svg_roc(fpr, tpr, auc, band, ci),
+        svg.svg_roc(fpr, tpr, auc, band, ci),
         'Out-of-fold predictions of CV repeat 0; shaded: pointwise 95% bootstrap band '
         '(200 stratified resamples).'))
   cm = (v.get('repeat0') or {}).get('confusion_matrix')
   if isinstance(cm, list) and cm and all(isinstance(r, list) for r in cm):
-    out.append(document.Chart(figures.svg_confusion(np.asarray(cm, float), class_names),
+    out.append(document.Chart(svg.svg_confusion(np.asarray(cm, float), class_names),
                               'Rows: true class; columns: predicted; % of each true class.'))
   rows = [r for r in baseline_rows(v) if r[1] is not None]
   if len(rows) > 1:
     out.append(document.Chart(
-        figures.svg_bars([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+        svg.svg_bars([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
                          chance, highlight=0, metric=metric),
         'Whiskers: 95% bootstrap CIs where the evaluation computed them.'))
   return out
@@ -179,7 +180,7 @@ def _table(v: dict) -> document.Table:
   for name, s, ci, p in baseline_rows(v):
     rows.append((name, '' if s is None else f'{s:.2f}',
                  '' if ci is None else f'{ci[0]:.2f}-{ci[1]:.2f}',
-                 '' if p is None else figures.format_p(p)))
+                 '' if p is None else svg.format_p(p)))
   return document.Table(('model', METRIC_NAMES.get(str(v.get('metric')), 'score'), '95% CI',
                          'permutation p'), rows)
 

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradejax import batching
+from gradejax import batching, imageops
 from gradejax.training import augment
 from gradejax.data import dataset, labels
 from gradejax.nets import extractor, classifier
@@ -110,7 +110,7 @@ def make_feature_fn(head_input: str, input_means, p: augment.AugmentParams):
 
 
 def to_float_jnp(images):
-  return images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images
+  return imageops.to_unit_float(images)
 
 
 def feature_key(config, data: dict, weights_id: str) -> str:
