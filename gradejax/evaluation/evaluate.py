@@ -185,7 +185,7 @@ def write_verdict(workdir: str | pathlib.Path, v: dict[str, Any]) -> pathlib.Pat
 def evaluate_workdir(workdir: str | pathlib.Path, config=None, data: dict | None = None,
                      features: np.ndarray | None = None) -> dict[str, Any]:
   """Evaluates a training run's cached view-0 features; writes and returns the verdict."""
-  from gradejax import preregister
+  from gradejax.evaluation import plan as preregister
   from gradejax.nets import extractor
   from gradejax.training import runs
   if config is None:
