@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from absl import app, logging
 
-from gradejax import batching, distributed, logs, nets, progress
+from gradejax import batching, distributed, errors, logs, nets, progress
 from gradejax import options as optlib
 from gradejax.optvis import dataset_examples, inversion, objectives
 from gradejax.report import featurevis_page as page
@@ -223,7 +223,7 @@ def command() -> None:
   """The ``gradejax.featurevis`` command: defines its flags, parses argv, runs :func:`main`."""
   distributed.define_flags()
   optlib.define_flags(Options)
-  app.run(main)
+  errors.run(main, output_flag='workdir')
 
 
 if __name__ == '__main__':
