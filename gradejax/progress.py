@@ -115,6 +115,7 @@ class Task:
 
   def __exit__(self, exc_type, exc, tb) -> None:
     if exc_type is None:
+      self.done = max(self.done, self.total)  # the block ran to its end: the work is done
       self.close()
 
 

@@ -46,3 +46,17 @@ def test_switched_off_prints_nothing(monkeypatch):
   assert progress.enabled()
   list(progress.track(range(3), 'loud', emit=lines.append, every_s=0))
   assert lines[0].startswith('loud: 0/3') and lines[-1].startswith('loud: 3/3')
+
+
+def test_a_block_that_ends_is_done_and_an_error_prints_no_end_line():
+  clock, lines = FakeClock(), []
+  with progress.task('evaluate', 1, emit=lines.append, on=True, clock=clock):
+    clock.t = 3.0
+  assert lines == ['evaluate: 0/1 (0%), elapsed 0 s', 'evaluate: 1/1 (100%), elapsed 3 s']
+  lines.clear()
+  try:
+    with progress.task('boom', 2, emit=lines.append, on=True, clock=clock):
+      raise RuntimeError
+  except RuntimeError:
+    pass
+  assert lines == ['boom: 0/2 (0%), elapsed 0 s']
