@@ -124,8 +124,8 @@ _METHOD_OPTIONS: dict[str, Callable[[Options], dict[str, Any]]] = {
 def _xrai_options(o: Options) -> dict[str, Any]:
   """XRAI's base method runs with the base's own report options (those XRAI passes on)."""
   base = _METHOD_OPTIONS.get(o.xrai_base, lambda _: {})(o)
-  return dict(base=o.xrai_base, **{k: v for k, v in base.items()
-                                   if k in registry.get('xrai').options})
+  # registry.options_for: XRAI takes its own options and its base method's.
+  return registry.options_for('xrai', dict(base=o.xrai_base, **base))
 
 
 @dataclasses.dataclass(frozen=True)
