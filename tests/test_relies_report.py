@@ -23,6 +23,18 @@ OPTS = dict(methods=('occlusion',), images='2', patch=4, stride=4, sanity_images
             causal_random=2)
 
 
+def _split(module, variables, arrays):
+  """The toy net with its head's bias moved so that half the images are predicted each class
+  (the threshold at the median logit difference): both classes get strategies."""
+  fn = nets.bind(module, variables)
+  out = np.asarray(fn(arrays['images'].astype(np.float32) / 255)[0])
+  params = jax.tree_util.tree_map(np.array, dict(variables['params']))
+  params['Dense_0'] = dict(params['Dense_0'])
+  params['Dense_0']['bias'] = params['Dense_0']['bias'] + np.array(
+      [0.0, -np.median(out[:, 1] - out[:, 0])], np.float32)
+  return dict(variables, params=params)
+
+
 def _fold_all(arrays):
   """The toy data with every image in the held-out fold 0 (6 images, 3 carrying the cue)."""
   return dict(arrays, fold=np.zeros(len(arrays['id']), np.int64))
@@ -42,7 +54,7 @@ def _rows(page: str, caption: str) -> list[list[str]]:
 def with_truth(toy_run, tmp_path_factory):  # noqa: F811
   work, data, module, variables, arrays = toy_run
   out = tmp_path_factory.mktemp('relies_truth')
-  path = visualize.make_report(out, module, variables, _fold_all(arrays), data,
+  path = visualize.make_report(out, module, _split(module, variables, arrays), _fold_all(arrays), data,
                                visualize.Options(**OPTS), cue_mask_fn=toy_cue_mask)
   return out, path.read_text(encoding='utf-8')
 
@@ -50,7 +62,7 @@ def with_truth(toy_run, tmp_path_factory):  # noqa: F811
 def test_strategies_are_spray_of_the_fold_maps_and_the_page_shows_them(toy_run, with_truth):  # noqa: F811
   work, data, module, variables, arrays = toy_run
   out, page = with_truth
-  fn = nets.bind(module, variables)
+  fn = nets.bind(module, _split(module, variables, arrays))
   x = arrays['images'].astype(np.float32) / 255
   t = np.argmax(np.asarray(fn(x)[0]), axis=1)
   opts = visualize.Options(**OPTS)
@@ -59,6 +71,7 @@ def test_strategies_are_spray_of_the_fold_maps_and_the_page_shows_them(toy_run, 
                                      **cfg.method_options['occlusion']))
   want = spray.spray(maps, t, arrays['label'], num_classes=2, size=16, max_clusters=4)
   names = arrays['class_names']
+  assert [int(np.sum(t == k)) for k in (0, 1)] == [3, 3]
   # Verdict first, then this section, then the rest.
   titles = re.findall(r'<h2>(.*?)</h2>', page)
   assert titles[:2] == ['Verdict', 'What the network relies on']
