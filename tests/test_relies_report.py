@@ -145,3 +145,13 @@ def test_chance_verdict_reads_the_answer():
   assert not battery_relies.chance_verdict({'answer': 'faces predict grades'})
   assert not battery_relies.chance_verdict(None)
   assert battery_relies.chance_verdict({'predictable': False})
+
+
+def test_bad_concepts_folder_fails_before_any_work(toy_run, tmp_path):  # noqa: F811
+  work, data, module, variables, arrays = toy_run
+  with pytest.raises(ValueError, match=r'--concepts .*nowhere: no such folder'):
+    visualize.make_report(tmp_path, module, variables, arrays, data,
+                          visualize.Options(**OPTS, concepts=str(tmp_path / 'nowhere')))
+  with pytest.raises(ValueError, match="unknown attribution method 'occlusion_typo'"):
+    visualize.make_report(tmp_path, module, variables, arrays, data,
+                          visualize.Options(**OPTS, relies_method='occlusion_typo'))

@@ -5,12 +5,25 @@ user's concept folders (gradejax.attribution.tcav) and the sentence to quote
 share of its members carrying the planted cue)."""
 from __future__ import annotations
 
+import pathlib
+
 import jax
 import numpy as np
 
-from gradejax.attribution import relies as relies_lib, spray, tcav
+from gradejax.attribution import registry, relies as relies_lib, spray, tcav
 from gradejax.attribution.battery import maps as maps_lib, result as R, truth
 from gradejax.attribution.battery.config import Config
+
+
+def check(cfg: Config) -> None:
+  """Fails before any work on a bad ``--relies_method`` or ``--concepts`` folder."""
+  if registry.get(cfg.relies.method).output == 'regions':
+    raise ValueError(f'--relies_method {cfg.relies.method}: SpRAy needs a pixel map method '
+                     f'(e.g. occlusion), not a region classifier')
+  if cfg.relies.concepts and not pathlib.Path(cfg.relies.concepts).is_dir():
+    raise ValueError(f'--concepts {cfg.relies.concepts}: no such folder (expected '
+                     f'DIR/<concept>/*.png and DIR/random/*.png; demo_data --concepts DIR '
+                     f'writes one)')
 
 
 def fold_rows(arrays: dict, valid_fold: int) -> np.ndarray | None:

@@ -59,6 +59,7 @@ def run(module, variables, arrays: dict, data_dir: str | pathlib.Path | None = N
   distinguishable from chance (:func:`relies.chance_verdict`), which puts the caveat first in
   the sentence of "What the network relies on"."""
   cfg = opts.config()
+  relies.check(cfg)
   data_dir = pathlib.Path(data_dir) if data_dir is not None else None
   clock = _Clock()
   idx = select(arrays, cfg.images)
