@@ -6,9 +6,9 @@ Writes ``DIR/report/overlays/*.png`` (one per image x method), ``DIR/report/grid
 image, and all images x methods) and ``DIR/report/index.html`` (self-contained: verdict from
 ``DIR/eval/verdict.json``, what the network relies on (strategies, concepts, the sentence to
 quote; ``DIR/report/relies/*.png``), per-image maps, sanity checks, deletion/insertion AUCs,
-localisation against the demo's planted cue when its truth is available -- on the shown images and, with
-bootstrap CIs, on all cue-bearing images of the held-out fold --, ROAD, a causal check (remove
-each map's top square vs random squares), the methods ranked, a link to ``DIR/featurevis``).
+localisation against the demo's planted cue when its truth is available -- on the shown images
+and, with bootstrap CIs, on all cue-bearing images of the held-out fold --, ROAD, a causal check
+(remove each map's top square vs random squares), the methods ranked, a link to ``DIR/featurevis``).
 """
 from __future__ import annotations
 
