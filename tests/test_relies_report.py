@@ -163,3 +163,21 @@ def test_bad_concepts_folder_fails_before_any_work(toy_run, tmp_path):  # noqa: 
   with pytest.raises(ValueError, match="unknown attribution method 'occlusion_typo'"):
     visualize.make_report(tmp_path, module, variables, arrays, data,
                           visualize.Options(**OPTS, relies_method='occlusion_typo'))
+
+
+def test_fold_maps_reuse_the_known_rows_and_compute_only_the_rest(toy_run):  # noqa: F811
+  work, data, module, variables, arrays = toy_run
+  fn = nets.bind(module, variables)
+  cfg = visualize.Options(**OPTS).config()
+  inputs = visualize.battery.Inputs(cfg, 'features')
+  sentinel = np.full((16, 16), -7.0, np.float32)  # no method paints this: it was reused
+  known = {1: (1, sentinel), 4: (0, sentinel)}
+  t, maps = battery_relies.fold_maps(fn, arrays, FOLD, cfg, inputs, known)
+  assert t[0] == 1 and t[3] == 0
+  np.testing.assert_array_equal(maps[[0, 3]], [sentinel, sentinel])
+  x = arrays['images'][[2, 3, 5]].astype(np.float32) / 255
+  want_t = np.argmax(np.asarray(fn(x)[0]), axis=1)
+  want = registry.heatmap('occlusion', fn, x, want_t, precision='highest',
+                          **cfg.method_options['occlusion'])
+  np.testing.assert_array_equal(t[[1, 2, 4]], want_t)
+  np.testing.assert_allclose(maps[[1, 2, 4]], want, rtol=1e-5, atol=1e-6)
