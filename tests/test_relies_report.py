@@ -172,7 +172,17 @@ def test_fold_maps_reuse_the_known_rows_and_compute_only_the_rest(toy_run):  # n
   inputs = visualize.battery.Inputs(cfg, 'features')
   sentinel = np.full((16, 16), -7.0, np.float32)  # no method paints this: it was reused
   known = {1: (1, sentinel), 4: (0, sentinel)}
-  t, maps = battery_relies.fold_maps(fn, arrays, FOLD, cfg, inputs, known)
+
+  class Unread:
+    """The images, refusing to read the known rows (their maps must be reused, not redone)."""
+    shape = arrays['images'].shape
+
+    def __getitem__(self, rows):
+      assert not set(np.atleast_1d(rows).tolist()) & set(known), rows
+      return arrays['images'][rows]
+
+  t, maps = battery_relies.fold_maps(fn, dict(arrays, images=Unread()), FOLD, cfg, inputs,
+                                     known)
   assert t[0] == 1 and t[3] == 0
   np.testing.assert_array_equal(maps[[0, 3]], [sentinel, sentinel])
   x = arrays['images'][[2, 3, 5]].astype(np.float32) / 255
