@@ -23,7 +23,7 @@ from gradejax import progress  # noqa: F401 - defines --progress / --noprogress
 from gradejax.attribution import battery
 from gradejax.attribution.battery import DEFAULT_METHODS, Options, select  # noqa: F401
 from gradejax.options import option
-from gradejax.report import attribution_report
+from gradejax.report import attribution_report, verdict
 
 
 @dataclasses.dataclass
@@ -41,8 +41,11 @@ def make_report(workdir: str | pathlib.Path, module, variables, arrays: dict,
                 retrain: Callable[[], Any] | None = None) -> pathlib.Path:
   """The battery on (module, variables, arrays) rendered into ``WORKDIR/report`` (returns
   ``index.html``'s path); ``retrain() -> params`` (trained on shuffled labels) enables the
-  label-randomisation check."""
-  res = battery.run(module, variables, arrays, data_dir, opts, cue_mask_fn, retrain)
+  label-randomisation check. The run's ``eval/verdict.json`` (if any) says whether "What the
+  network relies on" opens with the chance caveat."""
+  v, _, _ = verdict.read(pathlib.Path(workdir) / 'eval')
+  res = battery.run(module, variables, arrays, data_dir, opts, cue_mask_fn, retrain,
+                    chance=battery.relies.chance_verdict(v))
   return attribution_report.write(workdir, res)
 
 

@@ -32,7 +32,7 @@ step() {  # step NAME COMMAND...: runs COMMAND, records NAME and its seconds
 }
 
 echo "== 1/5 demo workbook ($N rows, cue strength $CUE, $CUE_SHAPE) -> $RAW"
-step "1 demo workbook" $PY -m gradejax.demo_data --out "$RAW" --n "$N" --cue_strength "$CUE" --cue_shape "$CUE_SHAPE" --seed 0
+step "1 demo workbook" $PY -m gradejax.demo_data --out "$RAW" --n "$N" --cue_strength "$CUE" --cue_shape "$CUE_SHAPE" --seed 0 --concepts "$WS/raw/concepts"
 
 echo "== 2/5 prepare (faces, labels at the median, TFDS) -> $DATA"
 step "2 prepare" $PY -m gradejax.prepare --workbook "$RAW" --out "$DATA" --pivot median --overwrite
@@ -46,7 +46,7 @@ echo "== 4/5 feature visualisation"
 step "4 feature visualisation" $PY -m gradejax.featurevis --workdir "$RUN" --layer logits --units 0:2 --steps 128
 
 echo "== 5/5 attribution report (links the feature visualisation)"
-step "5 attribution report" $PY -m gradejax.visualize --workdir "$RUN" --truth "$WS/raw/truth.csv"
+step "5 attribution report" $PY -m gradejax.visualize --workdir "$RUN" --truth "$WS/raw/truth.csv" --concepts "$WS/raw/concepts"
 
 end=$(date +%s)
 cat <<MSG

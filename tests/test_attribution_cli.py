@@ -101,7 +101,7 @@ def test_report_end_to_end(toy_run):
     for m in registry.METHODS:
       png = Image.open(work / 'report' / 'overlays' / f'img{r:02d}_{m}.png')
       assert png.format == 'PNG' and png.height >= 150
-  grids = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+  grids = re.findall(r'alt="image #\d[^"]*" src="data:image/png;base64,([^"]+)"', text)
   assert len(grids) == 3
   inline = np.asarray(Image.open(io.BytesIO(base64.b64decode(grids[0]))))
   np.testing.assert_array_equal(inline, np.asarray(Image.open(work / 'report' / 'grid_img00.png')))

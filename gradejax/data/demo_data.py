@@ -334,6 +334,9 @@ class Command:
   cue_shape: str = option(default_of(write_demo_workbook, 'cue_shape'), 'the planted cue: a '
                           'round sticker on the cheekbone or a square tag low on the jaw',
                           choices=tuple(CUE_SHAPES))
+  concepts: str | None = option(None, 'also write TCAV concept folders here (DIR/<concept>/, '
+                                'DIR/random/: gradejax.data.concepts; for visualize --concepts)')
+  concept_images: int = option(20, 'chips per concept folder (random/: 3x as many)')
 
 
 def main(argv: Sequence[str]) -> None:
@@ -345,6 +348,11 @@ def main(argv: Sequence[str]) -> None:
   print(f'wrote {f.out}: {len(truth.id)} rows ({len(truth.id) - fail} pass, {fail} fail at '
         f'{PASS_MARK}), cue on {int(truth.cue.sum())} photos (strength {f.cue_strength}); '
         f'ground truth in {pathlib.Path(f.out).parent / "truth.csv"}')
+  if f.concepts:
+    from gradejax.data import concepts  # dlib's aligner: only when asked
+    counts = concepts.write_concept_folders(f.concepts, n=f.concept_images,
+                                            n_random=3 * f.concept_images, seed=f.seed)
+    print(f'wrote concept folders {counts} under {f.concepts}')
 
 
 def command() -> None:

@@ -4,10 +4,11 @@ gradejax.attribution.battery, the command is gradejax.visualize.
 
 Writes ``DIR/report/overlays/*.png`` (one per image x method), ``DIR/report/grid_*.png`` (per
 image, and all images x methods) and ``DIR/report/index.html`` (self-contained: verdict from
-``DIR/eval/verdict.json``, per-image maps, sanity checks, deletion/insertion AUCs, localisation
-against the demo's planted cue when its truth is available -- on the shown images and, with
-bootstrap CIs, on all cue-bearing images of the held-out fold --, ROAD, a causal check (remove
-each map's top square vs random squares), the methods ranked, a link to ``DIR/featurevis``).
+``DIR/eval/verdict.json``, what the network relies on (strategies, concepts, the sentence to
+quote; ``DIR/report/relies/*.png``), per-image maps, sanity checks, deletion/insertion AUCs,
+localisation against the demo's planted cue when its truth is available -- on the shown images
+and, with bootstrap CIs, on all cue-bearing images of the held-out fold --, ROAD, a causal check
+(remove each map's top square vs random squares), the methods ranked, a link to ``DIR/featurevis``).
 """
 from __future__ import annotations
 
@@ -17,8 +18,12 @@ import pathlib
 from gradejax import distributed, progress
 from gradejax.attribution import registry, sanity
 from gradejax.attribution.battery import result as R
+<<<<<<< HEAD
 from gradejax.report import document, verdict
 from gradejax.report import panels as figures  # the PIL panels (charts are report/charts.py)
+=======
+from gradejax.report import document, figures, relies_section, verdict
+>>>>>>> h26b
 
 
 def write(workdir: str | pathlib.Path, res: R.Result) -> pathlib.Path:
@@ -29,6 +34,7 @@ def write(workdir: str | pathlib.Path, res: R.Result) -> pathlib.Path:
   main = distributed.is_main()
   if main:
     (out_dir / 'overlays').mkdir(parents=True, exist_ok=True)
+    (out_dir / 'relies').mkdir(exist_ok=True)
   save_png = figures.save_png if main else lambda *a, **k: None
   s, opts = res.shown, res.options
   name_of = lambda k: s.class_names[k] if k < len(s.class_names) else str(k)
@@ -54,7 +60,8 @@ def write(workdir: str | pathlib.Path, res: R.Result) -> pathlib.Path:
       p.update()
   save_png(figures.grid(rows, [f'#{r}' for r in range(len(s.ids))]), out_dir / 'grid_all.png')
 
-  sections = [verdict.section(workdir), _methods_section(opts, s.maps, s.skipped, s.layer),
+  sections = [verdict.section(workdir), relies_section.section(res.relies, out_dir, save_png),
+              _methods_section(opts, s.maps, s.skipped, s.layer),
               document.Section('Maps per image', [
                   'Each row: the chip, then one panel per method with its colour bar. Unsigned '
                   'maps: dark = 0; signed maps: blue < 0 < red. Each map explains the predicted '

@@ -9,6 +9,7 @@ split), ``checks`` (sanity, faithfulness and ROAD, localisation, causal, ranking
 from gradejax.attribution.battery.config import (DEFAULT_METHODS, PRECISIONS, Config,
                                                  Options)
 from gradejax.attribution.battery.maps import Inputs, default_layer, heatmap_fn, predicted
+from gradejax.attribution.battery import relies
 from gradejax.attribution.battery.result import Result
 from gradejax.attribution.battery.run import run, select
 from gradejax.attribution.battery.truth import cue_masks, localisation_images

@@ -90,6 +90,15 @@ class Options:
   causal_random: int = option(8, 'random squares per image in the causal check')
   road_fractions: tuple[float, ...] = option((0.01, 0.02, 0.05, 0.1, 0.2),
                                              'ROAD: shares of pixels removed')
+  # "What the network relies on" (SpRAy strategies, their causal check, TCAV): the rest of its
+  # settings are the defaults of the Relies sub-config below.
+  relies_method: str = option('occlusion', 'map SpRAy clusters over the held-out fold (a '
+                              'faithful perturbation method; its fold maps are reused)')
+  relies_members: int = option(16, 'members per strategy the causal check removes the '
+                               'strategy\'s region from (bounds its forwards)')
+  concepts: str | None = option(None, 'folder of concept image folders (DIR/<concept>/*.png '
+                                'and DIR/random/*.png) for TCAV; default: no concept test')
+  tcav_layer: str | None = option(None, 'tap TCAV reads (default: the Grad-CAM tap)')
 
   def config(self) -> 'Config':
     """The frozen battery config: per-method keyword options and per-check settings."""
@@ -161,6 +170,29 @@ class Causal:
 
 
 @dataclasses.dataclass(frozen=True)
+class Relies:
+  """What the network relies on: SpRAy of ``method``'s held-out-fold maps per predicted class
+  (maps block-averaged to ``size`` px cells, ``k_neighbours`` graph, at most ``max_clusters``),
+  each strategy's causal check (its mean map's top ``area`` share of pixels removed from up to
+  ``members`` members, against ``random`` random squares of that area each: members x
+  (1 + random) forwards per strategy), and TCAV of the ``concepts`` folders at tap ``layer``
+  (``runs`` random counterexample sets, up to ``class_images`` images per class)."""
+  method: str = 'occlusion'
+  size: int = 16
+  k_neighbours: int = 10
+  max_clusters: int = 4
+  area: float = 0.015  # about one 18 px square on a 150 px chip (the demo's cue is 16-19 px)
+  members: int = 16
+  random: int = 4
+  bootstrap: int = 1000
+  concepts: str | None = None
+  layer: str | None = None
+  runs: int = 20  # Kim et al.: >= 20
+  class_images: int = 32
+  seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
   """The battery: ``methods`` (registry names, in order) with ``method_options[name]`` the
   keyword options each receives; the inputs every method shares (``layer``, ``cam_pooled``,
@@ -178,6 +210,7 @@ class Config:
   faithfulness: Faithfulness = Faithfulness()
   localisation: Localisation = Localisation()
   causal: Causal = Causal()
+  relies: Relies = Relies()
   batch: int = 8
 
   @classmethod
@@ -200,4 +233,7 @@ class Config:
             methods=tuple(o.localisation_methods) if o.localisation_methods else None,
             pointing_tolerance=o.pointing_tolerance, bootstrap=o.bootstrap, truth=o.truth,
             seed=o.seed),
-        causal=Causal(size=o.causal_size, random=o.causal_random), batch=o.batch)
+        causal=Causal(size=o.causal_size, random=o.causal_random),
+        relies=Relies(method=o.relies_method, members=o.relies_members, concepts=o.concepts,
+                      layer=o.tcav_layer, bootstrap=o.bootstrap, seed=o.seed),
+        batch=o.batch)

@@ -95,6 +95,62 @@ class CausalRow:
 
 
 @dataclasses.dataclass(frozen=True)
+class StrategyRow:
+  """One SpRAy strategy of the images predicted as ``predicted`` (a class name): ``size``
+  images, ``share`` of the class's, ``class_mix`` true label -> share of members,
+  ``mean_map`` float [H, W] (members' maps, each summing to 1, averaged), ``where`` its region
+  named on the chip; the causal check on ``checked`` members (logit drop when the region is
+  removed, ``drop``, vs random squares of its area, ``random_drop``, paired ``excess``);
+  ``purity`` the share of members carrying the planted cue (None without truth)."""
+  predicted: str
+  size: int
+  share: float
+  class_mix: dict[str, float]
+  mean_map: np.ndarray
+  where: str
+  checked: int
+  drop: CI
+  random_drop: CI
+  excess: CI
+  purity: float | None = None
+
+  @property
+  def beats_random(self) -> bool:
+    return bool(self.excess[1] > 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConceptRow:
+  """TCAV of ``concept`` for class ``target`` (a name): mean ``score`` over the runs,
+  t-test ``p`` against random concepts and Holm-adjusted ``p_holm``, CAV ``accuracy``."""
+  concept: str
+  target: str
+  score: float
+  p: float
+  p_holm: float
+  accuracy: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Relies:
+  """What the network relies on: the ``sentence`` to quote (the chance caveat first when
+  ``chance``), ``strategies`` per predicted class (largest first), ``concepts`` (empty when no
+  concept folder was given; ``tcav_layer`` the tap), ``method`` whose maps were clustered on
+  ``images`` images (``where`` says which), ``mean_chip`` uint8 [H, W, 3] their mean image,
+  ``truth``: whether purity was measured."""
+  sentence: str
+  chance: bool
+  method: str
+  images: int
+  where: str
+  strategies: list[StrategyRow]
+  concepts: list[ConceptRow]
+  tcav_layer: str
+  mean_chip: np.ndarray
+  truth: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class Result:
   """Everything the attribution report shows; ``options`` the battery's flat options (for the
   text that states them). ``shown_localisation`` is empty when no shown image carries the cue
@@ -115,3 +171,4 @@ class Result:
   ranking: list[str]
   ranked_by: str
   profile: dict[str, float] = dataclasses.field(default_factory=dict)  # section -> seconds
+  relies: Relies | None = None  # None: no map of the method to cluster

@@ -12,7 +12,8 @@ from absl import logging
 
 from gradejax import nets
 from gradejax.attribution import registry
-from gradejax.attribution.battery import checks, maps as maps_lib, result as R, truth
+from gradejax.attribution.battery import (checks, maps as maps_lib, relies, result as R,
+                                          truth)
 from gradejax.attribution.battery.config import Options
 
 
@@ -49,13 +50,16 @@ class _Clock:
 
 def run(module, variables, arrays: dict, data_dir: str | pathlib.Path | None = None,
         opts: Options = Options(), cue_mask_fn: truth.CueMaskFn | None = None,
-        retrain: Callable[[], Any] | None = None) -> R.Result:
+        retrain: Callable[[], Any] | None = None, chance: bool = False) -> R.Result:
   """The battery on (module, variables) following gradejax.nets and arrays in load_arrays'
   format (images uint8 [N, H, W, 3], id, label, fold, class_names).
 
   ``retrain() -> params`` (same structure, trained on shuffled labels) enables the
-  label-randomisation check; it is called once."""
+  label-randomisation check; it is called once. ``chance``: the run's verdict is not
+  distinguishable from chance (:func:`relies.chance_verdict`), which puts the caveat first in
+  the sentence of "What the network relies on"."""
   cfg = opts.config()
+  relies.check(cfg)
   data_dir = pathlib.Path(data_dir) if data_dir is not None else None
   clock = _Clock()
   idx = select(arrays, cfg.images)
@@ -90,18 +94,26 @@ def run(module, variables, arrays: dict, data_dir: str | pathlib.Path | None = N
                                                     cfg.localisation)
   loc_methods = [m for m in (cfg.localisation.methods or pixel_methods)
                  if registry.get(m).output != 'regions']
-  fx, fm, fnote, _ = truth.localisation_images(arrays, data_dir, cfg.localisation, cue_mask_fn,
-                                               x.shape[1], idx)
-  fold_rows, causal = [], None
+  fx, fm, fnote, frows = truth.localisation_images(arrays, data_dir, cfg.localisation,
+                                                   cue_mask_fn, x.shape[1], idx)
+  fold_rows, causal, known = [], None, {}
   if fm is not None and loc_methods:
     ft, fmaps = maps_lib.fold_predictions_and_maps(fn, fx, cfg, inputs, loc_methods)
     fold_rows = checks.localisation_rows(fmaps, fm, cfg.localisation)
     clock.lap('localisation over the held-out fold')
     causal = checks.causal_rows(fn, fx, ft, fmaps, cfg, fm)
+    if cfg.relies.method in fmaps:  # reused by SpRAy, not recomputed
+      known = {int(r): (int(t), h) for r, t, h in zip(frows, ft, fmaps[cfg.relies.method])}
   elif loc_methods:
     causal = checks.causal_rows(fn, x, targets, {m: shown_maps[m] for m in loc_methods
                                                  if m in shown_maps}, cfg)
   clock.lap('causal check')
   order, basis = checks.ranking(fold_rows, faith)
+  # Purity needs the cue of every fold image: only when localisation read the whole fold.
+  cue_rows = ({int(r) for r in frows} if frows is not None and cfg.localisation.set == 'fold'
+              else None)
+  rel = relies.section(fn, arrays, x, targets, shown_maps, cfg, inputs, class_names, known,
+                       cue_rows, chance)
+  clock.lap('what the network relies on')
   return R.Result(opts, shown, san, faith, shown_loc, shown_area, note, fold_rows, fnote,
-                  fm is not None, causal, order, basis, clock.seconds)
+                  fm is not None, causal, order, basis, clock.seconds, rel)

@@ -44,7 +44,8 @@ def cue_masks(data_dir: pathlib.Path | None, ids: Sequence[str], size: int, trut
       return {}, ('Localisation not measured: gradejax.data.demo_data.cue_mask_in_chip is not '
                   'available in this installation.')
   candidates = ([pathlib.Path(truth)] if truth else
-                [p / 'truth.csv' for p in (data_dir, data_dir.parent) if data_dir is not None])
+                [p / 'truth.csv' for p in ((data_dir, data_dir.parent) if data_dir is not None
+                                           else ())])
   path = next((p for p in candidates if p.is_file()), None)
   if path is None:
     return {}, ('Localisation not measured: no truth.csv (the demo workbook\'s ground truth) '

@@ -1,0 +1,134 @@
+"""The battery's "What the network relies on": SpRAy strategies of one faithful method's maps
+over the held-out fold (gradejax.attribution.spray), each strategy's causal check, TCAV of the
+user's concept folders (gradejax.attribution.tcav) and the sentence to quote
+(gradejax.attribution.relies). Needs no ground truth; with it, each strategy's purity (the
+share of its members carrying the planted cue)."""
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import numpy as np
+
+from gradejax.attribution import registry, relies as relies_lib, spray, tcav
+from gradejax.attribution.battery import maps as maps_lib, result as R, truth
+from gradejax.attribution.battery.config import Config
+
+
+def check(cfg: Config) -> None:
+  """Fails before any work on a bad ``--relies_method`` or ``--concepts`` folder."""
+  if registry.get(cfg.relies.method).output == 'regions':
+    raise ValueError(f'--relies_method {cfg.relies.method}: SpRAy needs a pixel map method '
+                     f'(e.g. occlusion), not a region classifier')
+  if cfg.relies.concepts and not pathlib.Path(cfg.relies.concepts).is_dir():
+    raise ValueError(f'--concepts {cfg.relies.concepts}: no such folder (expected '
+                     f'DIR/<concept>/*.png and DIR/random/*.png; demo_data --concepts DIR '
+                     f'writes one)')
+
+
+def fold_rows(arrays: dict, valid_fold: int) -> np.ndarray | None:
+  """Rows of the held-out fold in ``arrays`` (None when the data has no folds)."""
+  if 'fold' not in arrays or valid_fold < 0:
+    return None
+  return np.nonzero(np.asarray(arrays['fold']) == valid_fold)[0]
+
+
+def fold_maps(fn, arrays: dict, rows: np.ndarray, cfg: Config, inputs: maps_lib.Inputs,
+              known: dict[int, tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+  """Predicted classes int32 [N] and ``cfg.relies.method``'s maps [N, H, W] of ``rows``;
+  ``known``: row -> (predicted, map) already computed (the localisation's cue-bearing images),
+  reused; only the other rows are computed."""
+  rest = np.array([r for r in rows if int(r) not in known], np.int64)
+  new_t, new_m = {}, {}
+  if len(rest):
+    x = truth.Floats(arrays['images'], rest)
+    t, m = maps_lib.fold_predictions_and_maps(fn, x, cfg, inputs, [cfg.relies.method])
+    new_t = {int(r): int(v) for r, v in zip(rest, t)}
+    new_m = {int(r): h for r, h in zip(rest, m[cfg.relies.method])}
+  targets = np.array([known[int(r)][0] if int(r) in known else new_t[int(r)] for r in rows],
+                     np.int32)
+  maps = np.stack([known[int(r)][1] if int(r) in known else new_m[int(r)] for r in rows])
+  return targets, maps
+
+
+def _concepts(fn, x, targets: np.ndarray, class_names: list[str], cfg: Config,
+              layer: str) -> list[R.ConceptRow]:
+  """TCAV of every concept folder for every predicted class (Holm within a class)."""
+  c = cfg.relies
+  folders = tcav.read_concept_folders(c.concepts, size=x.shape[1])
+  random = folders.pop('random')
+  if not folders:
+    raise ValueError(f'{c.concepts}: no concept folder beside random/ (expected '
+                     f'{c.concepts}/<concept>/*.png)')
+  rows = []
+  for k in np.unique(targets):
+    pick = np.nonzero(targets == k)[0][:c.class_images]
+    tests = tcav.run_tcav(fn, folders, random, np.asarray(x[pick]), int(k), layer=layer,
+                          key=jax.random.fold_in(jax.random.key(c.seed), int(k)), runs=c.runs,
+                          precision=cfg.precision)
+    rows += [(t, R.ConceptRow(t.concept, class_names[int(k)], t.score, t.p, t.p_holm,
+                              t.accuracy)) for t in tests]
+  return rows
+
+
+def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
+            shown_maps: dict[str, np.ndarray], cfg: Config, inputs: maps_lib.Inputs,
+            class_names: list[str], known: dict[int, tuple[int, np.ndarray]],
+            cue_rows: set[int] | None, chance: bool) -> R.Relies | None:
+  """The section's result. Clusters ``cfg.relies.method``'s maps of the held-out fold (those
+  in ``known`` reused) or, without folds, of the shown images (``shown_maps``); ``cue_rows``:
+  the rows carrying the planted cue (None: no truth, no purity); ``chance``: the run's
+  verdict is not distinguishable from chance. None when the method has no map here."""
+  c = cfg.relies
+  rows = fold_rows(arrays, cfg.localisation.valid_fold)
+  if rows is not None and len(rows):
+    targets, maps = fold_maps(fn, arrays, rows, cfg, inputs, known)
+    x = truth.Floats(arrays['images'], rows)
+    labels = np.asarray(arrays['label'])[rows] if 'label' in arrays else None
+    where = f'the {len(rows)} images of the held-out fold {cfg.localisation.valid_fold}'
+  elif c.method in shown_maps:
+    rows, targets, maps, x = None, shown_targets, shown_maps[c.method], x_shown
+    labels = None
+    where = f'the {len(x)} shown images (the data has no held-out fold)'
+  else:
+    return None
+  names = class_names or [str(k) for k in range(int(targets.max()) + 1)]
+  size = min(c.size, *maps.shape[1:])
+  found = spray.spray(maps, targets, labels, num_classes=len(names), size=size,
+                      k_neighbours=c.k_neighbours, max_clusters=c.max_clusters, seed=c.seed)
+  findings, out = [], []
+  for cls in found:
+    for s in cls.strategies:
+      m = s.members[:c.members]
+      region = spray.top_region(s.mean_map, c.area)
+      chk = spray.causal_check(fn, np.asarray(x[m]), targets[m], region, n_random=c.random,
+                               batch=max(len(m), 1), bootstrap=c.bootstrap, seed=c.seed,
+                               precision=cfg.precision, **cfg.fill)
+      findings.append(relies_lib.StrategyFinding(s, chk, names[cls.predicted]))
+      purity = (float(np.mean([int(rows[i]) in cue_rows for i in s.members]))
+                if cue_rows is not None and rows is not None else None)
+      out.append(R.StrategyRow(
+          names[cls.predicted], s.size, s.share,
+          {names[j]: float(v) for j, v in enumerate(s.class_mix) if v > 0}, s.mean_map,
+          relies_lib.describe_region(region), len(m), chk.drop, chk.random_drop, chk.excess,
+          purity))
+  layer = c.layer or inputs.layer
+  tests = _concepts(fn, x, targets, names, cfg, layer) if c.concepts else []
+  sentence = relies_lib.quotable(relies_lib.select_strategy(findings), [t for t, _ in tests],
+                                 names, chance=chance)
+  mean_chip = np.clip(np.round(np.mean(np.asarray(x[:]), axis=0) * 255), 0, 255).astype(
+      np.uint8)
+  return R.Relies(sentence, chance, c.method, len(maps), where, out, [r for _, r in tests],
+                  layer if c.concepts else '', mean_chip, cue_rows is not None and rows is not None)
+
+
+def chance_verdict(verdict: dict | None) -> bool:
+  """Whether a run's ``eval/verdict.json`` (as a dict; None: no verdict) says the grades are
+  not distinguishable from chance."""
+  if not verdict:
+    return False
+  from gradejax.evaluation import confounds  # the verdict's answers
+  answer = verdict.get('answer')
+  if isinstance(answer, str) and answer.strip():
+    return answer.strip().rstrip('.').lower() == confounds.CHANCE
+  return verdict.get('predictable') is False

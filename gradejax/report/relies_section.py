@@ -1,0 +1,68 @@
+"""The attribution report's "What the network relies on" section: renders a battery
+:class:`~gradejax.attribution.battery.result.Relies` (computes nothing): the sentence to quote,
+one table of strategies per predicted class, each strategy's mean map over the mean chip, and
+the concept tests."""
+from __future__ import annotations
+
+import pathlib
+from typing import Callable
+
+from gradejax.attribution.battery import result as R
+from gradejax.report import document, figures
+
+TITLE = 'What the network relies on'
+
+
+def _ci(c) -> str:
+  return f'{c[0]:.2f} [{c[1]:.2f}, {c[2]:.2f}]'
+
+
+def section(rel: R.Relies | None, out_dir: pathlib.Path,
+            save_png: Callable = figures.save_png) -> document.Section:
+  """The section; the mean-map panels are also written to ``out_dir/relies/*.png``."""
+  if rel is None:
+    return document.Section(TITLE, ['Not measured: no map of the clustered method here (add '
+                                    'it to --methods or --localisation_methods).'])
+  paras = [
+      f'Strategies (SpRAy, Lapuschkin et al. 2019): the {rel.method} maps of {rel.where} are '
+      f'clustered per predicted class (spectral clustering of the maps\' shapes, number of '
+      f'clusters by the eigengap). A strategy is used, not merely drawn, when removing its '
+      f'region (the top of its mean map) drops the predicted class\'s logit more than removing '
+      f'a random square of the same area (95% bootstrap CI over the members checked).'
+      + (' Purity: the share of its members carrying the planted cue (the demo\'s truth).'
+         if rel.truth else '')]
+  head = ('strategy', 'images', 'share of class', 'class mix (true labels)', 'region',
+          'drop when removed', 'random region drop', 'excess [95% CI]', 'used',
+          'checked') + (('purity',) if rel.truth else ())
+  tables, panels = [], []
+  for cls in dict.fromkeys(s.predicted for s in rel.strategies):
+    rows = [s for s in rel.strategies if s.predicted == cls]
+    table = []
+    for j, s in enumerate(rows):
+      mix = ', '.join(f'{k} {v:.0%}' for k, v in s.class_mix.items())
+      table.append((f'#{j + 1}', s.size, f'{s.share:.2f}', mix, s.where, _ci(s.drop),
+                    _ci(s.random_drop), _ci(s.excess), 'yes' if s.beats_random else 'no',
+                    s.checked) + ((f'{s.purity:.2f}',) if rel.truth else ()))
+      panel = figures.heat_panel(rel.mean_chip, s.mean_map, False, f'{cls} #{j + 1}')
+      save_png(panel, out_dir / 'relies' / f'{_slug(cls)}_{j + 1}.png')
+      panels.append(panel)
+    tables.append(document.Table(head, table, caption=f'predicted {cls!r}'))
+  figs = [document.Figure(figures.grid([panels]), 'Each strategy\'s mean map over the mean '
+                          'chip of the clustered images (dark = 0).')] if panels else []
+  if rel.concepts:
+    paras.append(f'Concept tests (TCAV, Kim et al. 2018) at tap {rel.tcav_layer}: the share '
+                 f'of a class\'s images whose logit rises along the concept\'s direction, '
+                 f'against random concepts (t-test, Holm-adjusted over the concepts).')
+    tables.append(document.Table(
+        ('concept', 'class', 'TCAV score', 'p', 'p (Holm)', 'CAV accuracy'),
+        [(c.concept, c.target, f'{c.score:.2f}', figures.format_p(c.p),
+          figures.format_p(c.p_holm), f'{c.accuracy:.2f}') for c in rel.concepts],
+        caption='concepts'))
+  else:
+    paras.append('No concept test: pass --concepts DIR (DIR/<concept>/*.png, DIR/random/*.png) '
+                 'to test named concepts (TCAV).')
+  return document.Section(TITLE, paras, tables, figs, lead=[rel.sentence])
+
+
+def _slug(name: str) -> str:
+  return ''.join(ch if ch.isalnum() else '_' for ch in name) or 'class'
