@@ -15,9 +15,8 @@ import dataclasses
 import pathlib
 from typing import Any, Callable, Sequence
 
-from absl import app
 
-from gradejax import distributed, logs
+from gradejax import distributed, errors, logs
 from gradejax import options as optlib
 from gradejax import progress  # noqa: F401 - defines --progress / --noprogress
 from gradejax.attribution import battery
@@ -75,7 +74,7 @@ def command() -> None:
   """The ``gradejax.visualize`` command: defines its flags, parses argv, runs :func:`main`."""
   distributed.define_flags()
   optlib.define_flags(Command)
-  app.run(main)
+  errors.run(main, output_flag='workdir')
 
 
 if __name__ == '__main__':

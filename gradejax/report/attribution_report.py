@@ -18,12 +18,8 @@ import pathlib
 from gradejax import distributed, progress
 from gradejax.attribution import registry, sanity
 from gradejax.attribution.battery import result as R
-<<<<<<< HEAD
-from gradejax.report import document, verdict
+from gradejax.report import document, relies_section, verdict
 from gradejax.report import panels as figures  # the PIL panels (charts are report/charts.py)
-=======
-from gradejax.report import document, figures, relies_section, verdict
->>>>>>> h26b
 
 
 def write(workdir: str | pathlib.Path, res: R.Result) -> pathlib.Path:

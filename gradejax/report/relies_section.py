@@ -8,7 +8,8 @@ import pathlib
 from typing import Callable
 
 from gradejax.attribution.battery import result as R
-from gradejax.report import document, figures
+from gradejax.report import charts, document
+from gradejax.report import panels as figures
 
 TITLE = 'What the network relies on'
 
@@ -55,8 +56,8 @@ def section(rel: R.Relies | None, out_dir: pathlib.Path,
                  f'against random concepts (t-test, Holm-adjusted over the concepts).')
     tables.append(document.Table(
         ('concept', 'class', 'TCAV score', 'p', 'p (Holm)', 'CAV accuracy'),
-        [(c.concept, c.target, f'{c.score:.2f}', figures.format_p(c.p),
-          figures.format_p(c.p_holm), f'{c.accuracy:.2f}') for c in rel.concepts],
+        [(c.concept, c.target, f'{c.score:.2f}', charts.format_p(c.p),
+          charts.format_p(c.p_holm), f'{c.accuracy:.2f}') for c in rel.concepts],
         caption='concepts'))
   else:
     paras.append('No concept test: pass --concepts DIR (DIR/<concept>/*.png, DIR/random/*.png) '
