@@ -49,6 +49,10 @@ class DataError(UserError):
   """A dataset that is missing, empty or unusable."""
 
 
+class OptionError(UserError, ValueError):
+  """A command option (flag) with a value that cannot be used; a ValueError for library callers."""
+
+
 def _chain(exc: BaseException):
   seen = set()
   while exc is not None and id(exc) not in seen:

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from gradejax import errors
 from gradejax import batching, distributed, nets, progress
 from gradejax.attribution import class_activation, registry
 from gradejax.attribution.battery.config import Config
@@ -22,7 +23,7 @@ def default_layer(fn: nets.ModelFn, images: np.ndarray, min_side: int = 7) -> st
   shapes = nets.activation_shapes(fn, images[:1])
   spatial = [k for k in nets.tap_order(fn, images) if len(shapes[k]) == 4]
   if not spatial:
-    raise ValueError('the network taps no spatial feature map; pass --layer')
+    raise errors.OptionError('the network taps no spatial feature map; pass --layer')
   usable = [k for k in spatial if min(shapes[k][1:3]) >= min_side]
   return (usable or spatial)[-1]
 

@@ -10,6 +10,7 @@ import pathlib
 import jax
 import numpy as np
 
+from gradejax import errors
 from gradejax.attribution import registry, relies as relies_lib, spray, tcav
 from gradejax.attribution.battery import maps as maps_lib, result as R, truth
 from gradejax.attribution.battery.config import Config
@@ -18,10 +19,10 @@ from gradejax.attribution.battery.config import Config
 def check(cfg: Config) -> None:
   """Fails before any work on a bad ``--relies_method`` or ``--concepts`` folder."""
   if registry.get(cfg.relies.method).output == 'regions':
-    raise ValueError(f'--relies_method {cfg.relies.method}: SpRAy needs a pixel map method '
+    raise errors.OptionError(f'--relies_method {cfg.relies.method}: SpRAy needs a pixel map method '
                      f'(e.g. occlusion), not a region classifier')
   if cfg.relies.concepts and not pathlib.Path(cfg.relies.concepts).is_dir():
-    raise ValueError(f'--concepts {cfg.relies.concepts}: no such folder (expected '
+    raise errors.OptionError(f'--concepts {cfg.relies.concepts}: no such folder (expected '
                      f'DIR/<concept>/*.png and DIR/random/*.png; demo_data --concepts DIR '
                      f'writes one)')
 
@@ -58,7 +59,7 @@ def _concepts(fn, x, targets: np.ndarray, class_names: list[str], cfg: Config,
   folders = tcav.read_concept_folders(c.concepts, size=x.shape[1])
   random = folders.pop('random')
   if not folders:
-    raise ValueError(f'{c.concepts}: no concept folder beside random/ (expected '
+    raise errors.OptionError(f'{c.concepts}: no concept folder beside random/ (expected '
                      f'{c.concepts}/<concept>/*.png)')
   rows = []
   for k in np.unique(targets):

@@ -10,6 +10,7 @@ from typing import Any, Callable
 import numpy as np
 from absl import logging
 
+from gradejax import errors
 from gradejax import nets
 from gradejax.attribution import registry
 from gradejax.attribution.battery import (checks, maps as maps_lib, relies, result as R,
@@ -23,13 +24,13 @@ def select(arrays: dict, spec: str) -> np.ndarray:
   spec = str(spec).strip()
   if spec.isdigit():
     if int(spec) < 1:
-      raise ValueError('--images must be a positive count or a list of ids')
+      raise errors.OptionError('--images must be a positive count or a list of ids')
     return np.arange(min(int(spec), n))
   ids = [s.strip() for s in spec.split(',') if s.strip()]
   where = {str(v): i for i, v in enumerate(arrays['id'])}
   missing = [i for i in ids if i not in where]
   if missing:
-    raise ValueError(f'--images: ids {missing} are not in the prepared data (skipped rows have '
+    raise errors.OptionError(f'--images: ids {missing} are not in the prepared data (skipped rows have '
                      f'no chip; see manifest.csv status/reason)')
   return np.array([where[i] for i in ids])
 
@@ -64,7 +65,7 @@ def run(module, variables, arrays: dict, data_dir: str | pathlib.Path | None = N
   clock = _Clock()
   idx = select(arrays, cfg.images)
   if len(idx) == 0:
-    raise ValueError('no images to explain: the prepared data is empty')
+    raise errors.OptionError('no images to explain: the prepared data is empty')
   raw = np.asarray(arrays['images'][idx])  # only these (load_arrays' lazy images too)
   x = raw.astype(np.float32) / 255.0
   ids = [str(arrays['id'][i]) for i in idx]

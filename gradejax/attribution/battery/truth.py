@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from gradejax import errors
 from gradejax.attribution.battery.config import Localisation
 
 CueMaskFn = Callable[..., np.ndarray]
@@ -27,7 +28,7 @@ def _read_truth(path: pathlib.Path) -> dict[str, tuple[int, tuple[float, ...]]]:
         box = tuple(float(r[k]) for k in ('x0', 'y0', 'x1', 'y1') if r.get(k, '') != '')
       cue = int(float(r['cue']))
     except (KeyError, ValueError) as e:
-      raise ValueError(f'{path}, line {n}: need columns id, cue and cue_box "x0 y0 x1 y1" (or '
+      raise errors.OptionError(f'{path}, line {n}: need columns id, cue and cue_box "x0 y0 x1 y1" (or '
                        f'x0, y0, x1, y1); got {sorted(r)} ({e})') from e
     out[str(r['id'])] = (cue, box)
   return out
