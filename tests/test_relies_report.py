@@ -15,7 +15,7 @@ from PIL import Image
 from gradejax import nets, visualize
 from gradejax.attribution import registry, relies, spray, tcav
 from gradejax.attribution.battery import relies as battery_relies
-from gradejax.report import figures
+from gradejax.report import charts
 from test_attribution_cli import toy_cue_mask, toy_run  # noqa: F401 - the shared fixture
 
 OPTS = dict(methods=('occlusion',), images='2', patch=4, stride=4, sanity_images=1,
@@ -145,7 +145,7 @@ def test_chance_caveat_first_no_purity_without_truth_and_concepts(toy_run, tmp_p
     [want] = tcav.run_tcav(fn, folders, random, x[t == k], int(k), layer='features',
                            key=jax.random.fold_in(jax.random.key(0), int(k)), runs=20)
     assert row[:3] == ['stripes', arrays['class_names'][k], f'{want.score:.2f}']
-    assert row[4] == figures.format_p(want.p_holm)
+    assert row[4] == charts.format_p(want.p_holm)
 
 
 def test_chance_verdict_reads_the_answer():
