@@ -97,14 +97,6 @@ def _check_options(o: Options) -> None:
     _pivot(o.pivot)
 
 
-def _check_options(o: Options) -> None:
-  optlib.check_choices(o)
-  if o.folds < 2:
-    raise ValueError(f'--folds must be >= 2, got {o.folds}')
-  if o.bins is None:
-    _pivot(o.pivot)
-
-
 def file_stem(student_id: str) -> str:
   """An id's readable file-name part: characters outside [A-Za-z0-9._-] become '_'."""
   stem = re.sub(r'[^A-Za-z0-9._-]', '_', student_id)
