@@ -13,7 +13,13 @@ changed source) are appended to benchmarks/RESULTS.md as a new section.
 
   PYTHONPATH=$PWD JAX_PLATFORMS=cpu .venv/bin/python benchmarks/mutation.py \
       [gradejax/evaluation/power.py[=tests/test_properties.py,...] ...] [--sample N]
-      [--results FILE]
+      [--results FILE] [--count] [--max_minutes M] [--workdir DIR]
+
+``--count`` only makes the mutants and prints how many each module has (seconds, no test
+run). ``--max_minutes`` stops a module's run after M minutes and reports what ran (the rest
+counted as "not run"). ``--workdir DIR`` keeps each module's scratch copy and cosmic-ray session
+under DIR/<module>: a second run with the same DIR resumes where the first stopped (the tree
+is not re-copied, the mutants already tested are not re-run).
 
 cosmic-ray is not a gradejax dependency: the script installs ``cosmic-ray==8.7.0`` into its
 own venv (``--tool_venv``, default ``.mutation-venv``, git-ignored) on first use. It runs the
@@ -23,12 +29,14 @@ give the narrowest test files, and use ``nice``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
 import pathlib
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -115,47 +123,95 @@ def sample(session: pathlib.Path, keep: int, seed: int) -> int:
   return len(drop)
 
 
+def pending_count(session: pathlib.Path) -> int:
+  """How many mutants the session still has to test."""
+  import sqlite3
+  with sqlite3.connect(session) as db:
+    return db.execute('SELECT COUNT(*) FROM work_items WHERE job_id NOT IN '
+                      '(SELECT job_id FROM work_results)').fetchone()[0]
+
+
 def run_module(module: str, tests: list[str], bin_dir: pathlib.Path,
-               keep: int | None = None, seed: int = 0) -> dict:
+               keep: int | None = None, seed: int = 0, max_minutes: float | None = None,
+               workdir: str | None = None, count_only: bool = False) -> dict:
   """Mutation-tests ``module`` in a scratch copy; returns counts and survivors."""
-  with tempfile.TemporaryDirectory(prefix='gradejax-mutation-') as tmp:
+  if workdir:
+    keep_dir = pathlib.Path(workdir) / module.replace('/', '_')
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    tmp_ctx = contextlib.nullcontext(str(keep_dir))
+  else:
+    tmp_ctx = tempfile.TemporaryDirectory(prefix='gradejax-mutation-')
+  with tmp_ctx as tmp:
     work = pathlib.Path(tmp)
-    copy_tree(work)
+    session, meta, cfg = work / 'session.sqlite', work / 'meta.json', work / 'cosmic-ray.toml'
+    info = json.loads(meta.read_text()) if meta.exists() else {}
+    if not info:
+      shutil.rmtree(work / 'gradejax', ignore_errors=True)
+      shutil.rmtree(work / 'tests', ignore_errors=True)
+      shutil.rmtree(work / 'configs', ignore_errors=True)
+      copy_tree(work)
+    # A run stopped mid-mutant leaves the module mutated on disk: put the original back.
+    pristine = work / 'pristine.py'
+    if pristine.exists():
+      shutil.copy(pristine, work / module)
+    else:
+      shutil.copy(work / module, pristine)
     env = {**os.environ, 'PYTHONPATH': str(work), 'JAX_PLATFORMS': 'cpu',
            'PYTHONDONTWRITEBYTECODE': '1', 'GRADEJAX_PROGRESS': '0'}
     test_cmd = [sys.executable, '-m', 'pytest', '-x', '-q', '-p', 'no:cacheprovider',
                 '-p', 'no:randomly', *tests]
-    t = time.perf_counter()
-    base = subprocess.run(test_cmd, cwd=work, env=env, capture_output=True, text=True)
-    baseline_s = time.perf_counter() - t
-    if base.returncode != 0:
-      raise SystemExit(f'{module}: its tests fail before any mutation ({" ".join(tests)}):\n'
-                       f'{base.stdout[-2000:]}')
-    cfg = work / 'cosmic-ray.toml'
+    baseline_s = info.get('baseline_s')
+    if baseline_s is None and not count_only:
+      t = time.perf_counter()
+      base = subprocess.run(test_cmd, cwd=work, env=env, capture_output=True, text=True)
+      baseline_s = time.perf_counter() - t
+      if base.returncode != 0:
+        raise SystemExit(f'{module}: its tests fail before any mutation ({" ".join(tests)}):\n'
+                         f'{base.stdout[-2000:]}')
     cfg.write_text('[cosmic-ray]\n'
                    f'module-path = "{module}"\n'
-                   f'timeout = {3 * baseline_s + 30:.0f}\n'
+                   f'timeout = {3 * (baseline_s or 0) + 30:.0f}\n'
                    'excluded-modules = []\n'
                    f'test-command = {json.dumps(shlex.join(test_cmd))}\n'
                    '[cosmic-ray.distributor]\nname = "local"\n'
                    '[cosmic-ray.filters.operators-filter]\n'
                    f'exclude-operators = {json.dumps(EXCLUDED_OPERATORS)}\n')
-    session = work / 'session.sqlite'
     cr = lambda *a: subprocess.run([str(bin_dir / a[0]), *a[1:]], cwd=work, env=env,
                                    check=True, capture_output=True, text=True)
-    cr('cosmic-ray', 'init', str(cfg), str(session))
-    cr('cr-filter-operators', str(session), str(cfg))
-    cr('cr-filter-pragma', str(session))
-    not_sampled = sample(session, keep, seed) if keep is not None else 0
+    if 'total' not in info:
+      cr('cosmic-ray', 'init', str(cfg), str(session))
+      cr('cr-filter-operators', str(session), str(cfg))
+      cr('cr-filter-pragma', str(session))
+      info['total'] = pending_count(session)
+      info['not_sampled'] = sample(session, keep, seed) if keep is not None else 0
+    info['baseline_s'] = baseline_s
+    meta.write_text(json.dumps(info))
+    not_sampled = info['not_sampled']
+    if count_only:
+      return {'module': module, 'mutants': info['total']}
     t = time.perf_counter()
-    cr('cosmic-ray', 'exec', str(cfg), str(session))
+    # cosmic-ray records each mutant's result as it ends, so a run stopped by the time limit
+    # keeps what it did; the mutants it did not reach count as "not run".
+    proc = subprocess.Popen([str(bin_dir / 'cosmic-ray'), 'exec', str(cfg), str(session)],
+                            cwd=work, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+      proc.wait(timeout=None if max_minutes is None else 60 * max_minutes)
+    except subprocess.TimeoutExpired:
+      os.killpg(proc.pid, signal.SIGTERM)
+      proc.wait()
+      shutil.copy(pristine, work / module)
     exec_s = time.perf_counter() - t
     dump = cr('cosmic-ray', 'dump', str(session)).stdout
     lines = (work / module).read_text().splitlines()
   killed, survived, incompetent, skipped, survivors = 0, 0, 0, -not_sampled, []
+  not_run = 0
   for line in dump.splitlines():
     item, result = json.loads(line)
-    if result is None or result['worker_outcome'] == 'skipped':
+    if result is None:
+      not_run += 1
+      continue
+    if result['worker_outcome'] == 'skipped':
       skipped += 1
       continue
     outcome = result['test_outcome']
@@ -174,6 +230,7 @@ def run_module(module: str, tests: list[str], bin_dir: pathlib.Path,
                         'diff': diff})
   return {'module': module, 'tests': tests, 'killed': killed, 'survived': survived,
           'incompetent': incompetent, 'skipped': skipped, 'not_sampled': not_sampled,
+          'not_run': not_run,
           'baseline_s': baseline_s,
           'exec_s': exec_s, 'survivors': survivors}
 
@@ -183,13 +240,13 @@ def markdown(results: list[dict]) -> str:
   out = [f'\n## Mutation testing ({today}, cosmic-ray 8.7.0, `benchmarks/mutation.py`)\n',
          'killed / killable = killed (a test failed or timed out) over killed + survived; '
          'incompetent mutants (the module no longer imports) do not count.\n',
-         '| module | tests | killed / killable | score | incompetent | not sampled | seconds |',
-         '|---|---|---|---|---|---|---|']
+         '| module | tests | killed / killable | score | incompetent | not sampled | not run (time limit) | seconds |',
+         '|---|---|---|---|---|---|---|---|']
   for r in results:
     n = r['killed'] + r['survived']
     out.append(f"| {r['module']} | {', '.join(r['tests'])} | {r['killed']} / {n} | "
                f"{100 * r['killed'] / max(n, 1):.0f}% | {r['incompetent']} | "
-               f"{r['not_sampled']} | {r['exec_s']:.0f} |")
+               f"{r['not_sampled']} | {r.get('not_run', 0)} | {r['exec_s']:.0f} |")
   for r in results:
     if r['survivors']:
       out.append(f"\nSurvivors in `{r['module']}`:\n")
@@ -208,6 +265,12 @@ def main() -> None:
                   help='run only this many randomly chosen mutants per module (default all)')
   ap.add_argument('--seed', type=int, default=0, help='of --sample')
   ap.add_argument('--tool_venv', default=str(ROOT / '.mutation-venv'))
+  ap.add_argument('--count', action='store_true',
+                  help='only make the mutants and print how many each module has')
+  ap.add_argument('--max_minutes', type=float, default=None,
+                  help='stop each module after this many minutes (the rest: "not run")')
+  ap.add_argument('--workdir', default=None,
+                  help='keep scratch copies and sessions here; a rerun with it resumes')
   ap.add_argument('--results', default=str(ROOT / 'benchmarks' / 'RESULTS.md'),
                   help="markdown file the section is appended to ('-': print only)")
   args = ap.parse_args()
@@ -218,7 +281,11 @@ def main() -> None:
     tests = tests.split(',') if tests else TESTS.get(module)
     if not tests:
       raise SystemExit(f'{module}: no test files known for it; give them as {module}=tests/x.py')
-    r = run_module(module, tests, bin_dir, args.sample, args.seed)
+    r = run_module(module, tests, bin_dir, args.sample, args.seed, args.max_minutes,
+                   args.workdir, args.count)
+    if args.count:
+      print(json.dumps(r), flush=True)
+      continue
     print(json.dumps({k: v for k, v in r.items() if k != 'survivors'}), flush=True)
     results.append(r)
     text = markdown([r])  # one section per module as it ends: a long run keeps what it did
