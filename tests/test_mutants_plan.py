@@ -1,0 +1,56 @@
+"""The pre-registered plan's parts, by hand: the gaps mutation testing found in
+gradejax/evaluation/plan.py (issue 22; benchmarks/mutation.py, RESULTS.md)."""
+import json
+
+import ml_collections
+import numpy as np
+
+from gradejax.evaluation import harmonise, ledger, plan
+
+
+def _config(**kw):
+  base = {'seed': 0, 'data_dir': '/w/data/set1', 'ledger': '', 'plan': '', 'metric': 'mcc',
+          'alpha': 0.01, 'num_permutations': 10, 'cv_folds': 3, 'cv_repeats': 2}
+  return ml_collections.ConfigDict(dict(base, **kw))
+
+
+def test_battery_and_harmonisation_names():
+  assert plan.battery_names(_config(), False) == ['image_statistics', 'blurred_photo']
+  assert plan.battery_names(_config(), True) == [
+      'image_statistics', 'blurred_photo', 'image_quality', 'background', 'head_pose',
+      'face_geometry']
+  assert plan.harmonisation_names(_config()) == list(harmonise.KINDS) + ['all']
+  assert plan.harmonisation_names(_config(harmonisations=('jpeg',))) == ['jpeg', 'all']
+  assert plan.harmonisation_names(_config(harmonise=False)) == []
+  assert plan.harmonisation_names(_config(harmonise=True)) == list(harmonise.KINDS) + ['all']
+
+
+def test_plan_of_reads_every_field_from_config_and_data():
+  data = {'id': np.array(['a']), 'grade': np.array([4.0]),
+          'images': np.zeros((1, 2, 2, 3), np.float32), 'labelling': 'pivot=4.0'}
+  c = _config(min_gain=0.05)
+  p = plan.plan_of(c, data, False)
+  assert p == {'config_hash': ledger.config_hash(c), 'dataset': ledger.dataset_key(data),
+               'metric': 'mcc', 'alpha': 0.01, 'min_gain': 0.05, 'num_permutations': 10,
+               'cv_folds': 3, 'cv_repeats': 2,
+               'battery': ['image_statistics', 'blurred_photo'],
+               'harmonisations': list(harmonise.KINDS) + ['all'], 'labelling': 'pivot=4.0'}
+  del data['labelling']
+  assert plan.plan_of(_config(), data, True)['labelling'] == 'as prepared'
+  assert plan.plan_of(_config(), data, True)['min_gain'] == 0.02
+
+
+def test_default_path_and_a_plan_written_after_evaluations(tmp_path):
+  c = _config(data_dir=str(tmp_path / 'ws' / 'data' / 'set1'))
+  assert plan.default_path(c) == tmp_path / 'ws' / 'plan-set1.json'
+  c.plan = str(tmp_path / 'mine.json')
+  assert plan.default_path(c) == tmp_path / 'mine.json'
+  p = {k: 1 for k in plan.FIELDS}
+  out = plan.write(tmp_path / 'sub' / 'plan.json', p, evaluations_before=2)
+  assert out['evaluations_before'] == 2 and out['version'] == plan.VERSION
+  assert json.loads((tmp_path / 'sub' / 'plan.json').read_text())['hash'] == plan.plan_hash(p)
+  r = plan.compare(tmp_path / 'sub' / 'plan.json', p)
+  assert r['status'] == 'deviations'
+  assert r['deviations'] == ['the plan was written after 2 evaluation(s) of this dataset']
+  assert '1 deviation(s)' in r['text'] and r['planned_config_hash'] == 1
+  assert plan.compare(tmp_path / 'x.json', p)['hash'] is None
