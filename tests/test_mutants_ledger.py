@@ -30,6 +30,8 @@ def test_config_hash_ignores_bookkeeping_and_sees_analysis_settings():
   c2 = ml_collections.ConfigDict(c.to_dict())
   c2.data_dir, c2.ledger = '/elsewhere', '/x/ledger.jsonl'  # paths: the same analysis
   assert ledger.config_hash(c2) == h
+  # The same settings in another order: the same analysis.
+  assert ledger.config_hash(ml_collections.ConfigDict(dict(reversed(c.to_dict().items())))) == h
   c2.seed = 1  # another analysis
   assert ledger.config_hash(c2) != h
 
@@ -50,7 +52,7 @@ def test_read_skips_a_cut_line_and_a_missing_ledger_is_empty(tmp_path):
 
 
 def test_record_counts_runs_per_config_and_only_this_dataset(tmp_path):
-  path = tmp_path / 'new' / 'ledger.jsonl'  # the folder is made
+  path = tmp_path / 'new' / 'deeper' / 'ledger.jsonl'  # the folders are made
   a = ledger.record(path, {'dataset': 'd1', 'config_hash': 'A', 'p_value': 0.01})
   assert a['runs'] == 1 and a['message'].endswith('1 distinct analysis of this dataset; '
                                                    'this one (config hash A) is new.')

@@ -54,3 +54,19 @@ def test_default_path_and_a_plan_written_after_evaluations(tmp_path):
   assert r['deviations'] == ['the plan was written after 2 evaluation(s) of this dataset']
   assert '1 deviation(s)' in r['text'] and r['planned_config_hash'] == 1
   assert plan.compare(tmp_path / 'x.json', p)['hash'] is None
+
+
+def test_preregister_writes_the_plan_of_the_prepared_data(train_data_dir, tmp_path):
+  from run_fixtures import config_for
+  from gradejax.training import input_pipeline
+  c = config_for(train_data_dir, ledger=str(tmp_path / 'ledger.jsonl'), plan='')
+  key = ledger.dataset_key(input_pipeline.load_dataset(c))
+  ledger.record(c.ledger, {'dataset': key, 'config_hash': 'x', 'p_value': 0.5})
+  ledger.record(c.ledger, {'dataset': 'other', 'config_hash': 'x', 'p_value': 0.5})
+  path, p = plan.preregister(c)
+  assert path == tmp_path / f'plan-{train_data_dir.name}.json' and path.is_file()
+  assert p['dataset'] == key and p['evaluations_before'] == 1
+  has = (train_data_dir / 'photo_conditions.csv').is_file()
+  assert p['battery'] == plan.battery_names(c, has)
+  path2, _ = plan.preregister(c, tmp_path / 'chosen.json')
+  assert path2 == tmp_path / 'chosen.json' and path2.is_file()
