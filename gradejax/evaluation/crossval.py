@@ -198,8 +198,12 @@ def group_folds(y: np.ndarray, groups: np.ndarray, k: int, repeats: int, seed: i
     fold_counts = np.zeros((k, c))
     assign = np.zeros(len(names), np.int32)
     for g in order:
+      # The fold whose deviation from the even share grows least (or shrinks most): comparing
+      # the deviations after the move alone piled groups into the first folds (empty ones
+      # always look far off), leaving later folds empty.
+      before = (((fold_counts - target) / np.maximum(target, 1)) ** 2).sum(1)
       cost = (((fold_counts + counts[g] - target) / np.maximum(target, 1)) ** 2).sum(1)
-      assign[g] = int(np.argmin(cost))
+      assign[g] = int(np.argmin(cost - before))
       fold_counts[assign[g]] += counts[g]
     out.append(assign[gid])
   return np.stack(out).astype(np.int32)
