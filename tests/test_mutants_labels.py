@@ -44,3 +44,12 @@ def test_stratified_folds_deal_round_robin_across_classes():
   with pytest.raises(ValueError, match='--folds must be >= 2, got 1'):
     labels.stratified_folds(np.array([0, 1]), 1, seed=0)
   assert sorted(labels.stratified_folds(np.array([0, 1]), 2, seed=0).tolist()) == [0, 1]
+
+
+def test_stratified_folds_balance_each_of_three_classes():
+  y = np.array([0] * 6 + [1] * 4 + [2] * 5)
+  f = labels.stratified_folds(y, 3, seed=0)
+  for c in range(3):
+    counts = np.bincount(f[y == c], minlength=3)
+    assert counts.max() - counts.min() <= 1, (c, counts)
+  assert np.bincount(f, minlength=3).tolist() == [5, 5, 5]

@@ -91,6 +91,9 @@ def test_hidden_row_doubts_name_the_rows_below_each_block():
   # Two hidden rows without pictures in one block name each other together.
   out = ownership.hidden_row_doubts({6: p}, {}, {4, 5}, data, 1)
   assert sorted(out) == [4, 5, 6] and out[6].startswith('photo_uncertain: row 4, 5 above')
+  # A first block with nothing to doubt does not stop the search: the second block's doubts.
+  out = ownership.hidden_row_doubts({3: p, 9: p}, {}, {3, 8}, data, 1)
+  assert sorted(out) == [8, 9]
   # Nothing to doubt: the hidden row has its picture, is ambiguous, or nothing lies below.
   assert ownership.hidden_row_doubts({4: p, 5: p}, {}, {4}, data, 1) == {}
   assert ownership.hidden_row_doubts({5: p}, {4: 'photo_ambiguous'}, {4}, data, 1) == {}
