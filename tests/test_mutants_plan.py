@@ -1,5 +1,6 @@
 """The pre-registered plan's parts, by hand: the gaps mutation testing found in
 gradejax/evaluation/plan.py (issue 22; benchmarks/mutation.py, RESULTS.md)."""
+import hashlib
 import json
 
 import ml_collections
@@ -47,6 +48,10 @@ def test_default_path_and_a_plan_written_after_evaluations(tmp_path):
   assert plan.default_path(c) == tmp_path / 'mine.json'
   p = {k: 1 for k in plan.FIELDS}
   out = plan.write(tmp_path / 'sub' / 'plan.json', p, evaluations_before=2)
+  # The hash is of canonical JSON (sorted keys), so another program can check it.
+  body = json.dumps({k: 1 for k in sorted(plan.FIELDS)}, sort_keys=True)
+  assert out['hash'] == hashlib.sha256(body.encode()).hexdigest()
+  plan.write(tmp_path / 'a' / 'b' / 'plan.json', p)  # missing folders are made
   assert out['evaluations_before'] == 2 and out['version'] == plan.VERSION
   assert json.loads((tmp_path / 'sub' / 'plan.json').read_text())['hash'] == plan.plan_hash(p)
   r = plan.compare(tmp_path / 'sub' / 'plan.json', p)
@@ -62,7 +67,8 @@ def test_preregister_writes_the_plan_of_the_prepared_data(train_data_dir, tmp_pa
   c = config_for(train_data_dir, ledger=str(tmp_path / 'ledger.jsonl'), plan='')
   key = ledger.dataset_key(input_pipeline.load_dataset(c))
   ledger.record(c.ledger, {'dataset': key, 'config_hash': 'x', 'p_value': 0.5})
-  ledger.record(c.ledger, {'dataset': 'other', 'config_hash': 'x', 'p_value': 0.5})
+  for other in ('other', 'another'):
+    ledger.record(c.ledger, {'dataset': other, 'config_hash': 'x', 'p_value': 0.5})
   path, p = plan.preregister(c)
   assert path == tmp_path / f'plan-{train_data_dir.name}.json' and path.is_file()
   assert p['dataset'] == key and p['evaluations_before'] == 1
