@@ -89,3 +89,23 @@ def test_multiscale_strides_default_to_half_the_patch_rounded_up(images):
   np.testing.assert_allclose(got, want, atol=1e-6)
   assert not np.allclose(got, occ.occlusion_multiscale(fn, images, t, patches=(3, 5),
                                                        strides=(1, 1), fill=0.5), atol=1e-4)
+
+
+def test_road_breaks_ties_in_row_major_order():
+  # Half of a tied 4 x 4 patch removed: the first 8 of its pixels in row-major order, the same
+  # as a map whose ties are broken by a tiny decreasing ramp (an unstable sort picks others).
+  class PatchSum(nn.Module):
+    @nn.compact
+    def __call__(self, images, *, relu=nn.relu):
+      s = jnp.sum(images[:, 2:6, 2:6, 0], axis=(1, 2))
+      return jnp.stack([s, -s], axis=1)
+
+  fn = nets.bind(PatchSum(), {})
+  x = jax.random.uniform(jax.random.key(3), (1, H, W, 3))
+  heat = np.zeros((1, H, W), np.float32)
+  heat[0, 2:6, 2:6] = 1.0
+  ramp = heat - 1e-4 * np.arange(H * W, dtype=np.float32).reshape(1, H, W)
+  kw = dict(fractions=(8 / (H * W),), score='logit', noise=0.0, iterations=5)
+  tied = faithfulness.road(fn, x, 0, heat, jax.random.key(0), **kw)
+  broken = faithfulness.road(fn, x, 0, ramp, jax.random.key(0), **kw)
+  np.testing.assert_allclose(tied, broken, atol=1e-6)
