@@ -19,3 +19,25 @@ def test_resolution_brings_every_chip_to_the_lowest_sharpness():
   out = harmonise.resolution(x, None)
   s = np.asarray(harmonise.sharpness(out))
   np.testing.assert_allclose(s, np.asarray(harmonise.sharpness(x)).min(), rtol=1e-3)
+
+
+def test_retest_alone_and_all_together():
+  # A brightness cue over the whole chip, features = mean colour: the colour harmonisation
+  # (each chip's face-ellipse mean and sd mapped to the pooled ones, over the whole chip)
+  # removes it; the background one leaves the face's.
+  rng = np.random.default_rng(0)
+  n = 24
+  y = (np.arange(n) % 2).astype(np.int32)
+  chips = np.clip(rng.normal(100 + 60 * y[:, None, None, None], 20, (n, 32, 32, 3)), 0,
+                  255).astype(np.uint8)
+  feat = lambda c: np.asarray(c, np.float32).reshape(len(c), -1, 3).mean(1) / 255
+  folds = (np.arange(n) % 3)[None]
+  perms = np.stack([rng.permutation(n) for _ in range(30)])
+  out = harmonise.retest('roc_auc', feat, chips, feat(chips), y, folds, perms, 2, 1.0, 50, 0,
+                         10, 0.05, 0.5, {'jpeg_quality': 90, 'side': None},
+                         kinds=('colour', 'background'))
+  assert out['reference']['beats_chance']
+  assert not out['colour']['beats_chance'] and out['background']['beats_chance']
+  assert not out['all']['beats_chance'] and not out['survives']
+  assert out['removed_by'] == ['colour']
+  assert out['images_all'].shape == chips.shape
