@@ -48,3 +48,11 @@ def test_aspect_compares_each_facial_baseline_with_the_other():
   assert out['between']['face_geometry']['against'] == ['blurred_photo']
   # No permutations: no p below alpha, so neither adds to the other: both aspects named.
   assert out['aspect'] == 'coarse appearance and geometry'
+
+
+def test_blurred_photo_reads_uint8_and_unit_chips_alike():
+  rng = np.random.default_rng(0)
+  chips = rng.integers(0, 256, (2, 60, 60, 3)).astype(np.uint8)
+  a = confounds.blurred_photo(chips, grid=2)
+  np.testing.assert_allclose(a, confounds.blurred_photo(chips / 255.0, grid=2), atol=1e-6)
+  assert a.shape == (2, 12) and 0.3 < a.mean() < 0.7  # in [0, 1] units
