@@ -7,17 +7,18 @@ from gradejax.evaluation import crossval
 
 
 def test_group_folds_balance_classes_across_all_folds():
-  rng = np.random.default_rng(1)
-  groups, y = rng.integers(0, 40, 200), rng.integers(0, 2, 200)
+  rng = np.random.default_rng(3)
+  groups, y = rng.integers(0, 40, 200), (rng.uniform(size=200) < 0.3).astype(int)
   folds = crossval.group_folds(y, groups, 5, 2, 0)
   assert folds.shape == (2, 200) and folds.dtype == np.int32
   for f in folds:
     for g in np.unique(groups):
       assert len(set(f[groups == g])) == 1  # a group stays in one fold
     counts = np.stack([np.bincount(y[f == k], minlength=2) for k in range(5)])
-    # Even shares are 200 / 5 = 40 rows, about 20 of each class; 40 groups of ~5 rows
-    # leave a few rows of slack.
-    np.testing.assert_allclose(counts, np.broadcast_to(np.bincount(y) / 5, counts.shape), atol=4)
+    # Even shares: a fifth of each class (~30 and ~10 rows); 40 groups of ~5 rows leave a
+    # little slack (a greedy that ignores the classes, the emptiest fold first, is 5-7 off).
+    np.testing.assert_allclose(counts, np.broadcast_to(np.bincount(y) / 5, counts.shape),
+                               atol=2.5)
   # Two big single-class groups and small ones: each fold gets one big group.
   groups = np.repeat(np.arange(8), [6, 6, 3, 3, 2, 2, 1, 1])
   y = np.array([0] * 6 + [1] * 6 + [0] * 3 + [1] * 3 + [0, 0, 1, 1, 0, 1])
