@@ -52,3 +52,12 @@ def test_incremental_scores_are_the_ridge_scores_of_the_stacked_columns():
                                         folds, 2, 0.1)
   np.testing.assert_allclose([alone, both], [ref_alone, ref_both], atol=1e-5)
   assert null.shape == (1,) and 0 <= null[0] <= 1
+
+
+def test_majority_predictions_are_each_training_folds_majority():
+  y = np.array([1, 1, 1, 1, 0, 0, 0])
+  folds = np.array([[0, 1, 0, 1, 0, 1, 1], [0, 0, 0, 0, 1, 1, 1]])
+  # Repeat 0: fold 0's training rows 1, 3, 5, 6 hold 1, 1, 0, 0 (a tie: the lower class),
+  # fold 1's rows 0, 2, 4 hold 1, 1, 0. Repeat 1: fold 0 trains on 0s, fold 1 on 1s.
+  np.testing.assert_array_equal(crossval.majority_predictions(y, folds, 2),
+                                [[0, 1, 0, 1, 0, 1, 1], [0, 0, 0, 0, 1, 1, 1]])
