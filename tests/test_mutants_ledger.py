@@ -30,8 +30,6 @@ def test_config_hash_ignores_bookkeeping_and_sees_analysis_settings():
   c2 = ml_collections.ConfigDict(c.to_dict())
   c2.data_dir, c2.ledger = '/elsewhere', '/x/ledger.jsonl'  # paths: the same analysis
   assert ledger.config_hash(c2) == h
-  # The same settings in another order: the same analysis.
-  assert ledger.config_hash(ml_collections.ConfigDict(dict(reversed(c.to_dict().items())))) == h
   c2.seed = 1  # another analysis
   assert ledger.config_hash(c2) != h
 
