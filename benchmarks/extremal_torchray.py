@@ -68,7 +68,8 @@ def toy() -> dict:
   truth[PATCH] = True
   r = extremal.extremal_perturbation(fn, jnp.ones((1, H, H, 3)), 0, areas=(truth.mean(),),
                                      steps=800, step=1, sigma=2.0, jitter=False,
-                                     fill_mode='value', fill=0.0)
+                                     fill_mode='value', fill=0.0, optimiser='torchray',
+                                     reward='raw')
   return {'toy_mask': r.masks[0, 0], 'toy_score': r.scores[0, 0], 'truth': truth}
 
 
@@ -80,7 +81,8 @@ def main(argv):
   fn = nets.bind(module, variables)
   x = chips(IMAGES.value)
   t = np.arange(len(x), dtype=np.int32) % 128
-  kw = dict(areas=AREAS, steps=STEPS.value, precision='default')
+  kw = dict(areas=AREAS, steps=STEPS.value, precision='default', optimiser='torchray',
+            reward='raw')  # torchray's schedule and generator (sigma 21, step 7) on both sides
   extremal.extremal_perturbation(fn, x, t, **kw)  # compile
   t0 = time.perf_counter()
   r = extremal.extremal_perturbation(fn, x, t, **kw)
