@@ -118,6 +118,18 @@ def test_tied_targets_share_the_reference_within_ties():
                                                               jnp.array([5]))), 3 / 8)
 
 
+def test_smoothness_fits_one_disc_in_the_smallest_area():
+  # A one-node mask at the derived sigma (and step sigma / 3) is one binary disc that fits
+  # the smallest area: between 80% and 100% of 2% of a 150 px chip (torchray's 21 px: 3.7x).
+  sigma = extremal.smoothness(0.02, (150, 150))
+  step = max(1, round(sigma / 3))
+  geo = extremal.mask_geometry((150, 150), step, sigma)
+  p = np.zeros(geo.shape_in, np.float32)
+  p[geo.shape_in[0] // 2, geo.shape_in[1] // 2] = 1
+  mass = float(extremal.generate(jnp.asarray(p), geo).sum())
+  assert 0.8 * 450 <= mass <= 450
+
+
 def _assert_recovers_patch(r, variant, inside=0.75):
   truth = _truth()
   m = r.masks[0, 0]
