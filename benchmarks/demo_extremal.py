@@ -29,10 +29,13 @@ from gradejax.report import attribution_report as ar  # noqa: E402
 WORKDIR = flags.DEFINE_string('workdir', 'workspace/runs/demo', 'trained demo run')
 TRUTH = flags.DEFINE_string('truth', 'workspace/raw/truth.csv', 'the workbook truth.csv')
 AREAS = flags.DEFINE_string('areas', ','.join(str(a) for a in extremal.DEFAULT_AREAS), 'areas')
-STEPS = flags.DEFINE_integer('steps', extremal.REFERENCE_STEPS, 'optimisation steps')
+STEPS = flags.DEFINE_integer('steps', None, 'optimisation steps (default: the optimiser\'s)')
 VARIANT = flags.DEFINE_string('variant', 'delete', 'preserve or delete')
 FILL = flags.DEFINE_string('fill_mode', 'inpaint', 'blur, inpaint or value (the report: inpaint)')
-LR = flags.DEFINE_float('learning_rate', 0.01, 'the SGD rate at 800 steps (torchray: 0.01)')
+OPTIMISER = flags.DEFINE_string('optimiser', 'adam', 'adam or torchray')
+REWARD = flags.DEFINE_string('reward', 'normalised', 'normalised or raw')
+SCALE = flags.DEFINE_float('reward_scale', extremal.REWARD_SCALE, 'normalised reward scale')
+LR = flags.DEFINE_float('learning_rate', None, 'default: the optimiser\'s')
 BATCH = flags.DEFINE_integer('batch', 4, 'images per call')
 LIMIT = flags.DEFINE_integer('limit', 0, 'only the first N images (a smoke test)')
 OUT = flags.DEFINE_string('out', '', 'JSON results (default WORKDIR/localisation/extremal.json)')
@@ -40,51 +43,63 @@ OUT = flags.DEFINE_string('out', '', 'JSON results (default WORKDIR/localisation
 
 def main(argv):
   del argv
+  from gradejax.attribution.battery import checks, config as cfg_lib, truth as truth_lib
+  from gradejax.attribution.battery import maps as maps_lib
   from gradejax.data import dataset
   from gradejax.training import runs
   module, variables, config = runs.load_trained(WORKDIR.value)
   arrays = dataset.load_arrays(config.data_dir)
   fn = nets.bind(module, variables)
-  opts = ar.Options(truth=TRUTH.value, valid_fold=int(config.valid_fold), batch=BATCH.value,
-                    fill_mode='inpaint')
-  x, masks, note = ar.localisation_images(arrays, pathlib.Path(config.data_dir), opts, None,
-                                          arrays['images'].shape[1], np.arange(8))
+  cfg = cfg_lib.Options(truth=TRUTH.value, valid_fold=int(config.valid_fold),
+                        batch=BATCH.value, precision='default').config()
+  x, masks, note, _ = truth_lib.localisation_images(
+      arrays, pathlib.Path(config.data_dir), cfg.localisation, None, arrays['images'].shape[1],
+      np.arange(8))
   if masks is None:
     raise SystemExit(note)
+  x = np.asarray(x)
   if LIMIT.value:
     x, masks = x[:LIMIT.value], masks[:LIMIT.value]
   print(note, flush=True)
-  targets = ar.predicted(fn, x, opts.batch)
+  targets = maps_lib.predicted(fn, x, BATCH.value)
   areas = tuple(float(a) for a in AREAS.value.split(','))
   out = pathlib.Path(OUT.value or pathlib.Path(WORKDIR.value) / 'localisation' / 'extremal.json')
   out.parent.mkdir(parents=True, exist_ok=True)
+  kw = dict(areas=areas, steps=STEPS.value, variant=VARIANT.value, fill_mode=FILL.value,
+            blur_sigma=cfg.fill['blur_sigma'], optimiser=OPTIMISER.value, reward=REWARD.value,
+            reward_scale=SCALE.value, learning_rate=LR.value, precision='default')
   t0 = time.time()
   per_area = []
-  for i in range(0, len(x), opts.batch):
-    r = extremal.extremal_perturbation(fn, x[i:i + opts.batch], targets[i:i + opts.batch],
-                                       areas=areas, steps=STEPS.value, variant=VARIANT.value,
-                                       fill_mode=FILL.value, blur_sigma=5.0 if
-                                       FILL.value == 'inpaint' else 10.0,
-                                       learning_rate=LR.value, precision='default')
-    per_area.append(r.masks)
-    print(f'  images {i}-{i + len(r.masks) - 1}: {time.time() - t0:.0f} s', flush=True)
+  for i in range(0, len(x), BATCH.value):
+    xb, tb = x[i:i + BATCH.value], targets[i:i + BATCH.value]
+    n = len(xb)
+    if n < BATCH.value < len(x):  # pad the last call: no second compile
+      xb = np.concatenate([xb, np.repeat(xb[-1:], BATCH.value - n, 0)])
+      tb = np.concatenate([tb, np.repeat(tb[-1:], BATCH.value - n, 0)])
+    r = extremal.extremal_perturbation(fn, xb, tb, **kw)
+    per_area.append(r.masks[:n])
+    print(f'  images {i}-{i + n - 1}: {time.time() - t0:.0f} s', flush=True)
   secs = time.time() - t0
   m = np.concatenate(per_area)  # [N, A, H, W]
   np.save(out.with_suffix('.npy'), m)
   maps = {'extremal (mean over areas)': m.mean(axis=1)}
   maps.update({f'extremal area {a}': m[:, j] for j, a in enumerate(areas)})
-  rows = ar.localisation_rows(maps, masks, opts)
-  causal = ar.causal_rows(fn, x, targets, {'extremal (mean over areas)': maps[
-      'extremal (mean over areas)']}, opts, masks)
-  result = dict(images=len(x), areas=areas, steps=STEPS.value, variant=VARIANT.value,
-                seconds=secs, images_per_s=len(x) / secs, rows=rows,
-                causal_top=causal[1][1], causal_random=causal[1][2], causal_cue=causal[0][1])
+  rows = checks.localisation_rows(maps, masks, cfg.localisation)
+  causal = checks.causal_rows(fn, x, targets, {'extremal (mean over areas)': maps[
+      'extremal (mean over areas)']}, cfg, masks)
+  result = dict(images=len(x), options={k: v for k, v in kw.items()}, seconds=secs,
+                images_per_s=len(x) / secs,
+                rows=[dict(method=r.method, mass=r.mass, pointing=r.pointing, area=r.area)
+                      for r in rows],
+                causal_top=causal[1].drop, causal_random=causal[1].random_drop,
+                causal_cue=causal[0].drop)
   out.write_text(json.dumps(result, indent=1, default=float))
+  f = lambda c: f'{c[0]:.3f} [{c[1]:.3f}, {c[2]:.3f}]'
   for row in rows:
-    print(f'{row["method"]}: mass {ar._fmt_ci(row["mass"])} ({row["mass"][0] / row["area"]:.1f}x '
-          f'uniform), pointing {ar._fmt_ci(row["pointing"])}, rank acc {ar._fmt_ci(row["rank"])}')
-  print(f'top-square drop {ar._fmt_ci(causal[1][1])} vs random {ar._fmt_ci(causal[1][2])}; '
-        f'cue removed {ar._fmt_ci(causal[0][1])}; {len(x)} images in {secs:.0f} s', flush=True)
+    print(f'{row.method}: mass {f(row.mass)} ({row.mass[0] / row.area:.1f}x uniform), '
+          f'pointing {f(row.pointing)}')
+  print(f'top-square drop {f(causal[1].drop)} vs random {f(causal[1].random_drop)}; '
+        f'cue removed {f(causal[0].drop)}; {len(x)} images in {secs:.0f} s', flush=True)
 
 
 if __name__ == '__main__':

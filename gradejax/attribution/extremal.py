@@ -21,12 +21,26 @@ discs of radius >= ``sigma / 2`` and reaches 1 inside them (a Gaussian blur of t
 would not). The generator reproduces torchray's ``MaskGenerator`` exactly (tested).
 
 All images x areas are optimised together in one compiled ``lax.scan`` (one network call per
-step on ``A * B`` perturbed images). Differences from torchray by design: the area is measured
-on the image (torchray sorts the mask *with* its ``sigma`` px margin, so its masks cover up to
-~1.6x the nominal area of a 150 px chip); the fill is a blend ``x m + fill (1 - m)`` with our
-fills instead of torchray's 8-level blur pyramid; the schedule is torchray's (SGD, momentum
-0.9, dampening 0.9, lr 0.01, w_0 = 300 growing 1.0035 per step over 800 steps) stretched to
-``steps`` (fewer steps take proportionally larger strides, ending at the same weight).
+step on ``A * B`` perturbed images). Two schedules:
+
+- ``optimiser='torchray'`` (with ``reward='raw'``: the parity benchmark's): torchray's SGD
+  (momentum 0.9, dampening 0.9, lr 0.01, w_0 = 300 growing 1.0035 per step over 800 steps,
+  stretched to ``steps``: fewer steps take proportionally larger strides, ending at the same
+  weight), both games starting from params 1, torchray's ``sigma`` 21 px and ``step`` 7.
+- the default, for a few dozen steps on a CPU: Adam (lr 0.1, beta1 = momentum) on the
+  parameters, projected on [0, 1]; the reward in units of its own starting gradient (per mask,
+  its largest push on a parameter is ``reward_scale`` x the rank loss's: torchray's w_0 was set
+  for ImageNet logits; a face net's logits are a few units and a fully removed image is no
+  unit, it often scores *higher* than the clean one); the rank loss's ties shared
+  (:func:`tied_targets`: the plain sort hands the pixels allowed to stay to the last ones in
+  raster order, so an undecided mask drifts to the image's bottom rows); both games start from
+  the clean image, where the score's gradient is informative; ``sigma`` from the smallest area
+  (:func:`smoothness`) and ``step`` = sigma / 3 (torchray's ratio).
+
+Differences from torchray by design: the area is measured on the image (torchray sorts the
+mask *with* its ``sigma`` px margin, so its masks cover up to ~1.6x the nominal area of a
+150 px chip); the fill is a blend ``x m + fill (1 - m)`` with our fills instead of torchray's
+8-level blur pyramid.
 """
 from __future__ import annotations
 
@@ -49,6 +63,9 @@ DEFAULT_AREAS = (0.02, 0.05, 0.1, 0.2)
 COLDNESS = 20.0  # torchray's softmax-pooling temperature
 REFERENCE_STEPS = 800  # torchray's schedule, which ``steps`` stretches
 REGUL_GROWTH = 1.0035
+DEFAULT_STEPS = 60  # the Adam schedule's (see the module docstring)
+ADAM_RATE = 0.1
+REWARD_SCALE = 8.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +141,35 @@ def area_reference(areas: Sequence[float], n: int) -> Array:
   return jnp.asarray((np.arange(n)[None, :] >= cut[:, None]).astype(np.float32))
 
 
+def smoothness(area: float, shape: tuple[int, int]) -> float:
+  """The generator's ``sigma`` (px) for masks down to ``area`` (a fraction) of an image of
+  ``shape``: the largest whose one-node mask (a disc of mass ~3.9 sigma^2 px, measured) fits
+  in that area, so the smallest mask can be one binary disc. torchray's fixed 21 px makes a
+  one-node disc of ~1700 px: 7.4% of a 150 px chip, so a 2% mask could only be a dim blur."""
+  return float(max(1.0, math.sqrt(area * shape[0] * shape[1] / 3.9)))
+
+
+def tied_targets(flat: Array, cut: Array) -> Array:
+  """The rank loss's target of every pixel with ties shared: ``flat`` [..., n] mask values,
+  ``cut`` int [...] (broadcastable): the number of zeros in the sorted reference.
+
+  ``mean((sort(m) - r)^2)`` pairs the j-th smallest value with ``r_j``; among equal values
+  (a mask at its start, or clipped at 0 or 1: most pixels) the sort's order is arbitrary, so
+  its gradient picks the pixels that may keep their value by their index (raster order: the
+  bottom rows), not by the reward. Here a pixel's target is the mean of ``r`` over the ranks
+  its tie group spans, so tied pixels are pushed alike and the reward alone separates them;
+  for distinct values it is ``r`` at the pixel's rank (the same loss and gradient). Float
+  [..., n].
+  """
+  srt = jnp.sort(flat, axis=-1)
+  pos = lambda side: jax.vmap(lambda row, q: jnp.searchsorted(row, q, side=side))(
+      srt.reshape(-1, srt.shape[-1]), flat.reshape(-1, flat.shape[-1])).reshape(flat.shape)
+  lo, hi = pos('left'), pos('right')  # the tie group's ranks [lo, hi)
+  c = jnp.broadcast_to(cut[..., None] if cut.ndim == flat.ndim - 1 else cut, flat.shape)
+  ones = lambda k: jnp.maximum(k - c, 0)  # ones among the first k entries of r
+  return ((ones(hi) - ones(lo)) / jnp.maximum(hi - lo, 1)).astype(flat.dtype)
+
+
 def _check(areas, variant, steps):
   if variant not in VARIANTS:
     raise ValueError(f"extremal: variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
@@ -134,22 +180,28 @@ def _check(areas, variant, steps):
 
 
 _STATIC = ('areas', 'variant', 'steps', 'step', 'sigma', 'jitter', 'fill_mode', 'blur_sigma',
-           'score')
+           'score', 'optimiser', 'reward')
+OPTIMISERS = ('adam', 'torchray')
+REWARDS = ('normalised', 'raw')
 
 
 @method(*_STATIC)
 def _optimise(fn: nets.ModelFn, images: Array, targets: Array, *, areas: tuple[float, ...],
               variant: str, steps: int, step: int, sigma: float, learning_rate: float,
               momentum: float, regul_weight: float, jitter: bool, fill: float | Array,
-              fill_mode: str, blur_sigma: float, score: str) -> tuple[Array, Array, Array]:
+              fill_mode: str, blur_sigma: float, score: str, optimiser: str, reward: str,
+              reward_scale: float) -> tuple[Array, Array, Array]:
   b, h, w, c = images.shape
   a = len(areas)
   t = as_targets(targets, b)
   geo = mask_geometry((h, w), step, sigma)
   ref = area_reference(areas, h * w)[:, None]  # [A, 1, HW]
+  cut = jnp.asarray([int(h * w * (1 - x)) for x in areas])[:, None]  # [A, 1] zeros in ref
   base = fills.prepare(images, fill, fill_mode, blur_sigma)
   stretch = REFERENCE_STEPS / steps
-  lr = learning_rate * stretch
+  # torchray's SGD takes proportionally larger strides when stretched; Adam's stride is the
+  # learning rate itself (per parameter, whatever the gradient's units), so it is not.
+  lr = learning_rate * stretch if optimiser == 'torchray' else learning_rate
   growth = REGUL_GROWTH ** stretch
 
   def scores(masks, flip):  # masks [A, B, H, W] -> target scores [A, B]
@@ -160,25 +212,54 @@ def _optimise(fn: nets.ModelFn, images: Array, targets: Array, *, areas: tuple[f
     out, _ = fn(x.reshape((a * b, h, w, c)))
     return class_score(jnp.swapaxes(out.reshape(a, b, -1), 0, 1), t, score).T
 
-  def loss(p, weight, flip):
+  def loss(p, weight, flip, unit):
     masks = generate(p, geo)
     s = scores(masks, flip)
-    reward = s if variant == 'preserve' else -s
-    sorted_m = jnp.sort(masks.reshape(a, b, h * w), axis=-1)
-    regul = weight * jnp.mean((sorted_m - ref) ** 2, axis=-1)
-    return jnp.sum(regul - reward), s  # each mask's own gradient: masks do not interact
+    reward = (s if variant == 'preserve' else -s) * unit
+    flat = masks.reshape(a, b, h * w)
+    if optimiser == 'torchray':
+      regul = weight * jnp.mean((jnp.sort(flat, axis=-1) - ref) ** 2, axis=-1)
+    else:
+      regul = weight * jnp.mean((flat - lax.stop_gradient(tied_targets(flat, cut))) ** 2,
+                                axis=-1)
+    return jnp.sum(regul - reward), s  # masks do not interact: each gets its own gradient
 
   def body(carry, i):
-    p, buf, weight = carry
-    g, s = jax.grad(loss, has_aux=True)(p, weight, i % 2 == 0)
-    # torch.optim.SGD with dampening = momentum: the first step's buffer is the raw gradient.
-    buf = jnp.where(i == 0, g, momentum * buf + (1 - momentum) * g)
-    p = jnp.clip(p - lr * buf, 0.0, 1.0)
-    return (p, buf, weight * growth), jnp.mean(s, axis=1)
+    p, buf, sq, weight = carry
+    g, s = jax.grad(loss, has_aux=True)(p, weight, i % 2 == 0, unit)
+    if optimiser == 'torchray':
+      # torch.optim.SGD with dampening = momentum: the first step's buffer is the raw gradient.
+      buf = jnp.where(i == 0, g, momentum * buf + (1 - momentum) * g)
+      p = jnp.clip(p - lr * buf, 0.0, 1.0)
+    else:  # Adam (beta1 = momentum, beta2 = 0.999), bias-corrected, projected onto [0, 1]
+      buf = momentum * buf + (1 - momentum) * g
+      sq = 0.999 * sq + 0.001 * g * g
+      k = (i + 1).astype(images.dtype)
+      step_ = (buf / (1 - momentum ** k)) / (jnp.sqrt(sq / (1 - 0.999 ** k)) + 1e-8)
+      p = jnp.clip(p - lr * step_, 0.0, 1.0)
+    return (p, buf, sq, weight * growth), jnp.mean(s, axis=1)
 
-  p0 = jnp.ones((a, b) + geo.shape_in, images.dtype)
-  init = (p0, jnp.zeros_like(p0), jnp.asarray(regul_weight, images.dtype))
-  (p, _, _), history = lax.scan(body, init, jnp.arange(steps))
+  # torchray starts both games from params 1 (preserve: all kept; delete: all removed); the
+  # Adam schedule starts both from the clean image, where the score's gradient is informative
+  # (on a fully removed image the network is off its data).
+  start = 1.0 if (variant == 'preserve' or optimiser == 'torchray') else 0.0
+  p0 = jnp.full((a, b) + geo.shape_in, start, images.dtype)
+  w0 = jnp.asarray(regul_weight, images.dtype)
+  if reward == 'normalised':
+    # The reward in units of its own gradient at the start: per mask, its largest push on a
+    # parameter equals reward_scale x the rank loss's largest (one extra forward and backward).
+    # The rank loss's weight then means the same for any network's logit units and any
+    # image's confidence (a fully removed image is no unit: off its data, it often scores
+    # higher than the clean one).
+    ones = jnp.ones((a, b), images.dtype)
+    g_all = jax.grad(lambda q: loss(q, w0, False, ones)[0])(p0)
+    g_reg = jax.grad(lambda q: loss(q, w0, False, 0.0 * ones)[0])(p0)
+    peak = lambda g: jnp.max(jnp.abs(g), axis=(-2, -1))  # [A, B]
+    unit = reward_scale * peak(g_reg) / jnp.maximum(peak(g_all - g_reg), 1e-12)
+  else:
+    unit = jnp.ones((a, b), images.dtype)
+  init = (p0, jnp.zeros_like(p0), jnp.zeros_like(p0), w0)
+  (p, _, _, _), history = lax.scan(body, init, jnp.arange(steps))
   masks = generate(p, geo)
   final = scores(masks, False)
   return jnp.transpose(masks, (1, 0, 2, 3)), final.T, history
@@ -204,9 +285,12 @@ class ExtremalResult:
 
 def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
                           areas: Sequence[float] = DEFAULT_AREAS, variant: str = 'preserve',
-                          steps: int = REFERENCE_STEPS, step: int = 7, sigma: float = 21.0,
-                          learning_rate: float = 0.01, momentum: float = 0.9,
+                          steps: int | None = None, step: int | None = None,
+                          sigma: float | None = None,
+                          learning_rate: float | None = None, momentum: float = 0.9,
                           regul_weight: float = 300.0, jitter: bool = True,
+                          optimiser: str = 'adam', reward: str = 'normalised',
+                          reward_scale: float = REWARD_SCALE,
                           fill: float | Array = 0.0, fill_mode: str = 'blur',
                           blur_sigma: float = 10.0, score: str = 'logit',
                           precision: str | None = 'highest') -> ExtremalResult:
@@ -227,22 +311,37 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
   batches of images.
   """
   areas = tuple(float(x) for x in areas)
+  if optimiser not in OPTIMISERS:
+    raise ValueError(f"extremal: optimiser must be one of {', '.join(OPTIMISERS)}; got "
+                     f'{optimiser!r}')
+  if reward not in REWARDS:
+    raise ValueError(f"extremal: reward must be one of {', '.join(REWARDS)}; got {reward!r}")
+  torchray = optimiser == 'torchray'
+  steps = (REFERENCE_STEPS if torchray else DEFAULT_STEPS) if steps is None else steps
+  learning_rate = ((0.01 if torchray else ADAM_RATE) if learning_rate is None
+                   else learning_rate)
+  h, w = np.shape(images)[1:3]
+  sigma = (21.0 if torchray else smoothness(min(areas), (h, w))) if sigma is None else sigma
+  step = (7 if torchray else max(1, round(sigma / 3))) if step is None else step
   _check(areas, variant, steps)
   fills.check_mode(fill_mode)
   masks, final, history = _optimise(
       fn, jnp.asarray(images), targets, areas=areas, variant=variant, steps=int(steps),
-      step=int(step), sigma=float(sigma), learning_rate=learning_rate, momentum=momentum,
-      regul_weight=regul_weight, jitter=bool(jitter), fill=fill, fill_mode=fill_mode,
-      blur_sigma=float(blur_sigma), score=score, precision=precision)
+      step=int(step), sigma=float(sigma), learning_rate=float(learning_rate),
+      momentum=momentum, regul_weight=regul_weight, jitter=bool(jitter), fill=fill,
+      fill_mode=fill_mode, blur_sigma=float(blur_sigma), score=score, optimiser=optimiser,
+      reward=reward, reward_scale=float(reward_scale), precision=precision)
   return ExtremalResult(np.asarray(masks), np.asarray(final), np.asarray(history), areas,
                         variant)
 
 
 def extremal(fn: nets.ModelFn, images: Array, targets: Array, *,
              areas: Sequence[float] = DEFAULT_AREAS, variant: str = 'preserve',
-             steps: int = REFERENCE_STEPS, step: int = 7, sigma: float = 21.0,
-             learning_rate: float = 0.01, momentum: float = 0.9, regul_weight: float = 300.0,
-             jitter: bool = True, fill: float | Array = 0.0, fill_mode: str = 'blur',
+             steps: int | None = None, step: int | None = None, sigma: float | None = None,
+             learning_rate: float | None = None, momentum: float = 0.9,
+             regul_weight: float = 300.0, jitter: bool = True, optimiser: str = 'adam',
+             reward: str = 'normalised', reward_scale: float = REWARD_SCALE,
+             fill: float | Array = 0.0, fill_mode: str = 'blur',
              blur_sigma: float = 10.0, score: str = 'logit',
              precision: str | None = 'highest') -> Array:
   """The registry's map: :func:`extremal_perturbation`'s masks averaged over the areas,
@@ -250,10 +349,12 @@ def extremal(fn: nets.ModelFn, images: Array, targets: Array, *,
   r = extremal_perturbation(fn, images, targets, areas=areas, variant=variant, steps=steps,
                             step=step, sigma=sigma, learning_rate=learning_rate,
                             momentum=momentum, regul_weight=regul_weight, jitter=jitter,
+                            optimiser=optimiser, reward=reward, reward_scale=reward_scale,
                             fill=fill, fill_mode=fill_mode, blur_sigma=blur_sigma,
                             score=score, precision=precision)
   return jnp.asarray(r.heatmap())
 
 
 OPTIONS = ('areas', 'variant', 'steps', 'step', 'sigma', 'learning_rate', 'momentum',
-           'regul_weight', 'jitter', 'fill', 'fill_mode', 'blur_sigma', 'score')
+           'regul_weight', 'jitter', 'optimiser', 'reward', 'reward_scale', 'fill', 'fill_mode',
+           'blur_sigma', 'score')
