@@ -94,6 +94,27 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
   assert list(a.id) != list(c.id)
 
 
+def test_two_drawing_processes_give_the_same_workbook(tmp_path):
+  # 16 rows is the smallest count map_rows spreads over 2 spawned workers (8 rows each); small
+  # photos keep the drawing cheap. The workbook's pictures, truth and cue boxes must be those
+  # of the one-process loop, in the same order.
+  kw = dict(n=16, seed=4, cue_strength=0.6, photo_size=(52, 60))
+  one = demo_data.write_demo_workbook(tmp_path / 'one' / 'x.xlsx', workers=1, **kw)
+  two = demo_data.write_demo_workbook(tmp_path / 'two' / 'x.xlsx', workers=2, **kw)
+  assert _photos(tmp_path / 'one' / 'x.xlsx') == _photos(tmp_path / 'two' / 'x.xlsx')
+  assert ((tmp_path / 'one' / 'truth.csv').read_bytes()
+          == (tmp_path / 'two' / 'truth.csv').read_bytes())
+  np.testing.assert_array_equal(one.eyes, two.eyes)
+  np.testing.assert_array_equal(one.cue_box, two.cue_box)
+
+
+def test_map_rows_keeps_the_input_order_across_workers():
+  jobs = [(0, r, r % 3 == 0, (40, 48), 'sticker', 'sticker') for r in range(24)]
+  here = [j[0] for j in map(demo_data._photo_of_row, jobs)]
+  pooled = [j[0] for j in demo_data.map_rows(demo_data._photo_of_row, jobs, workers=2)]
+  assert pooled == here and len(set(here)) == len(here)
+
+
 def test_portrait_does_not_depend_on_cue_strength_besides_the_sticker():
   plain, face, none = demo_data.render_row(0, 3, cue=False)
   marked, face2, box = demo_data.render_row(0, 3, cue=True)

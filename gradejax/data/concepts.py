@@ -42,19 +42,26 @@ def concept_portrait(concept: str, seed: int, k: int) -> np.ndarray:
   return image
 
 
+def _portrait_job(job: tuple[str, int, int]) -> np.ndarray:
+  return concept_portrait(*job)
+
+
 def write_concept_folders(out: str | pathlib.Path, *, n: int = 50, n_random: int = 200,
-                          concepts: Sequence[str] = CONCEPTS, seed: int = 0) -> dict[str, int]:
+                          concepts: Sequence[str] = CONCEPTS, seed: int = 0,
+                          workers: int = 1) -> dict[str, int]:
   """Writes ``n`` chips per concept and ``n_random`` random ones under ``out``; returns the
-  count per folder. TCAV draws ``runs + 1`` random sets of ~``n`` chips from ``random/``."""
+  count per folder. TCAV draws ``runs + 1`` random sets of ~``n`` chips from ``random/``.
+  ``workers``: processes drawing the portraits (0: one per core; same bytes for any count);
+  dlib aligns them in this process."""
+  from gradejax.data import demo_data  # map_rows; demo_data does not import this module
   out = pathlib.Path(out)
   models = faces.load_models('hog')
   options = faces.FaceOptions(no_face='centre')
-  counts = {}
-  for concept, count in [(c, n) for c in concepts] + [('random', n_random)]:
+  plan = [(c, n) for c in concepts] + [('random', n_random)]
+  jobs = [(concept, seed, k) for concept, count in plan for k in range(count)]
+  for (concept, _, k), photo in zip(jobs, demo_data.map_rows(_portrait_job, jobs, workers)):
     folder = out / concept
     folder.mkdir(parents=True, exist_ok=True)
-    for k in range(count):
-      face, _ = faces.find_face(models, concept_portrait(concept, seed, k), options)
-      Image.fromarray(face.chip).save(folder / f'{k:04d}.png')
-    counts[concept] = count
-  return counts
+    face, _ = faces.find_face(models, photo, options)
+    Image.fromarray(face.chip).save(folder / f'{k:04d}.png')
+  return {concept: count for concept, count in plan}

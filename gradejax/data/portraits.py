@@ -107,15 +107,25 @@ def _blob(u, v, cu, cv, su, sv):
   return np.exp(-0.5 * (((u - cu) / su) ** 2 + ((v - cv) / sv) ** 2))
 
 
+# Images being drawn are planar, [3, H, W] float64: the same per-element arithmetic as
+# [H, W, 3] (the same numbers, bit for bit), but numpy's loops then run over whole rows of
+# pixels instead of a 3-element inner axis broadcast against [H, W, 1] masks, ~3x faster.
+def _col(colour):
+  """A colour [3] -> [3, 1, 1]; a planar image [3, H, W] stays as it is."""
+  colour = np.asarray(colour)
+  return colour.reshape(3, 1, 1) if colour.ndim == 1 else colour
+
+
 def _over(img, colour, alpha):
-  """Alpha-composites ``colour`` ([3] or [H, W, 3]) over ``img`` with coverage ``alpha`` [H, W]."""
-  a = np.clip(alpha, 0.0, 1.0)[..., None]
-  return img * (1 - a) + np.asarray(colour) * a
+  """Alpha-composites ``colour`` ([3] or planar [3, H, W]) over the planar ``img`` [3, H, W]
+  with coverage ``alpha`` [H, W]."""
+  a = np.clip(alpha, 0.0, 1.0)[None]
+  return img * (1 - a) + _col(colour) * a
 
 
 def _shade(img, factor):
-  """Multiplies brightness by ``factor`` [H, W] (>1 lightens)."""
-  return img * factor[..., None]
+  """Multiplies brightness of the planar ``img`` [3, H, W] by ``factor`` [H, W] (>1 lightens)."""
+  return img * factor[None]
 
 
 def sample_params(rng: np.random.Generator) -> dict:
@@ -208,7 +218,8 @@ def tag_box(face: Face, tag: dict) -> tuple[float, float, float, float]:
 
 
 def _features(fu, fn, v, p: dict, s: float, face_img: np.ndarray) -> np.ndarray:
-  """Shading and features on the face skin. fu / fn: frontal u of the face / the nose [H, W]."""
+  """Shading and features on the face skin (planar [3, H, W]). fu / fn: frontal u of the face
+  / the nose [H, W]."""
   skin = np.asarray(p['skin'])
   # Eye sockets: broad soft shadow between brow and cheek.
   eu, es = EYE_U, p['eye_size']
@@ -294,21 +305,21 @@ def draw(p: dict, sticker: dict | None = None,
   def soft(d, w):  # edge widths are given in reference pixels
     return _soft(d, w * k)
 
-  t = (yy / height)[..., None]
-  img = p['bg_top'] * (1 - t) + p['bg_bottom'] * t
+  t = (yy / height)[None]
+  img = _col(p['bg_top']) * (1 - t) + _col(p['bg_bottom']) * t
   img = _shade(img, 1.0 - ((xx - width / 2) / width) ** 2)
 
   # Neck (behind the clothes), shadowed under the jaw.
   xs, ys = (xx - cx) / s, (yy - cy) / s
   neck_a = soft(np.where(ys > 0.2, (np.abs(xs) - 0.40) * s, 1e3), 1.2)
-  neck_col = skin[None, None] * (0.8 - 0.25 * soft((ys - 1.2) * s, 4))[..., None]
+  neck_col = _col(skin) * (0.8 - 0.25 * soft((ys - 1.2) * s, 4))[None]
   img = _over(img, neck_col, neck_a)
   # Clothes: a trapezius slope from the neck down to the shoulders; the body stays upright.
   top = 1.32 + 0.42 * np.clip(np.abs(xs) - 0.35, 0, None) ** 1.3
   body_d = np.maximum((top - ys) * s, (np.abs(xs) - 2.4) * s)
   neckline_d = -_ellipse_d(xs, ys, 0, 1.3, 0.40, 0.16 + p['neckline'], s)
   clothes_a = soft(np.maximum(body_d, neckline_d), 1.2)
-  cloth = np.asarray(p['clothes'])[None, None] * (1 - 0.12 * np.clip(ys - 1.4, 0, 1))[..., None]
+  cloth = _col(p['clothes']) * (1 - 0.12 * np.clip(ys - 1.4, 0, 1))[None]
   img = _over(img, cloth, clothes_a)
 
   style = p['hair_style']
@@ -343,7 +354,7 @@ def draw(p: dict, sticker: dict | None = None,
   rim = 1.0 - 0.35 * np.clip((radial - 0.65) / 0.35, 0, 1) ** 2
   forehead = 1.0 + 0.10 * _blob(fu, v, 0, -0.75, 0.5, 0.3)
   cheeks = 1.0 + 0.07 * (_blob(fu, v, -0.5, 0.15, 0.22, 0.18) + _blob(fu, v, 0.5, 0.15, 0.22, 0.18))
-  face_img = skin * (light * rim * forehead * cheeks)[..., None]
+  face_img = _col(skin) * (light * rim * forehead * cheeks)[None]
   face_img = _features(fu, fn, v, p, s, face_img)
 
   if sticker is not None:  # dark ring, bright disc, a small specular highlight
@@ -373,11 +384,11 @@ def draw(p: dict, sticker: dict | None = None,
       side_d = np.maximum(side_d, (v - 0.2) * s)
       cap_d = np.minimum(cap_d, side_d)
     sheen = 1 + 0.25 * _blob(u, v, 0.3 * p['light'], -1.1, 0.3, 0.15)  # light on the crown
-    hair_img = np.asarray(hair) * sheen[..., None]
+    hair_img = _col(hair) * sheen[None]
     img = _over(img, np.clip(hair_img, 0, 1), soft(cap_d, 1.2))
 
   rng = np.random.default_rng(p['seed'])
-  img = img + rng.normal(0, p['noise'], img.shape)
+  img = img.transpose(1, 2, 0) + rng.normal(0, p['noise'], (height, width, 3))
   out = Image.fromarray(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8))
   out = out.filter(ImageFilter.GaussianBlur(0.7 * k))
   return np.asarray(out), face_frame((cx, cy), s, ang, yaw)
