@@ -35,7 +35,11 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 from scipy import stats as scipy_stats  # noqa: E402
 
-flags.DEFINE_enum('part', 'worlds', ['worlds', 'retest_timing', 'nulls'], 'what to run')
+flags.DEFINE_enum('part', 'worlds', ['worlds', 'retest_timing', 'nulls', 'cache', 'lab',
+                                     'null_real'], 'what to run')
+flags.DEFINE_string('cache', '/tmp/gradejax-verdict-worlds', 'cache of prepared worlds (cache, '
+                    'lab, null_real): chips, labels, folds, conditions, targets, features')
+flags.DEFINE_string('cue_shape', 'sticker', 'cue_shape of the sticker world (sticker or tag)')
 flags.DEFINE_integer('n', 200, 'rows per generated world (worlds)')
 flags.DEFINE_float('cue_strength', 0.8, 'cue strength of the non-null worlds')
 flags.DEFINE_string('kinds', '', 'comma-separated cue kinds (default: all, plus null)')
@@ -86,6 +90,42 @@ def worlds() -> list[str]:
                  f'{v["ci95"][1]:.3f}) | {v["answer"]} | {what} | '
                  + (f'{full["cv_score"]:.3f} ({full["p_value"]:.3f})' if full else '-')
                  + f' | {time.time() - t0:.0f} |')
+    print(lines[-1], flush=True)
+  return lines
+
+
+def cache() -> list[str]:
+  """Generates and prepares each world once; stores what the evaluation reads (chips, labels,
+  dataset folds, condition feature sets, harmonisation targets) in ``--cache/<world>.npz``."""
+  from configs import toy
+  from gradejax.data import demo_data, prepare
+  from gradejax.evaluation import evaluate
+  from gradejax.training import input_pipeline
+  kinds = [k for k in FLAGS.kinds.split(',') if k] or list(demo_data.CUE_KINDS) + ['null']
+  root = pathlib.Path(FLAGS.cache)
+  root.mkdir(parents=True, exist_ok=True)
+  lines = []
+  for kind in kinds:
+    out = root / f'{kind}-{FLAGS.n}.npz'
+    if out.is_file():
+      continue
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as d:
+      tmp = pathlib.Path(d)
+      s = 0.0 if kind == 'null' else FLAGS.cue_strength
+      cue_kind = 'sticker' if kind in ('null', 'tag') else kind
+      demo_data.write_demo_workbook(tmp / 'wb.xlsx', n=FLAGS.n, seed=0, cue_strength=s,
+                                    cue_kind=cue_kind,
+                                    cue_shape='tag' if kind == 'tag' else 'sticker')
+      prepare.prepare(tmp / 'wb.xlsx', tmp / 'data', prepare.Options(pivot='median'))
+      c = toy.get_config()
+      c.data_dir = str(tmp / 'data')
+      data = input_pipeline.load_dataset(c)
+      conditions, _, targets = evaluate._photo_conditions(c, data)
+      np.savez_compressed(out, images=data['images'], label=data['label'], fold=data['fold'],
+                          grade=data['grade'], targets=json.dumps(targets),
+                          **{f'cond_{k}': v for k, v in (conditions or {}).items()})
+    lines.append(f'{kind}: {time.time() - t0:.0f} s')
     print(lines[-1], flush=True)
   return lines
 
@@ -180,9 +220,18 @@ def nulls() -> list[str]:
   return lines
 
 
+def lab() -> list[str]:
+  raise NotImplementedError
+
+
+def null_real() -> list[str]:
+  raise NotImplementedError
+
+
 def main(argv) -> None:
   del argv
-  lines = {'worlds': worlds, 'retest_timing': retest_timing, 'nulls': nulls}[FLAGS.part]()
+  lines = {'worlds': worlds, 'retest_timing': retest_timing, 'nulls': nulls, 'cache': cache,
+           'lab': lab, 'null_real': null_real}[FLAGS.part]()
   text = '\n'.join(lines) + '\n'
   print(text)
   if FLAGS.append:
