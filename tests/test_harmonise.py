@@ -256,6 +256,10 @@ def test_common_lowpass_reaches_the_lowest_cutoff_and_precedes_the_jpeg():
       np.round(blurred * 255).astype(np.uint8), ('jpeg',), side=None, quality=30, sigma=0.0))
   # resolution: the low-pass is applied to every chip (sharp ones lose their high band).
   r = harmonise.harmonise(varied, ('resolution',), side=None, quality=50)
+  xf = varied.astype(np.float32) / 255.0
+  mask = harmonise.face_mask(S)
+  matched_only = np.round(harmonise.resolution(xf, None, 0.0, mask) * 255).astype(np.uint8)
+  assert np.abs(r.astype(int) - matched_only).mean() > 0.5  # more than the sharpness match
   f, p_before = harmonise.spectrum(varied[:3].astype(np.float32) / 255.0)
   _, p_after = harmonise.spectrum(r[:3].astype(np.float32) / 255.0)
   high = f > 0.3
