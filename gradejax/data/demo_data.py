@@ -21,7 +21,9 @@ baselines: ``'jpeg'`` saves the cue rows' photos at JPEG quality :data:`JPEG_LOW
 others at :data:`JPEG_QUALITY`), ``'background'`` tints the background behind the head of the
 cue rows (:data:`BACKGROUND_TINT`), ``'brightness'`` makes their whole photo brighter and warmer,
 ``'sharpness'`` blurs it, ``'resolution'`` saves it smaller (truth's eyes and nose stay in the
-full-size frame); the facial kinds change the face: ``'eyeband'`` a dark band across the eyes,
+full-size frame); held-out conditions for the harmonisation's generality: ``'tint'``,
+``'vignette'``, ``'noise'``, ``'boxblur'``, ``'gamma'``; the facial kinds change the face:
+``'eyeband'`` a dark band across the eyes,
 ``'face_shape'`` a wider face with a heavier jaw. None paints a sticker; the default
 ``'sticker'`` gives the same bytes as before these options existed.
 
@@ -70,9 +72,21 @@ BLUR_SIGMA = 1.6
 RESOLUTION_SCALE = 0.6
 EYEBAND_DARKEN = 0.55
 FACE_SHAPE = {'face_width': 0.10, 'jaw': 0.12}  # added to the drawn values
+# Held-out conditions (issue 23: the harmonisation must be general, not tuned to the ones
+# above): 'tint' a colour cast added to the whole photo, 'vignette' corners darkened
+# radially, 'noise' Gaussian sensor noise, 'boxblur' a box (not Gaussian) blur kernel,
+# 'gamma' a tone curve (not a gain).
+TINT = np.array([-0.04, 0.02, 0.07])
+VIGNETTE = 0.45  # brightness lost at the photo's corners (quadratic in the radius)
+NOISE_SD = 0.035
+BOX_BLUR = 2  # radius in photo pixels (PIL BoxBlur)
+GAMMA = 0.8
 CUE_KINDS = ('sticker', 'jpeg', 'background', 'brightness', 'sharpness', 'resolution',
-             'eyeband', 'face_shape')
-CONDITION_KINDS = ('jpeg', 'background', 'brightness', 'sharpness', 'resolution')
+             'eyeband', 'face_shape', 'tint', 'vignette', 'noise', 'boxblur', 'gamma')
+CONDITION_KINDS = ('jpeg', 'background', 'brightness', 'sharpness', 'resolution', 'tint',
+                   'vignette', 'noise', 'boxblur', 'gamma')
+_WHOLE_PHOTO = ('brightness', 'sharpness', 'resolution', 'eyeband', 'tint', 'vignette', 'noise',
+                'boxblur', 'gamma')
 FACIAL_KINDS = ('sticker', 'eyeband', 'face_shape')
 DISPLAY_HEIGHT_PX = 150  # how large a photo shows in Excel (the JPEG keeps full resolution)
 PHOTO_SIZE = (portraits.WIDTH, portraits.HEIGHT)  # (width, height) pixels of each portrait
@@ -170,9 +184,10 @@ def render_row(seed: int, row: int, cue: bool,
                   bg_bottom=(1 - blend) * params['bg_bottom'] + blend * tint)
   if cue and cue_kind == 'face_shape':
     params = dict(params, **{k: params[k] + d for k, d in FACE_SHAPE.items()})
-  if cue and cue_kind in ('brightness', 'sharpness', 'resolution', 'eyeband'):
+  if cue and cue_kind in _WHOLE_PHOTO:
     image, face = portraits.draw(params, None, size=photo_size)
-    return _condition(image, face, cue_kind), face, None
+    rng = np.random.default_rng([seed, row, _CUE, 1]) if cue_kind == 'noise' else None
+    return _condition(image, face, cue_kind, rng), face, None
   cue = cue and cue_kind == 'sticker'
   if cue_shape == 'tag':
     tag = portraits.sample_tag(cue_rng)
@@ -183,12 +198,27 @@ def render_row(seed: int, row: int, cue: bool,
   return image, face, box
 
 
-def _condition(image: np.ndarray, face: portraits.Face, kind: str) -> np.ndarray:
-  """A cue row's photo under the photo condition or facial change ``kind`` (see CUE_KINDS)."""
+def _condition(image: np.ndarray, face: portraits.Face, kind: str,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+  """A cue row's photo under the photo condition or facial change ``kind`` (see CUE_KINDS);
+  ``rng`` draws the 'noise' kind's noise."""
   from PIL import ImageFilter
   x = image.astype(np.float64) / 255.0
   if kind == 'brightness':
     x = x * BRIGHTNESS_GAIN
+  elif kind == 'tint':
+    x = x + TINT
+  elif kind == 'gamma':
+    x = x ** GAMMA
+  elif kind == 'vignette':
+    h, w = x.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    r2 = ((xx - w / 2) / (w / 2)) ** 2 + ((yy - h / 2) / (h / 2)) ** 2
+    x = x * (1 - VIGNETTE * r2 / 2)[..., None]
+  elif kind == 'noise':
+    x = x + (rng or np.random.default_rng(0)).normal(0, NOISE_SD, x.shape)
+  elif kind == 'boxblur':
+    return np.asarray(Image.fromarray(image).filter(ImageFilter.BoxBlur(BOX_BLUR)))
   elif kind == 'sharpness':
     return np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(BLUR_SIGMA)))
   elif kind == 'resolution':
@@ -361,7 +391,7 @@ class Command:
                                'planted cue strength in [0, 1]; 0 = null world')
   cue_kind: str = option(default_of(write_demo_workbook, 'cue_kind'), 'sticker on the cheek, '
                          'a photo condition (jpeg compression, background, brightness, '
-                         'sharpness, resolution) or a facial one (eyeband, face_shape)',
+                         'sharpness, resolution, tint, vignette, noise, boxblur, gamma) or a facial one (eyeband, face_shape)',
                          choices=tuple(CUE_KINDS))
   cue_shape: str = option(default_of(write_demo_workbook, 'cue_shape'), 'the planted cue: a '
                           'round sticker on the cheekbone or a square tag low on the jaw',

@@ -97,7 +97,9 @@ def evaluate_features(config, x: np.ndarray, y: np.ndarray, fold: np.ndarray, nu
       harm = harmonise.retest(config.metric, featurize, np.asarray(images), x, y, folds, perms,
                               num_classes, ridge, nboot, bseed, chunk, config.alpha, chance,
                               targets or harmonise.settings(None, None, images.shape[1]),
-                              kinds, progress=task)
+                              kinds, progress=task, min_gain=min_gain,
+                              min_retained=float(config.get('min_retained',
+                                                            harmonise.DEFAULT_MIN_RETAINED)))
   # The battery: same folds, same permutations, a closed-form ridge head.
   sets = {}
   if images is not None:

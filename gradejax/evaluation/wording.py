@@ -66,14 +66,20 @@ def verdict_text(v: dict[str, Any]) -> str:
     if usable and hm['removed_by']:
       for k in hm['removed_by']:
         r = hm[k]
-        lines.append(f'Equalising the photos ({harmonise.DESCRIPTIONS[k]}) removes the signal: '
-                     f'the CNN\'s features score {r["cv_score"]:.3f} ({_ci(r["ci95"])}; p = '
-                     f'{r["p_value"]:.4f}) against {hm["reference"]["cv_score"]:.3f} on the '
+        most = ('' if not r['beats_chance'] else
+                f' (all but {r["retained"]:.0%} of it, under the {hm.get("min_retained", 0.5):.0%}'
+                f' a face signal must keep)')
+        lines.append(f'Equalising the photos ({harmonise.DESCRIPTIONS[k]}) removes the signal'
+                     f'{most}: the CNN\'s features score {r["cv_score"]:.3f} ({_ci(r["ci95"])}; '
+                     f'p = {r["p_value"]:.4f}) against {hm["reference"]["cv_score"]:.3f} on the '
                      f'original photos.')
     elif usable and not hm['survives']:
       r = hm['all']
       lines.append(f'With all acquisition conditions equalised together the signal falls to '
-                   f'chance: {r["cv_score"]:.3f} ({_ci(r["ci95"])}; p = {r["p_value"]:.4f}).')
+                   + ('chance' if not r['beats_chance'] else
+                      f'{r["retained"]:.0%} of its effect (a face signal keeps at least '
+                      f'{hm.get("min_retained", 0.5):.0%})')
+                   + f': {r["cv_score"]:.3f} ({_ci(r["ci95"])}; p = {r["p_value"]:.4f}).')
     if names:
       lines.append(f'The photos tell the grades apart through photo conditions: {names}.')
     if v['predictable'] and incr and not (usable and (hm['removed_by'] or not hm['survives'])):
