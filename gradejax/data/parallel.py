@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import pathlib
 import signal
+import threading
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, Union
 
 import numpy as np
@@ -167,10 +168,25 @@ def map_photos(sources: Sequence[Source], job: Job, workers: int | None = None,
         progress(i + 1, total)
       yield r
   except BaseException:  # KeyboardInterrupt, or the consumer stopped early (GeneratorExit)
-    pool.terminate()
+    stop(pool)
     raise
-  finally:
-    pool.join()
+  pool.join()
+
+
+def stop(pool, wait: float = 5.0) -> None:
+  """Ends ``pool`` now, with no worker left behind. ``Pool.terminate`` kills the workers and
+  then joins its feeder thread, which can block for ever on a pipe that dead workers left full
+  (photos and chips are tens of KB, a pipe holds 64 KB): seen as a rare hang of an interrupted
+  run. So terminate runs in a daemon thread for ``wait`` seconds; any worker still alive after
+  that is killed, and a stuck feeder thread is abandoned with the pool."""
+  t = threading.Thread(target=pool.terminate, daemon=True)
+  t.start()
+  t.join(wait)
+  if t.is_alive():
+    for p in list(getattr(pool, '_pool', ())):  # the workers (Pool keeps no public list)
+      if p.exitcode is None:
+        p.kill()
+      p.join(wait)
 
 
 @contextlib.contextmanager
