@@ -52,6 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
   # its bootstrap CI above 0 (docs/BASELINES.md argues 0.02).
   config.min_gain = 0.02
   config.harmonise = True  # the harmonised re-test (colour, jpeg, resolution, background)
+  # 'faces' needs the fully harmonised signal to keep at least this share of the original's
+  # distance from chance; a harmonisation alone leaving less removes it (docs/BASELINES.md).
+  config.min_retained = 0.5
   config.power = 0.8  # the minimum detectable ROC-AUC is printed at this power
   config.ledger = ''  # '' = two folders above data_dir (workspace/ledger.jsonl)
   config.seed = 0

@@ -173,15 +173,15 @@ def test_gain_ci_is_the_bootstrap_of_the_difference(worlds):
 
 def _plan(**kw):
   base = {'config_hash': 'c' * 16, 'dataset': 'd' * 16, 'metric': 'roc_auc', 'alpha': 0.05,
-          'min_gain': 0.02, 'num_permutations': 1000, 'cv_folds': 5, 'cv_repeats': 1,
-          'battery': ['image_statistics'], 'harmonisations': list(harmonise.KINDS) + ['all'],
+          'min_gain': 0.02, 'min_retained': 0.5, 'num_permutations': 1000, 'cv_folds': 5,
+          'cv_repeats': 1, 'battery': ['image_statistics'], 'harmonisations': list(harmonise.KINDS) + ['all'],
           'labelling': 'pivot=median (4.75)'}
   return dict(base, **kw)
 
 
 def test_plan_hash_covers_every_field_and_compare_lists_deviations(tmp_path):
   changed = {'config_hash': 'e' * 16, 'dataset': 'f' * 16, 'metric': 'mcc', 'alpha': 0.01,
-             'min_gain': 0.0, 'num_permutations': 10, 'cv_folds': 3, 'cv_repeats': 2,
+             'min_gain': 0.0, 'min_retained': 0.25, 'num_permutations': 10, 'cv_folds': 3, 'cv_repeats': 2,
              'battery': [], 'harmonisations': [], 'labelling': 'pivot=4.0'}
   assert set(changed) == set(preregister.FIELDS)
   h = preregister.plan_hash(_plan())

@@ -29,16 +29,22 @@ def test_battery_and_harmonisation_names():
 def test_plan_of_reads_every_field_from_config_and_data():
   data = {'id': np.array(['a']), 'grade': np.array([4.0]),
           'images': np.zeros((1, 2, 2, 3), np.float32), 'labelling': 'pivot=4.0'}
-  c = _config(min_gain=0.05)
+  c = _config(min_gain=0.05, min_retained=0.7)
   p = plan.plan_of(c, data, False)
   assert p == {'config_hash': ledger.config_hash(c), 'dataset': ledger.dataset_key(data),
-               'metric': 'mcc', 'alpha': 0.01, 'min_gain': 0.05, 'num_permutations': 10,
+               'metric': 'mcc', 'alpha': 0.01, 'min_gain': 0.05, 'min_retained': 0.7,
+               'num_permutations': 10,
                'cv_folds': 3, 'cv_repeats': 2,
                'battery': ['image_statistics', 'blurred_photo'],
                'harmonisations': list(harmonise.KINDS) + ['all'], 'labelling': 'pivot=4.0'}
   del data['labelling']
   assert plan.plan_of(_config(), data, True)['labelling'] == 'as prepared'
   assert plan.plan_of(_config(), data, True)['min_gain'] == 0.02
+  assert plan.plan_of(_config(), data, True)['min_retained'] == harmonise.DEFAULT_MIN_RETAINED
+  # Every field is hashed: a plan that differs only in min_retained has another hash and
+  # compare() names the field.
+  other = dict(p, min_retained=0.5)
+  assert plan.plan_hash(other) != plan.plan_hash(p)
 
 
 def test_default_path_and_a_plan_written_after_evaluations(tmp_path):

@@ -4,9 +4,9 @@ r"""The analysis plan, written and hashed before the first evaluation (the libra
 Writes ``FILE`` (default :func:`default_path`: ``plan-<dataset folder>.json`` beside the ledger)
 with what the evaluation will do, fixed before any result is seen (:data:`FIELDS`): the config
 hash and the analysis settings, the dataset fingerprint (ledger.dataset_key: ids, grades,
-chips), the metric, alpha, min_gain, the battery of baselines, the harmonisations, the
-labelling (prepare's pivot), plus how many evaluations the ledger already holds for this
-dataset. ``hash`` is the sha256 of every field of :data:`FIELDS`.
+chips), the metric, alpha, min_gain, min_retained, the battery of baselines, the
+harmonisations, the labelling (prepare's pivot), plus how many evaluations the ledger already
+holds for this dataset. ``hash`` is the sha256 of every field of :data:`FIELDS`.
 
 Every evaluation builds the same plan from its own config and data and compares
 (:func:`compare`): the verdict says "pre-registered, no deviation" or lists each deviation
@@ -22,9 +22,10 @@ import pathlib
 import time
 from typing import Any, Sequence
 
-FIELDS = ('config_hash', 'dataset', 'metric', 'alpha', 'min_gain', 'num_permutations',
-          'cv_folds', 'cv_repeats', 'battery', 'harmonisations', 'labelling')
-VERSION = 1
+FIELDS = ('config_hash', 'dataset', 'metric', 'alpha', 'min_gain', 'min_retained',
+          'num_permutations', 'cv_folds', 'cv_repeats', 'battery', 'harmonisations',
+          'labelling')
+VERSION = 2  # 2: min_retained joined the plan
 
 
 def battery_names(config, has_conditions: bool) -> list[str]:
@@ -47,11 +48,12 @@ def harmonisation_names(config) -> list[str]:
 def plan_of(config, data: dict, has_conditions: bool) -> dict[str, Any]:
   """The plan's :data:`FIELDS` for ``config`` and the loaded ``data``
   (input_pipeline.load_dataset: needs ``id``, ``grade``, ``images``, ``labelling``)."""
-  from gradejax.evaluation import confounds, ledger
+  from gradejax.evaluation import confounds, harmonise, ledger
   return {
       'config_hash': ledger.config_hash(config), 'dataset': ledger.dataset_key(data),
       'metric': str(config.metric), 'alpha': float(config.alpha),
       'min_gain': float(config.get('min_gain', confounds.DEFAULT_MIN_GAIN)),
+      'min_retained': float(config.get('min_retained', harmonise.DEFAULT_MIN_RETAINED)),
       'num_permutations': int(config.num_permutations), 'cv_folds': int(config.cv_folds),
       'cv_repeats': int(config.cv_repeats), 'battery': battery_names(config, has_conditions),
       'harmonisations': harmonisation_names(config),
