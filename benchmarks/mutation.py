@@ -63,7 +63,8 @@ TESTS = {
                                          'not prepare and not demo'],
     'gradejax/evaluation/harmonise.py': ['tests/test_mutants_harmonise.py',
                                          'tests/test_harmonise.py', _K,
-                                         'equalise or gain_needs or test_mutants'],
+                                         'equalise or gain_needs or test_mutants or '
+                                         'quantile or survival or lowpass'],
     'gradejax/evaluation/ledger.py': ['tests/test_mutants_ledger.py', 'tests/test_confounds.py',
                                       'tests/test_properties.py', _K,
                                       'ledger or holm or test_mutants'],

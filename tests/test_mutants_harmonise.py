@@ -48,3 +48,78 @@ def test_retest_alone_and_all_together():
   assert not out['all']['beats_chance'] and not out['survives']
   assert out['removed_by'] == ['colour']
   assert out['images_all'].shape == chips.shape
+
+
+def _brightness_world(rng, n=24, size=32):
+  y = (np.arange(n) % 2).astype(np.int32)
+  chips = np.clip(rng.normal(100 + 60 * y[:, None, None, None], 20, (n, size, size, 3)), 0,
+                  255).astype(np.uint8)
+  feat = lambda c: np.asarray(c, np.float32).reshape(len(c), -1, 3).mean(1) / 255
+  return y, chips, feat
+
+
+def test_retest_beats_chance_needs_both_the_p_value_and_the_ci():
+  # One label shuffle: p >= 1/2 whatever the score, so nothing beats chance at alpha 0.05,
+  # although the reference's bootstrap CI is far above 0.5 (an 'or' would call it beaten).
+  rng = np.random.default_rng(1)
+  y, chips, feat = _brightness_world(rng)
+  folds = (np.arange(len(y)) % 3)[None]
+  perms = np.stack([rng.permutation(len(y))])
+  out = harmonise.retest('roc_auc', feat, chips, feat(chips), y, folds, perms, 2, 1.0, 50, 0,
+                         10, 0.05, 0.5, {'jpeg_quality': 90, 'side': None},
+                         kinds=('background',))
+  ref = out['reference']
+  assert ref['ci95'][0] > 0.9 and ref['p_value'] >= 0.5
+  assert not ref['beats_chance'] and not out['background']['beats_chance']
+
+
+def test_retest_keeps_the_fully_harmonised_chips():
+  rng = np.random.default_rng(2)
+  y, chips, feat = _brightness_world(rng)
+  folds = (np.arange(len(y)) % 3)[None]
+  perms = np.stack([rng.permutation(len(y)) for _ in range(5)])
+  kinds = ('colour', 'background')
+  out = harmonise.retest('roc_auc', feat, chips, feat(chips), y, folds, perms, 2, 1.0, 20, 0,
+                         10, 0.05, 0.5, {'jpeg_quality': 90, 'side': None}, kinds=kinds)
+  want = harmonise.harmonise(chips, kinds, side=None, quality=90,
+                             sigma=out['settings']['lowpass_sigma'])
+  np.testing.assert_array_equal(out['images_all'], want)
+  alone = harmonise.harmonise(chips, ('background',), side=None, quality=90,
+                              sigma=out['settings']['lowpass_sigma'])
+  assert np.abs(alone.astype(int) - want).max() > 0  # not the last single harmonisation
+
+
+def test_cutoffs_ignore_contrast():
+  # The spectrum is normalised by the chip's own low-band power: a chip with a third of the
+  # contrast has the same cutoff; a blurred one a lower cutoff.
+  rng = np.random.default_rng(3)
+  x = rng.uniform(size=(4, 32, 32, 3)).astype(np.float32)
+  x[1] = 0.5 + (x[0] - 0.5) / 3
+  x[3] = np.asarray(harmonise._blur(x[3:4], sigma=1.5, edge='edge'))[0]
+  cut = harmonise.cutoffs(x)
+  assert cut[1] == cut[0] == cut[2] > cut[3]
+
+
+def test_moments_colour_maps_each_chip_to_the_pooled_mean_and_sd():
+  rng = np.random.default_rng(4)
+  x = (0.5 + 0.05 * rng.normal(size=(4, 16, 16, 3))).astype(np.float32)
+  x[:2] = 0.4 + 0.5 * (x[:2] - 0.5)  # darker, less contrast: nothing clips
+  mask = harmonise.face_mask(16)
+  out = harmonise.colour(x, mask, 'moments')
+  px, opx = x[:, mask], out[:, mask]
+  np.testing.assert_allclose(opx.mean(1), np.broadcast_to(px.mean((0, 1)), (4, 3)), atol=1e-5)
+  np.testing.assert_allclose(opx.std(1), np.broadcast_to(px.reshape(-1, 3).std(0), (4, 3)),
+                             rtol=1e-3)
+
+
+def test_resolution_downsamples_with_antialiasing_down_to_four_pixels():
+  # A one-pixel checkerboard has no content below Nyquist: brought down to a third of its
+  # side with antialiasing it is nearly flat; plain linear sampling aliases it.
+  s = 24
+  board = ((np.add.outer(np.arange(s), np.arange(s)) % 2) * 0.8 + 0.1).astype(np.float32)
+  x = np.repeat(np.repeat(board[None, :, :, None], 3, axis=3), 2, axis=0)
+  out = harmonise.resolution(x, s // 3)
+  assert out.std() < 0.05 < x.std()
+  # side 4 (the smallest allowed) still resamples; side None leaves the chips as they are.
+  assert np.abs(harmonise.resolution(x, 4) - x).max() > 0.1
+  np.testing.assert_allclose(harmonise.resolution(x, None), x, atol=1e-6)
