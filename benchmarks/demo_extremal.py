@@ -4,7 +4,8 @@ report's causal check of each map's top square.
 
   PYTHONPATH=$PWD JAX_PLATFORMS=cpu /work/main/.venv/bin/python benchmarks/demo_extremal.py \
       --workdir /tmp/h26-ws/runs/demo --truth /tmp/h26-ws/raw/truth.csv \
-      [--areas 0.02,0.05,0.1,0.2] [--steps 800] [--batch 4] [--limit 0] [--out F.json]
+      [--areas 0.02,0.05,0.1,0.2] [--steps 800] [--batch 4] [--limit 0] [--out F.json] \
+      [--init occlusion]
 
 Nothing here looks at the cue: the areas, steps and fill are the library's defaults unless
 given, the explained class is the predicted one, and the truth masks are read only to score.
@@ -23,7 +24,7 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from gradejax import nets  # noqa: E402
-from gradejax.attribution import extremal  # noqa: E402
+from gradejax.attribution import extremal, registry  # noqa: E402
 from gradejax.report import attribution_report as ar  # noqa: E402
 
 WORKDIR = flags.DEFINE_string('workdir', 'workspace/runs/demo', 'trained demo run')
@@ -39,6 +40,8 @@ LR = flags.DEFINE_float('learning_rate', None, 'default: the optimiser\'s')
 BATCH = flags.DEFINE_integer('batch', 4, 'images per call')
 LIMIT = flags.DEFINE_integer('limit', 0, 'only the first N images (a smoke test)')
 OUT = flags.DEFINE_string('out', '', 'JSON results (default WORKDIR/localisation/extremal.json)')
+INIT = flags.DEFINE_enum('init', 'none', ['none', 'occlusion'], 'start each mask from the '
+                         "report's occlusion map's top regions (extremal.init_params) or not")
 
 
 def main(argv):
@@ -68,15 +71,20 @@ def main(argv):
   kw = dict(areas=areas, steps=STEPS.value, variant=VARIANT.value, fill_mode=FILL.value,
             blur_sigma=cfg.fill['blur_sigma'], optimiser=OPTIMISER.value, reward=REWARD.value,
             reward_scale=SCALE.value, learning_rate=LR.value, precision='default')
+  inputs = maps_lib.Inputs(cfg, maps_lib.default_layer(fn, x))
   t0 = time.time()
-  per_area = []
+  per_area, occ = [], []
   for i in range(0, len(x), BATCH.value):
     xb, tb = x[i:i + BATCH.value], targets[i:i + BATCH.value]
     n = len(xb)
     if n < BATCH.value < len(x):  # pad the last call: no second compile
       xb = np.concatenate([xb, np.repeat(xb[-1:], BATCH.value - n, 0)])
       tb = np.concatenate([tb, np.repeat(tb[-1:], BATCH.value - n, 0)])
-    r = extremal.extremal_perturbation(fn, xb, tb, **kw)
+    init = None
+    if INIT.value == 'occlusion':  # the report's occlusion, as the battery computes it
+      init = np.asarray(registry.heatmap('occlusion', fn, xb, tb, **inputs('occlusion', fn, xb)))
+      occ.append(init[:n])
+    r = extremal.extremal_perturbation(fn, xb, tb, init=init, **kw)
     per_area.append(r.masks[:n])
     print(f'  images {i}-{i + n - 1}: {time.time() - t0:.0f} s', flush=True)
   secs = time.time() - t0
@@ -84,6 +92,8 @@ def main(argv):
   np.save(out.with_suffix('.npy'), m)
   maps = {'extremal (mean over areas)': m.mean(axis=1)}
   maps.update({f'extremal area {a}': m[:, j] for j, a in enumerate(areas)})
+  if occ:
+    maps['occlusion (the start)'] = np.concatenate(occ)
   rows = checks.localisation_rows(maps, masks, cfg.localisation)
   causal = checks.causal_rows(fn, x, targets, {'extremal (mean over areas)': maps[
       'extremal (mean over areas)']}, cfg, masks)

@@ -1,12 +1,14 @@
 """TCAV, ours beside captum's ``captum.concept.TCAV``, in one run: the same CAVs and the same
-random runs, so the scores must agree exactly; and images/s on the demo's classifier.
+experimental sets ([concept, counterexample set i], [random concept j, counterexample set i]),
+so the scores must agree exactly; and images/s on the demo's classifier.
 
   PYTHONPATH=$PWD JAX_PLATFORMS=cpu /work/main/.venv/bin/python benchmarks/tcav_captum.py \
       [--workdir /tmp/h26-ws/runs/demo --concepts /tmp/h26-concepts] [--runs 20] \
       [--torch_python /work/peers/.venv/bin/python]
 
 1. Toy: a net whose logit is ``feat . u`` at a tap (the flattened 4 x 4 x 3 image): concept
-   'u' = random images shifted along u, 'unrelated' = random images; 20 random runs. Our CAVs
+   'u' = random images shifted along u, 'unrelated' = random images; 20 counterexample sets,
+   10 random concepts (tcav.design's split of 330 random images). Our CAVs
    (``tcav.train_cav``) are handed to captum through a ``Classifier`` that returns them, so
    captum computes its own layer gradients (LayerGradientXActivation without the activation,
    its default) and sign-count scores from them.
@@ -16,7 +18,9 @@ random runs, so the scores must agree exactly; and images/s on the demo's classi
    predicted as class 1 as the class examples; scores side by side and images/s (concept,
    random and class images all counted) of ours and captum's, compile time excluded.
 Differences by design: captum's default CAV is scikit-learn's SGDClassifier (hinge, not
-installed here); ours a logistic regression. Fed the same CAV, the scores are the same.
+installed here); ours a logistic regression. Fed the same CAV, the scores are the same. captum
+computes scores only: the split of the random folder into random concepts and a counterexample
+pool, and the test (the concept's mean among the random concepts' means), are ours.
 """
 from __future__ import annotations
 
@@ -60,21 +64,25 @@ class LinearTapNet(nn.Module):
 
 
 def _sets(concepts: dict, rand_acts: np.ndarray, runs: int, key) -> tuple[dict, dict]:
-  """Our CAVs of every experimental set (the same draws as tcav.tcav) and the index sets."""
-  size = min(min(len(a) for a in concepts.values()), len(rand_acts) // 2)
-  sets = tcav.random_sets(len(rand_acts), size, 2 * runs, key)
+  """Our CAVs of every experimental set, one pair at a time (tcav.train_cav), with the same
+  draws as tcav.tcav_classes: [concept, counterexample set i] and [random concept j,
+  counterexample set i]; and the index arrays of the split."""
+  size = min(len(a) for a in concepts.values())
+  assert all(len(a) == size for a in concepts.values()), 'give concepts of one size'
+  d = tcav.design(len(rand_acts), size, jax.random.split(key)[0], runs=runs)
   cavs = {}
   for name, acts in concepts.items():
     for i in range(runs):
-      cavs[f'{name}|{i}'] = tcav.train_cav(acts, rand_acts[sets[i]])[0]
-  for i in range(runs):
-    cavs[f'null|{i}'] = tcav.train_cav(rand_acts[sets[runs + i]], rand_acts[sets[i]])[0]
-  return cavs, sets
+      cavs[f'{name}|{i}'] = tcav.train_cav(acts, rand_acts[d.counter_sets[i]])[0]
+  for j, block in enumerate(d.random_concepts):
+    for i in range(runs):
+      cavs[f'rc{j}|{i}'] = tcav.train_cav(rand_acts[block], rand_acts[d.counter_sets[i]])[0]
+  return cavs, dict(counter_sets=d.counter_sets, random_concepts=d.random_concepts)
 
 
 def toy(runs: int) -> dict:
   rng = np.random.default_rng(2)
-  rand = rng.normal(size=(200, 4, 4, 3)).astype(np.float32)
+  rand = rng.normal(size=(330, 4, 4, 3)).astype(np.float32)
   concept = (rng.normal(size=(30, D)) + 3 * U).reshape(30, 4, 4, 3).astype(np.float32)
   unrelated = rng.normal(size=(30, 4, 4, 3)).astype(np.float32)
   examples = rng.normal(size=(40, 4, 4, 3)).astype(np.float32)
@@ -85,17 +93,25 @@ def toy(runs: int) -> dict:
                        layer='feat', key=key, runs=runs, batch=16)
   acts = lambda x: x.reshape(len(x), -1)
   cavs, sets = _sets({'u': acts(concept), 'unrelated': acts(unrelated)}, acts(rand), runs, key)
+  # The one-pair CAVs reproduce tcav_classes' batched ones: the same scores per run.
+  g = tcav.layer_gradients(fn, examples, 0, 'feat', batch=16)
+  for t in ours:
+    np.testing.assert_array_equal(
+        tcav.tcav_scores(g, np.stack([cavs[f'{t.concept}|{i}'] for i in range(runs)])), t.scores)
+  m = len(sets['random_concepts'])
+  np.testing.assert_allclose(ours[0].null, [tcav.tcav_scores(g, np.stack(
+      [cavs[f'rc{j}|{i}'] for i in range(runs)])).mean() for j in range(m)])
   return dict(ours={t.concept: t.scores.tolist() for t in ours},
-              null=ours[0].null.tolist(), cavs=cavs, sets=sets, examples=examples,
+              null=ours[0].null.tolist(), cavs=cavs, examples=examples,
               concept=concept, unrelated=unrelated, rand=rand, u=U,
-              p={t.concept: t.p for t in ours})
+              p={t.concept: t.p for t in ours}, **sets)
 
 
 def main(argv):
   del argv
   t = toy(RUNS.value)
   arrays = {'toy_' + k: np.asarray(v) for k, v in t.items() if k in (
-      'examples', 'concept', 'unrelated', 'rand', 'u', 'sets')}
+      'examples', 'concept', 'unrelated', 'rand', 'u', 'counter_sets', 'random_concepts')}
   arrays.update({'toy_cav_' + k: v for k, v in t['cavs'].items()})
   part2 = bool(WORKDIR.value and CONCEPTS.value)
   ours_rate, ours2 = None, {}
@@ -122,11 +138,14 @@ def main(argv):
     n_img = sum(len(v) for v in folders.values()) + len(rand) + len(examples)
     ours_rate = n_img / secs
     ours2 = {r.concept: dict(score=r.score, p=r.p_holm, scores=r.scores.tolist()) for r in res}
+    ours2_null = res[0].null
     acts = {k: tcav.activations(fn, v, LAYER.value, 16, 'default') for k, v in folders.items()}
     cavs, sets = _sets(acts, tcav.activations(fn, rand, LAYER.value, 16, 'default'),
                        RUNS.value, key)
     arrays.update({'demo_cav_' + k: v for k, v in cavs.items()})
-    arrays.update(demo_sets=sets, demo_examples=examples, demo_rand=rand,
+    arrays.update(demo_counter_sets=sets['counter_sets'],
+                  demo_random_concepts=sets['random_concepts'], demo_examples=examples,
+                  demo_rand=rand,
                   **{'demo_concept_' + k: v for k, v in folders.items()})
     p = variables['params']['head']
     arrays.update(head_mean=np.asarray(variables['norm']['head']['mean']),
@@ -151,9 +170,9 @@ def main(argv):
     a, b = np.array(t['ours'][name]), np.array(theirs['toy'][name])
     print(f'toy concept {name!r}: ours TCAV {a.mean():.3f} (p {t["p"][name]:.1e}), captum '
           f'{b.mean():.3f}; max |difference| over {len(a)} runs {np.abs(a - b).max():.3g}')
-  a, b = np.array(t['null']), np.array(theirs['toy']['null'])
-  print(f'toy null runs: ours {a.mean():.3f}, captum {b.mean():.3f}, max |diff| '
-        f'{np.abs(a - b).max():.3g}')
+  a, b = np.array(t['null']), np.array(theirs['toy']['null']).mean(axis=1)
+  print(f'toy random concepts ({len(a)}, mean score each): ours {np.round(a, 2)}, max |diff| '
+        f'to captum {np.abs(a - b).max():.3g}')
   if part2:
     print(f'demo classifier (torch port reproduces our logits to {theirs["logit_diff"]:.1e}), '
           f'tap {LAYER.value}, class 1, {RUNS.value} runs:')
@@ -161,6 +180,9 @@ def main(argv):
       b = np.array(theirs['demo'][name])
       print(f'  concept {name!r}: ours TCAV {r["score"]:.3f} (Holm p {r["p"]:.1e}), captum '
             f'{b.mean():.3f}, max |diff| {np.abs(np.array(r["scores"]) - b).max():.3g}')
+    b = np.array(theirs['demo']['null']).mean(axis=1)
+    print(f'  random concepts ({len(b)}): max |diff| of their mean scores '
+          f'{np.abs(ours2_null - b).max():.3g}')
     print(f'  images/s (concept + random + class images, {RUNS.value} runs): ours '
           f'{ours_rate:.2f}, captum {theirs["rate"]:.2f} (torch {theirs["torch"]}, '
           f'{theirs["threads"]} threads): {ours_rate / theirs["rate"]:.2f}x')

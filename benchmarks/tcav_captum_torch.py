@@ -66,22 +66,25 @@ class DemoNet(torch.nn.Module):
     return h @ self.p['head_w1'] + self.p['head_b1']
 
 
-def scores(net, layer, concepts: dict, rand: np.ndarray, sets: np.ndarray, examples, cavs,
-           runs, target, save):
+def scores(net, layer, concepts: dict, rand: np.ndarray, counter_sets: np.ndarray,
+           random_concepts: np.ndarray, examples, cavs, runs, target, save):
+  """captum's scores of the experimental sets [concept, counter i] and [random concept j,
+  counter i]: concept name -> [runs] and 'null' -> [M][runs]."""
   names, cons = {}, {}
-  for j, (name, x) in enumerate(list(concepts.items()) + [
-      (f'null{i}', rand[sets[runs + i]]) for i in range(runs)]):
-    names[j] = 'null' if name.startswith('null') else name
+  blocks = {f'rc{j}': rand[b] for j, b in enumerate(random_concepts)}
+  for j, (name, x) in enumerate(list(concepts.items()) + list(blocks.items())):
+    names[j] = name
     cons[name] = Concept(j, name, [torch.tensor(x)])
-  rnd = [Concept(10_000 + i, f'random{i}', [torch.tensor(rand[sets[i]])]) for i in range(runs)]
-  exp = [[cons[n], rnd[i]] for n in concepts for i in range(runs)]
-  exp += [[cons[f'null{i}'], rnd[i]] for i in range(runs)]
+  rnd = [Concept(10_000 + i, f'random{i}', [torch.tensor(rand[counter_sets[i]])])
+         for i in range(runs)]
+  exp = [[cons[n], rnd[i]] for n in list(concepts) + list(blocks) for i in range(runs)]
   tc = TCAV(net, layers=[layer], classifier=GivenCAVs(cavs, names), save_path=save)
   out = tc.interpret(torch.tensor(examples), experimental_sets=exp, target=target)
-  res = {n: [] for n in list(concepts) + ['null']}
+  res = {n: [] for n in list(concepts) + list(blocks)}
   for e in exp:
     key = '-'.join(str(c.id) for c in e)
     res[names[e[0].id]].append(float(out[key][layer]['sign_count'][0]))
+  res['null'] = [res.pop(n) for n in blocks]
   return res
 
 
@@ -92,7 +95,8 @@ def main():
   runs = cfg['runs']
   cav = lambda prefix: {k[len(prefix):]: d[k] for k in d.files if k.startswith(prefix)}
   toy = scores(ToyNet(d['toy_u']), 'feat', {'u': d['toy_concept'], 'unrelated': d['toy_unrelated']},
-               d['toy_rand'], d['toy_sets'], d['toy_examples'], cav('toy_cav_'), runs, 0,
+               d['toy_rand'], d['toy_counter_sets'], d['toy_random_concepts'], d['toy_examples'],
+               cav('toy_cav_'), runs, 0,
                os.path.join(cfg['tmp'], 'cav_toy'))
   out = dict(toy=toy, torch=torch.__version__, threads=torch.get_num_threads())
   if cfg['part2']:
@@ -102,8 +106,8 @@ def main():
                                        - d['demo_logits']).max())
     concepts = {k[len('demo_concept_'):]: d[k] for k in d.files if k.startswith('demo_concept_')}
     t0 = time.perf_counter()
-    out['demo'] = scores(net, 'feat', concepts, d['demo_rand'], d['demo_sets'],
-                         d['demo_examples'], cav('demo_cav_'), runs, 1,
+    out['demo'] = scores(net, 'feat', concepts, d['demo_rand'], d['demo_counter_sets'],
+                         d['demo_random_concepts'], d['demo_examples'], cav('demo_cav_'), runs, 1,
                          os.path.join(cfg['tmp'], 'cav_demo'))
     n_img = sum(len(v) for v in concepts.values()) + len(d['demo_rand']) + len(d['demo_examples'])
     out['rate'] = n_img / (time.perf_counter() - t0)

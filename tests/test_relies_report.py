@@ -118,7 +118,7 @@ def test_chance_caveat_first_no_purity_without_truth_and_concepts(toy_run, tmp_p
   (tmp_path / 'eval' / 'verdict.json').write_text(json.dumps(
       {'answer': 'not distinguishable from chance', 'cv_score': 0.5}))
   rng = np.random.default_rng(1)
-  for name, n in (('stripes', 6), ('random', 12)):
+  for name, n in (('stripes', 6), ('random', 42)):  # 42 >= tcav.random_needed(6) = 40
     (tmp_path / 'concepts' / name).mkdir(parents=True)
     for i in range(n):
       img = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
@@ -141,9 +141,10 @@ def test_chance_caveat_first_no_purity_without_truth_and_concepts(toy_run, tmp_p
   random = folders.pop('random')
   rows = _rows(section, 'concepts')
   assert len(rows) == len(np.unique(t))
+  found = tcav.run_tcav_classes(fn, folders, random, {int(k): x[t == k] for k in np.unique(t)},
+                                layer='features', key=jax.random.key(0), runs=20)
   for row, k in zip(rows, np.unique(t)):
-    [want] = tcav.run_tcav(fn, folders, random, x[t == k], int(k), layer='features',
-                           key=jax.random.fold_in(jax.random.key(0), int(k)), runs=20)
+    [want] = found[int(k)]
     assert row[:3] == ['stripes', arrays['class_names'][k], f'{want.score:.2f}']
     assert row[4] == charts.format_p(want.p_holm)
 
@@ -160,6 +161,13 @@ def test_bad_concepts_folder_fails_before_any_work(toy_run, tmp_path):  # noqa: 
   with pytest.raises(ValueError, match=r'--concepts .*nowhere: no such folder'):
     visualize.make_report(tmp_path, module, variables, arrays, data,
                           visualize.Options(**OPTS, concepts=str(tmp_path / 'nowhere')))
+  for name, n in (('stripes', 6), ('random', 39)):  # one image short of 5 x 6 + 5 x 2
+    (tmp_path / 'small' / name).mkdir(parents=True)
+    for i in range(n):
+      Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / 'small' / name / f'{i}.png')
+  with pytest.raises(ValueError, match=r'random/ holds 39 images; .* needs >= 40'):
+    visualize.make_report(tmp_path, module, variables, arrays, data,
+                          visualize.Options(**OPTS, concepts=str(tmp_path / 'small')))
   with pytest.raises(ValueError, match="unknown attribution method 'occlusion_typo'"):
     visualize.make_report(tmp_path, module, variables, arrays, data,
                           visualize.Options(**OPTS, relies_method='occlusion_typo'))

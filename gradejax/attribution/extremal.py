@@ -37,6 +37,14 @@ step on ``A * B`` perturbed images). Two schedules:
   the clean image, where the score's gradient is informative; ``sigma`` from the smallest area
   (:func:`smoothness`) and ``step`` = sigma / 3 (torchray's ratio).
 
+A start from a map (``init``, :func:`init_params`; measured on the demo with the report's
+occlusion map, benchmarks/demo_extremal.py --init occlusion): each area's mask starts on the
+map's top regions of that area, coarse to fine. The delete game's gradient from the clean image
+is local, and a cue read from either half of it (removing half changes little) is invisible to
+it; a scan of whole regions (occlusion) sees that, and the optimisation then refines the
+region's shape at the fixed area. The battery does not pass one yet (a hook: its occlusion maps
+of the fold, computed once, as ``init``).
+
 Differences from torchray by design: the area is measured on the image (torchray sorts the
 mask *with* its ``sigma`` px margin, so its masks cover up to ~1.6x the nominal area of a
 150 px chip); the fill is a blend ``x m + fill (1 - m)`` with our fills instead of torchray's
@@ -170,6 +178,32 @@ def tied_targets(flat: Array, cut: Array) -> Array:
   return ((ones(hi) - ones(lo)) / jnp.maximum(hi - lo, 1)).astype(flat.dtype)
 
 
+def init_params(init: Array, areas: Sequence[float], geometry: MaskGeometry, step: int
+                ) -> Array:
+  """Start parameters from a map: for each area ``a``, 1 on the nodes whose cell holds one of
+  the map's top ``a`` share of pixels, 0 elsewhere. ``init`` [B, H, W] (any real map, high =
+  important, e.g. the occlusion drop) -> [A, B, h_in, w_in] in {0, 1}.
+
+  A coarse-to-fine start: a map that scans every region (occlusion) finds where removing a
+  whole region matters, which a gradient from the clean image cannot see when the network
+  reads a cue from either half (removing half of it changes little); the optimisation then
+  refines that region's shape at the fixed area."""
+  b, h, w = init.shape
+  flat = init.reshape(b, h * w)
+  srt = jnp.sort(flat, axis=-1)
+  hi, wi = geometry.shape_in
+  half = step // 2
+  out = []
+  for a in areas:
+    k = max(1, int(round(a * h * w)))
+    region = (init >= srt[:, h * w - k][:, None, None]).astype(init.dtype)  # [B, H, W]
+    # max over each node's cell, the step x step pixels centred on it (node i at px step i)
+    padded = jnp.pad(region, ((0, 0), (half, hi * step - h + step), (half, wi * step - w + step)))
+    cells = padded[:, :hi * step, :wi * step].reshape(b, hi, step, wi, step)
+    out.append(cells.max(axis=(2, 4)))
+  return jnp.stack(out)
+
+
 def _check(areas, variant, steps):
   if variant not in VARIANTS:
     raise ValueError(f"extremal: variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
@@ -186,7 +220,8 @@ REWARDS = ('normalised', 'raw')
 
 
 @method(*_STATIC)
-def _optimise(fn: nets.ModelFn, images: Array, targets: Array, *, areas: tuple[float, ...],
+def _optimise(fn: nets.ModelFn, images: Array, targets: Array, init: Array | None, *,
+              areas: tuple[float, ...],
               variant: str, steps: int, step: int, sigma: float, learning_rate: float,
               momentum: float, regul_weight: float, jitter: bool, fill: float | Array,
               fill_mode: str, blur_sigma: float, score: str, optimiser: str, reward: str,
@@ -243,7 +278,10 @@ def _optimise(fn: nets.ModelFn, images: Array, targets: Array, *, areas: tuple[f
   # Adam schedule starts both from the clean image, where the score's gradient is informative
   # (on a fully removed image the network is off its data).
   start = 1.0 if (variant == 'preserve' or optimiser == 'torchray') else 0.0
-  p0 = jnp.full((a, b) + geo.shape_in, start, images.dtype)
+  if init is None:
+    p0 = jnp.full((a, b) + geo.shape_in, start, images.dtype)
+  else:  # from a map's top regions (kept for 'preserve', removed for 'delete')
+    p0 = init_params(jnp.asarray(init, images.dtype), areas, geo, step)
   w0 = jnp.asarray(regul_weight, images.dtype)
   if reward == 'normalised':
     # The reward in units of its own gradient at the start: per mask, its largest push on a
@@ -293,6 +331,7 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
                           reward_scale: float = REWARD_SCALE,
                           fill: float | Array = 0.0, fill_mode: str = 'blur',
                           blur_sigma: float = 10.0, score: str = 'logit',
+                          init: Array | None = None,
                           precision: str | None = 'highest') -> ExtremalResult:
   """Extremal masks of every image at every area (see the module docstring).
 
@@ -306,6 +345,8 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
       initial weight; jitter: mirror the perturbed image every other step (the paper's).
     fill, fill_mode, blur_sigma: what replaces the removed pixels
       (:mod:`gradejax.attribution.fills`); score: 'logit' or 'contrast'.
+    init: None (the schedule's start) or maps [B, H, W] to start from (:func:`init_params`:
+      each area's mask starts on the map's top regions of that area; e.g. occlusion's).
 
   Memory: each step runs ``A * B`` images through the network with gradients; call it on
   batches of images.
@@ -325,8 +366,12 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
   step = (7 if torchray else max(1, round(sigma / 3))) if step is None else step
   _check(areas, variant, steps)
   fills.check_mode(fill_mode)
+  if init is not None and np.shape(init) != np.shape(images)[:3]:
+    raise ValueError(f'extremal: init must be one map per image, [B, H, W] = '
+                     f'{tuple(np.shape(images)[:3])}; got {tuple(np.shape(init))}')
   masks, final, history = _optimise(
-      fn, jnp.asarray(images), targets, areas=areas, variant=variant, steps=int(steps),
+      fn, jnp.asarray(images), targets, None if init is None else jnp.asarray(init),
+      areas=areas, variant=variant, steps=int(steps),
       step=int(step), sigma=float(sigma), learning_rate=float(learning_rate),
       momentum=momentum, regul_weight=regul_weight, jitter=bool(jitter), fill=fill,
       fill_mode=fill_mode, blur_sigma=float(blur_sigma), score=score, optimiser=optimiser,
@@ -342,7 +387,7 @@ def extremal(fn: nets.ModelFn, images: Array, targets: Array, *,
              regul_weight: float = 300.0, jitter: bool = True, optimiser: str = 'adam',
              reward: str = 'normalised', reward_scale: float = REWARD_SCALE,
              fill: float | Array = 0.0, fill_mode: str = 'blur',
-             blur_sigma: float = 10.0, score: str = 'logit',
+             blur_sigma: float = 10.0, score: str = 'logit', init: Array | None = None,
              precision: str | None = 'highest') -> Array:
   """The registry's map: :func:`extremal_perturbation`'s masks averaged over the areas,
   [B, H, W] in [0, 1] (high = needed, for either variant)."""
@@ -351,7 +396,7 @@ def extremal(fn: nets.ModelFn, images: Array, targets: Array, *,
                             momentum=momentum, regul_weight=regul_weight, jitter=jitter,
                             optimiser=optimiser, reward=reward, reward_scale=reward_scale,
                             fill=fill, fill_mode=fill_mode, blur_sigma=blur_sigma,
-                            score=score, precision=precision)
+                            score=score, init=init, precision=precision)
   return jnp.asarray(r.heatmap())
 
 

@@ -46,13 +46,15 @@ def _portrait_job(job: tuple[str, int, int]) -> np.ndarray:
   return concept_portrait(*job)
 
 
-def write_concept_folders(out: str | pathlib.Path, *, n: int = 50, n_random: int = 200,
+def write_concept_folders(out: str | pathlib.Path, *, n: int = 30, n_random: int = 330,
                           concepts: Sequence[str] = CONCEPTS, seed: int = 0,
                           workers: int = 1) -> dict[str, int]:
   """Writes ``n`` chips per concept and ``n_random`` random ones under ``out``; returns the
-  count per folder. TCAV draws ``runs + 1`` random sets of ~``n`` chips from ``random/``.
+  count per folder. TCAV (:func:`gradejax.attribution.tcav.design`) splits ``random/`` into
+  random concepts of ``n`` chips (10 at the defaults; at least 5) and a counterexample pool of
+  ``5 max(2, n // 10)`` chips or more, so ``random/`` needs about ``11 n`` chips.
   ``workers``: processes drawing the portraits (0: one per core; same bytes for any count);
-  dlib aligns them in this process."""
+  dlib aligns them in this process (while the workers draw)."""
   from gradejax.data import demo_data  # map_rows; demo_data does not import this module
   out = pathlib.Path(out)
   models = faces.load_models('hog')

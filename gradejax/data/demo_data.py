@@ -398,7 +398,8 @@ class Command:
                           choices=tuple(CUE_SHAPES))
   concepts: str | None = option(None, 'also write TCAV concept folders here (DIR/<concept>/, '
                                 'DIR/random/: gradejax.data.concepts; for visualize --concepts)')
-  concept_images: int = option(20, 'chips per concept folder (random/: 3x as many)')
+  concept_images: int = option(30, 'chips per concept folder (random/: 11x as many: TCAV '
+                               'splits it into 10 random concepts and a counterexample pool)')
   workers: int = option(0, 'processes drawing the portraits (0: one per CPU core; the bytes '
                         'are the same for any count)')
 
@@ -415,7 +416,7 @@ def main(argv: Sequence[str]) -> None:
   if f.concepts:
     from gradejax.data import concepts  # dlib's aligner: only when asked
     counts = concepts.write_concept_folders(f.concepts, n=f.concept_images,
-                                            n_random=3 * f.concept_images, seed=f.seed,
+                                            n_random=11 * f.concept_images, seed=f.seed,
                                             workers=f.workers)
     print(f'wrote concept folders {counts} under {f.concepts}')
 

@@ -52,8 +52,11 @@ def section(rel: R.Relies | None, out_dir: pathlib.Path,
                           'chip of the clustered images (dark = 0).')] if panels else []
   if rel.concepts:
     paras.append(f'Concept tests (TCAV, Kim et al. 2018) at tap {rel.tcav_layer}: the share '
-                 f'of a class\'s images whose logit rises along the concept\'s direction, '
-                 f'against random concepts (t-test, Holm-adjusted over the concepts).')
+                 f'of a class\'s images whose logit rises along the concept\'s direction '
+                 f'(the mean over the counterexample sets), tested against random concepts: '
+                 f'sets of random images of the concept\'s size scored against the same '
+                 f'counterexamples (the concept\'s mean among theirs, a two-sided t '
+                 f'prediction interval; Holm-adjusted over the concepts of a class).')
     tables.append(document.Table(
         ('concept', 'class', 'TCAV score', 'p', 'p (Holm)', 'CAV accuracy'),
         [(c.concept, c.target, f'{c.score:.2f}', charts.format_p(c.p),

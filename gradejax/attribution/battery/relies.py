@@ -25,6 +25,16 @@ def check(cfg: Config) -> None:
     raise errors.OptionError(f'--concepts {cfg.relies.concepts}: no such folder (expected '
                      f'DIR/<concept>/*.png and DIR/random/*.png; demo_data --concepts DIR '
                      f'writes one)')
+  if cfg.relies.concepts:
+    counts = tcav.count_concept_folders(cfg.relies.concepts)
+    sizes = [n for name, n in counts.items() if name != 'random' and n]
+    if sizes and counts.get('random', 0) < tcav.random_needed(min(sizes)):
+      raise errors.OptionError(
+          f'--concepts {cfg.relies.concepts}: random/ holds {counts.get("random", 0)} images; '
+          f'TCAV splits it into >= {tcav.MIN_RANDOM_CONCEPTS} random concepts of '
+          f'{min(sizes)} images (the smallest concept folder) and a counterexample pool, so it '
+          f'needs >= {tcav.random_needed(min(sizes))} (demo_data --concepts writes 11x the '
+          f'concept images)')
 
 
 def fold_rows(arrays: dict, valid_fold: int) -> np.ndarray | None:
@@ -53,23 +63,22 @@ def fold_maps(fn, arrays: dict, rows: np.ndarray, cfg: Config, inputs: maps_lib.
 
 
 def _concepts(fn, x, targets: np.ndarray, class_names: list[str], cfg: Config,
-              layer: str) -> list[R.ConceptRow]:
-  """TCAV of every concept folder for every predicted class (Holm within a class)."""
+              layer: str) -> list[tuple[tcav.ConceptTest, R.ConceptRow]]:
+  """TCAV of every concept folder for every predicted class (Holm within a class): one set of
+  CAVs (concepts and random concepts, :func:`gradejax.attribution.tcav.tcav_classes`) scored
+  on each class's images."""
   c = cfg.relies
   folders = tcav.read_concept_folders(c.concepts, size=x.shape[1])
   random = folders.pop('random')
   if not folders:
     raise errors.OptionError(f'{c.concepts}: no concept folder beside random/ (expected '
                      f'{c.concepts}/<concept>/*.png)')
-  rows = []
-  for k in np.unique(targets):
-    pick = np.nonzero(targets == k)[0][:c.class_images]
-    tests = tcav.run_tcav(fn, folders, random, np.asarray(x[pick]), int(k), layer=layer,
-                          key=jax.random.fold_in(jax.random.key(c.seed), int(k)), runs=c.runs,
-                          precision=cfg.precision)
-    rows += [(t, R.ConceptRow(t.concept, class_names[int(k)], t.score, t.p, t.p_holm,
-                              t.accuracy)) for t in tests]
-  return rows
+  classes = {int(k): np.asarray(x[np.nonzero(targets == k)[0][:c.class_images]])
+             for k in np.unique(targets)}
+  found = tcav.run_tcav_classes(fn, folders, random, classes, layer=layer,
+                                key=jax.random.key(c.seed), runs=c.runs, precision=cfg.precision)
+  return [(t, R.ConceptRow(t.concept, class_names[k], t.score, t.p, t.p_holm, t.accuracy))
+          for k in sorted(found) for t in found[k]]
 
 
 def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
