@@ -396,3 +396,28 @@ def test_page_names_units_by_class_and_shows_curves_and_accentuations(tmp_path):
               if p.get('class') == 'curve')
   ys = [float(pt.split(',')[1]) for pt in path.get('d')[1:].split(' L')]
   assert len(ys) == 10 and np.all(np.diff(ys) < 0)
+
+
+@pytest.mark.parametrize('sharded', [False, True], ids=['render', 'render_sharded'])
+def test_host_loop_computes_the_same_steps_as_the_compiled_scan(conv, monkeypatch, sharded):
+  # On CPU the steps run as a host loop over one compiled step (a backward pass inside a
+  # while loop is ~4x slower there); it must be the scan's optimisation, step for step:
+  # same images, same objective history (random jitter drawn per step index included).
+  fn, _ = conv
+  s = R.Settings(steps=5, learning_rate=0.05, robustness=T.Robustness(pad=2, jitter=2))
+  par = P.fourier(24, 24)
+
+  def once(host):
+    monkeypatch.setattr(R, 'host_loop', lambda: host)
+    if sharded:
+      img, hist = R.render_sharded(fn, lambda u: O.channel_batch('conv2', u), par,
+                                   np.array([1, 4]), jax.random.key(2), s)
+    else:
+      img, _, hist = R.render(fn, O.channel('conv2', 3), par, 2, jax.random.key(2), s)
+    return np.asarray(img), np.asarray(hist)
+
+  (a, ha), (b, hb) = once(True), once(False)
+  assert ha.shape == hb.shape == (5, 2)
+  np.testing.assert_allclose(a, b, atol=1e-6)
+  np.testing.assert_allclose(ha, hb, rtol=1e-5, atol=1e-6)
+  assert np.abs(np.diff(ha, axis=0)).max() > 1e-4  # the steps moved the objective
