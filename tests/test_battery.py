@@ -184,3 +184,31 @@ def test_occlusion_batch_sets_positions_per_call_and_changes_no_map():
   # The report's default on a CPU: 32 images per call (the face ResNet's fastest range).
   assert battery.Options().config().occlusion_batch == (32 if jax.default_backend() == 'cpu'
                                                         else None)
+
+
+def test_tap_order_from_a_shape_trace_is_forward_order_and_runs_no_op():
+  # maps.tap_order reads the taps in the order they ran inside a shape-only trace (no eager
+  # forward, no compile); jit and eval_shape's outputs would sort them.
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from gradejax import nets
+  from gradejax.attribution.battery import maps
+
+  class Unsorted(nn.Module):
+    @nn.compact
+    def __call__(self, images, *, relu=nn.relu):
+      x = nets.tap(self, 'zconv', relu(nn.Conv(3, (3, 3))(images)))
+      x = nets.tap(self, 'mconv', relu(nn.Conv(3, (3, 3))(x)))
+      return nets.tap(self, 'apool', nn.Dense(2)(jnp.mean(x, axis=(1, 2))))
+
+  m = Unsorted()
+  x = np.zeros((2, 10, 10, 3), np.float32)
+  fn = nets.bind(m, m.init(jax.random.key(0), x[:1]))
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, secs, **kw: compiles.append(event) if 'backend_compile' in event else None)
+  got = maps.tap_order(fn, x)
+  assert not compiles
+  assert got == nets.tap_order(fn, x) == ['zconv', 'mconv', 'apool']
+  assert maps.default_layer(fn, x, min_side=1) == 'mconv'
