@@ -32,11 +32,19 @@ class Counter:
   def __init__(self):
     self.n, self.compile_s, self.trace_s, self.lower_s = 0, 0.0, 0.0, 0.0
     self.last = (0, 0.0, 0.0, 0.0)
+    self.by_name: dict[str, list[float]] = {}  # since the last lap
 
-  def __call__(self, event, duration, **kw):
+  def top(self, k: int = 6) -> str:
+    """The ``k`` functions with the most compile seconds since the last call."""
+    rows = sorted(self.by_name.items(), key=lambda kv: -sum(kv[1]))[:k]
+    self.by_name = {}
+    return '; '.join(f'{n} x{len(d)} {sum(d):.1f} s' for n, d in rows)
+
+  def __call__(self, event, duration, fun_name='?', **kw):
     if event == _COMPILE:
       self.n += 1
       self.compile_s += duration
+      self.by_name.setdefault(fun_name, []).append(duration)
     elif event == _TRACE:
       self.trace_s += duration
     elif event == _LOWER:
@@ -63,8 +71,8 @@ def _profiled(command: str) -> None:
 
     def lap_and_count(self, section):
       lap(self, section)
-      print(f'PROFILE {section}: {self.seconds[section]:.1f} s; {counter.since_last()}',
-            flush=True)
+      print(f'PROFILE {section}: {self.seconds[section]:.1f} s; {counter.since_last()}; '
+            f'top: {counter.top()}', flush=True)
 
     run_lib._Clock.lap = lap_and_count
     dump = os.environ.get('REPORT_SPEED_DUMP')
@@ -90,8 +98,8 @@ def _profiled(command: str) -> None:
   finally:
     print(f'PROFILE total: {time.monotonic() - t0:.1f} s; after the last lap: '
           f'{counter.since_last()}; all: {counter.n} compiles, {counter.compile_s:.1f} s '
-          f'compiling, {counter.trace_s:.1f} s tracing, {counter.lower_s:.1f} s lowering',
-          flush=True)
+          f'compiling, {counter.trace_s:.1f} s tracing, {counter.lower_s:.1f} s lowering; '
+          f'top after the last lap: {counter.top()}', flush=True)
 
 
 def _numbers(x, path='result'):
