@@ -212,3 +212,32 @@ def test_tap_order_from_a_shape_trace_is_forward_order_and_runs_no_op():
   assert not compiles
   assert got == nets.tap_order(fn, x) == ['zconv', 'mconv', 'apool']
   assert maps.default_layer(fn, x, min_side=1) == 'mconv'
+
+
+def test_sanity_cascade_compiles_each_method_once_for_checkpoint_params():
+  # A checkpoint's params are committed to their device, module.init's are not: a cascade
+  # stage mixing the two must reuse the method's program, not compile it again.
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from gradejax import nets
+  from gradejax.attribution.battery import maps
+
+  class Tiny(nn.Module):
+    @nn.compact
+    def __call__(self, images, *, relu=nn.relu):
+      x = nets.tap(self, 'features', relu(nn.Conv(3, (3, 3))(images)))
+      return nets.tap(self, 'logits', nn.Dense(2, name='head')(jnp.mean(x, axis=(1, 2))))
+
+  m = Tiny()
+  x = np.asarray(jax.random.uniform(jax.random.key(0), (2, 8, 8, 3)))
+  variables = jax.device_put(m.init(jax.random.key(1), x[:1]), jax.devices()[0])  # committed
+  assert all(a.committed for a in jax.tree.leaves(variables))
+  t = np.array([0, 1], np.int32)
+  cfg = battery.Options(methods=('saliency',), sanity_images=2).config()
+  names = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda e, d, fun_name='?', **kw: names.append(fun_name) if 'backend_compile' in e else None)
+  san = checks.sanity_check(m, variables, x, t, ['saliency'], cfg, maps.Inputs(cfg, 'features'))
+  assert [r.stage for r in san.rows] == ['+ head', '+ Conv_0']
+  assert names.count('jit(saliency)') == 1, names
