@@ -139,7 +139,13 @@ def _run(step, scan, fn, params, key, args, static, settings, st=None):
   state ``st`` (None: Adam's initial state of ``params``)."""
   if not host_loop():
     return scan(fn, params, key, *args, **static)
-  st = optax.adam(settings.learning_rate).init(params) if st is None else st
+  if st is None:
+    # The step's outputs are committed to the device when the network's arrays are (a
+    # checkpoint's): the first step's inputs then must be too, or the second step compiles
+    # the step again.
+    st = optax.adam(settings.learning_rate).init(params)
+    if any(getattr(a, 'committed', False) for a in jax.tree.leaves((fn, key))):
+      params, st = jax.device_put((params, st), jax.local_devices()[0])
   history = []
   for i in range(settings.steps):
     params, st, scores = step(fn, params, st, key, jnp.int32(i), *args, **static)
