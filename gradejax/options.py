@@ -73,7 +73,17 @@ def _kind(tp: Any) -> tuple[str, type]:
 
 
 def _hints(cls) -> dict[str, Any]:
-  return typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+  """Field name -> evaluated annotation, each class of the MRO in its own module's names
+  (a command's options extend a library's, defined in another module). typing's names are
+  the fallback: a command run under ``python -m cProfile -m gradejax.visualize`` is module
+  ``__main__``, whose entry in sys.modules is then cProfile's, not the command's."""
+  hints: dict[str, Any] = {}
+  for c in reversed(cls.__mro__):
+    module = sys.modules.get(c.__module__)
+    ns = {**vars(typing), **(vars(module) if module is not None else {})}
+    for name, a in c.__dict__.get('__annotations__', {}).items():
+      hints[name] = eval(a, ns) if isinstance(a, str) else a  # noqa: S307 - our own source
+  return hints
 
 
 def define_flags(cls, flag_values=None) -> None:

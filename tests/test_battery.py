@@ -149,3 +149,95 @@ def test_sanity_reuses_the_trained_maps_and_gets_the_same_rows():
     assert (a.method, a.stage, a.flagged) == (b.method, b.stage, b.flagged)
     np.testing.assert_allclose([a.spearman, a.spearman_abs, a.ssim],
                                [b.spearman, b.spearman_abs, b.ssim], rtol=1e-6, atol=1e-7)
+
+
+def test_occlusion_batch_sets_positions_per_call_and_changes_no_map():
+  # --occlusion_batch N: N occluded images per forward call, i.e. N // B positions of B images
+  # (at least 1); the maps are those of the library's 16 positions per call.
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from gradejax import nets
+  from gradejax.attribution.battery import maps
+
+  class Tiny(nn.Module):
+    @nn.compact
+    def __call__(self, images, *, relu=nn.relu):
+      x = nets.tap(self, 'features', relu(nn.Conv(3, (3, 3))(images)))
+      return nets.tap(self, 'logits', nn.Dense(2)(jnp.mean(x, axis=(1, 2))))
+
+  m = Tiny()
+  x = np.asarray(jax.random.uniform(jax.random.key(0), (3, 12, 12, 3)))
+  fn = nets.bind(m, m.init(jax.random.key(1), x[:1]))
+  t = np.array([0, 1, 1], np.int32)
+  kw = dict(methods=('occlusion',), patch=4, stride=2, fill_mode='value')
+  batched = maps.Inputs(battery.Options(occlusion_batch=6, **kw).config(), 'features')
+  library = maps.Inputs(battery.Options(occlusion_batch=0, **kw).config(), 'features')
+  assert batched('occlusion', fn, x)['chunk'] == 2
+  assert batched('occlusion', fn, np.concatenate([x, x, x]))['chunk'] == 1  # 6 // 9 -> 1
+  assert 'chunk' not in library('occlusion', fn, x)  # 0: the library's own chunk
+  assert 'chunk' not in batched('saliency', fn, x)
+  a = np.asarray(registry.heatmap('occlusion', fn, x, t, **batched('occlusion', fn, x)))
+  b = np.asarray(registry.heatmap('occlusion', fn, x, t, **library('occlusion', fn, x)))
+  np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  assert np.abs(a).max() > 1e-3
+  # The report's default on a CPU: 32 images per call (the face ResNet's fastest range).
+  assert battery.Options().config().occlusion_batch == (32 if jax.default_backend() == 'cpu'
+                                                        else None)
+
+
+def test_tap_order_from_a_shape_trace_is_forward_order_and_runs_no_op():
+  # maps.tap_order reads the taps in the order they ran inside a shape-only trace (no eager
+  # forward, no compile); jit and eval_shape's outputs would sort them.
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from gradejax import nets
+  from gradejax.attribution.battery import maps
+
+  class Unsorted(nn.Module):
+    @nn.compact
+    def __call__(self, images, *, relu=nn.relu):
+      x = nets.tap(self, 'zconv', relu(nn.Conv(3, (3, 3))(images)))
+      x = nets.tap(self, 'mconv', relu(nn.Conv(3, (3, 3))(x)))
+      return nets.tap(self, 'apool', nn.Dense(2)(jnp.mean(x, axis=(1, 2))))
+
+  m = Unsorted()
+  x = np.zeros((2, 10, 10, 3), np.float32)
+  fn = nets.bind(m, m.init(jax.random.key(0), x[:1]))
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, secs, **kw: compiles.append(event) if 'backend_compile' in event else None)
+  got = maps.tap_order(fn, x)
+  assert not compiles
+  assert got == nets.tap_order(fn, x) == ['zconv', 'mconv', 'apool']
+  assert maps.default_layer(fn, x, min_side=1) == 'mconv'
+
+
+def test_sanity_cascade_compiles_each_method_once_for_checkpoint_params():
+  # A checkpoint's params are committed to their device, module.init's are not: a cascade
+  # stage mixing the two must reuse the method's program, not compile it again.
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  from gradejax import nets
+  from gradejax.attribution.battery import maps
+
+  class Tiny(nn.Module):
+    @nn.compact
+    def __call__(self, images, *, relu=nn.relu):
+      x = nets.tap(self, 'features', relu(nn.Conv(3, (3, 3))(images)))
+      return nets.tap(self, 'logits', nn.Dense(2, name='head')(jnp.mean(x, axis=(1, 2))))
+
+  m = Tiny()
+  x = np.asarray(jax.random.uniform(jax.random.key(0), (2, 8, 8, 3)))
+  variables = jax.device_put(m.init(jax.random.key(1), x[:1]), jax.devices()[0])  # committed
+  assert all(a.committed for a in jax.tree.leaves(variables))
+  t = np.array([0, 1], np.int32)
+  cfg = battery.Options(methods=('saliency',), sanity_images=2).config()
+  names = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda e, d, fun_name='?', **kw: names.append(fun_name) if 'backend_compile' in e else None)
+  san = checks.sanity_check(m, variables, x, t, ['saliency'], cfg, maps.Inputs(cfg, 'features'))
+  assert [r.stage for r in san.rows] == ['+ head', '+ Conv_0']
+  assert names.count('jit(saliency)') == 1, names

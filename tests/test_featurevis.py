@@ -396,3 +396,45 @@ def test_page_names_units_by_class_and_shows_curves_and_accentuations(tmp_path):
               if p.get('class') == 'curve')
   ys = [float(pt.split(',')[1]) for pt in path.get('d')[1:].split(' L')]
   assert len(ys) == 10 and np.all(np.diff(ys) < 0)
+
+
+@pytest.mark.parametrize('sharded', [False, True], ids=['render', 'render_sharded'])
+def test_host_loop_computes_the_same_steps_as_the_compiled_scan(conv, monkeypatch, sharded):
+  # On CPU the steps run as a host loop over one compiled step (a backward pass inside a
+  # while loop is ~4x slower there); it must be the scan's optimisation, step for step:
+  # same images, same objective history (random jitter drawn per step index included).
+  fn, _ = conv
+  s = R.Settings(steps=5, learning_rate=0.05, robustness=T.Robustness(pad=2, jitter=2))
+  par = P.fourier(24, 24)
+
+  def once(host):
+    monkeypatch.setattr(R, 'host_loop', lambda: host)
+    if sharded:
+      img, hist = R.render_sharded(fn, lambda u: O.channel_batch('conv2', u), par,
+                                   np.array([1, 4]), jax.random.key(2), s)
+    else:
+      img, _, hist = R.render(fn, O.channel('conv2', 3), par, 2, jax.random.key(2), s)
+    return np.asarray(img), np.asarray(hist)
+
+  (a, ha), (b, hb) = once(True), once(False)
+  assert ha.shape == hb.shape == (5, 2)
+  np.testing.assert_allclose(a, b, atol=1e-6)
+  np.testing.assert_allclose(ha, hb, rtol=1e-5, atol=1e-6)
+  assert np.abs(np.diff(ha, axis=0)).max() > 1e-4  # the steps moved the objective
+
+
+@pytest.mark.parametrize('committed', [False, True], ids=['init', 'checkpoint'])
+def test_host_loop_compiles_one_step_for_a_render(conv, monkeypatch, committed):
+  # The first step's inputs are placed as every later step's are: one compiled step, not two,
+  # for a network from module.init (uncommitted arrays) or from a checkpoint (committed).
+  fn, _ = conv
+  if committed:
+    fn = jax.device_put(fn, jax.devices()[0])
+    assert all(a.committed for a in jax.tree.leaves(fn))
+  monkeypatch.setattr(R, 'host_loop', lambda: True)
+  names = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda e, d, fun_name='?', **kw: names.append(fun_name) if 'backend_compile' in e else None)
+  s = R.Settings(steps=3, learning_rate=0.05, robustness=T.Robustness(pad=2, jitter=2))
+  R.render(fn, O.channel('conv2', 2), P.pixel(24, 24), 2, jax.random.key(5), s)
+  assert names.count('jit(_step)') == 1, names

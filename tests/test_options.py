@@ -82,3 +82,26 @@ def test_unsupported_type_needs_a_parser():
 
   with pytest.raises(TypeError, match='needs parse='):
     options.define_flags(Bad, flags.FlagValues())
+
+
+def test_options_of_a_command_run_as_main_under_a_profiler():
+  # `python -m cProfile -m gradejax.visualize`: the command's module runs as __main__, whose
+  # sys.modules entry is cProfile's; its own annotations (Sequence, imported there) and its
+  # base's (another module) must still resolve into flags.
+  source = ('from __future__ import annotations\n'
+            'import dataclasses\n'
+            'from typing import Sequence\n'
+            'from gradejax.options import option\n'
+            'from gradejax.attribution.battery import Options\n'
+            '@dataclasses.dataclass\n'
+            'class Command(Options):\n'
+            '  extra: Sequence[str] = option(("a", "b"), "a list")\n')
+  ns = {'__name__': '__main__'}  # sys.modules['__main__'] is pytest's, as cProfile's would be
+  import sys
+  assert 'Sequence' not in vars(sys.modules['__main__'])
+  exec(compile(source, '<main>', 'exec'), ns)  # noqa: S102
+  cls = ns['Command']
+  fv = _parsed(cls, ['--extra=x,y', '--methods=saliency'])
+  got = options.from_flags(cls, fv)
+  assert got.extra == ('x', 'y') and tuple(got.methods) == ('saliency',)
+  assert got.steps == 32  # the base's default, its int annotation resolved in its own module

@@ -34,6 +34,11 @@ def sanity_check(module, variables, x, targets, methods: Sequence[str], cfg: Con
     fresh = module.init(jax.random.key(cfg.sanity.seed), xs[:1])['params']
   except Exception as e:  # noqa: BLE001 - any init failure only removes this section
     return out([], f'Not run: module.init failed ({e}).')
+  # Placed as the trained leaves are: a checkpoint's arrays are committed to their device, a
+  # fresh init's are not, and jit compiles a method again for a cascade stage that mixes them.
+  fresh = jax.tree.map(lambda a, ref: jax.device_put(a, ref.sharding)
+                       if getattr(ref, 'committed', False) and ref.sharding.is_fully_addressable
+                       else a, fresh, params)
   others = {k: v for k, v in variables.items() if k != 'params'}
   trained: dict[int, object] = {}  # id -> the trained model's bound fns (kept alive)
 

@@ -72,7 +72,7 @@ def run(module, variables, arrays: dict, data_dir: str | pathlib.Path | None = N
   class_names = list(arrays.get('class_names') or [])
   name_of = lambda k: class_names[k] if k < len(class_names) else str(k)
   fn = nets.bind(module, variables)
-  outputs = np.asarray(fn(x)[0])
+  outputs = maps_lib.forward(fn, x)  # the fold's predictions reuse this program
   targets = np.argmax(outputs, axis=1).astype(np.int32)
   layer = cfg.layer or maps_lib.default_layer(fn, x)
   inputs = maps_lib.Inputs(cfg, layer)
