@@ -181,9 +181,10 @@ def test_occlusion_batch_sets_positions_per_call_and_changes_no_map():
   b = np.asarray(registry.heatmap('occlusion', fn, x, t, **library('occlusion', fn, x)))
   np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
   assert np.abs(a).max() > 1e-3
-  # The report's default on a CPU: 32 images per call (the face ResNet's fastest range).
-  assert battery.Options().config().occlusion_batch == (32 if jax.default_backend() == 'cpu'
-                                                        else None)
+  # The report's default: the library's chunk, unrolled on a CPU (faster forwards there).
+  assert battery.Options().config().occlusion_batch is None
+  assert library('occlusion', fn, x)['unroll'] == (jax.default_backend() == 'cpu')
+  assert 'unroll' not in batched('occlusion', fn, x)
 
 
 def test_tap_order_from_a_shape_trace_is_forward_order_and_runs_no_op():
