@@ -163,11 +163,13 @@ def chunk_scan(body: Callable, init, xs, unroll: int | bool | None = None):
 def chunked_map(f: Callable[[Array], Array], xs: Array, unroll: int | bool | None = None
                 ) -> Array:
   """``lax.map(f, xs)`` as a :func:`chunk_scan`, for forward-only bodies (occluder, deletion,
-  ROAD and removal positions). None: rolled on every backend. A forward pass runs as fast
-  inside a while loop as outside one on CPU (face ResNet, 8 images x 257 occluder positions:
-  139 forwards/s rolled in chunks of 8, 123 unrolled in chunks of 16), while every unrolled
-  copy of the network is compiled again (11-15 s for that occlusion against 1-2 s rolled):
-  the report compiles such a loop for every image count it runs."""
+  ROAD and removal positions). None: rolled on every backend: an unrolled copy of the network
+  per chunk compiles for 10-50 s against 1-2 s rolled, which is what a loop run once or twice
+  (deletion/insertion, ROAD, removal) pays. Rolled forwards are slower on a CPU, though
+  (quiet 2-core CPU, face ResNet, 8 images x 256 occluder positions, 2026-12-03: 157-171
+  forwards/s rolled at any chunk or partial unroll, 224-229 fully unrolled), so a loop the
+  caller reuses many times (the report's occlusion over the held-out fold) passes
+  ``unroll=scan_unroll(None)``."""
   return chunk_scan(lambda _, x: (None, f(x)), None, xs, False if unroll is None else unroll)[1]
 
 
