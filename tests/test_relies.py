@@ -274,3 +274,23 @@ def test_concept_folders_read_back_and_bad_folders(tmp_path):
   (tmp_path / 'random' / '0000.png').unlink()
   with pytest.raises(ValueError, match='holds no .png'):
     tcav.read_concept_folders(tmp_path)
+
+
+def test_the_quoted_strategy_is_the_one_relied_on_most():
+  # share x mean excess drop: a strategy of every image that barely matters (1.0 x 0.6) loses
+  # to one of 57% of its class whose removal costs 1.8 beyond random (1.03); a strategy whose
+  # region does not beat a random one is never quoted while a causal one exists.
+  def finding(share, size, excess, name):
+    region = np.zeros((H, W), bool)
+    check = spray.CausalCheck((excess[0] + 0.1, 0.0, 0.0), (0.1, 0.0, 0.2), excess, region, 0.0)
+    strat = spray.Strategy(0, np.arange(size), share, np.array([1.0]), region.astype(float),
+                           np.arange(min(size, 6)))
+    return relies.StrategyFinding(strat, check, name)
+
+  everyone = finding(1.0, 39, (0.6, 0.2, 1.0), 'below')
+  most = finding(0.57, 27, (1.8, 1.3, 2.3), 'at or above')
+  loud = finding(0.9, 30, (5.0, -0.1, 9.0), 'at or above')  # CI touches 0: not causal
+  assert relies.select_strategy([everyone, most, loud]) is most
+  assert relies.select_strategy([everyone, loud]) is everyone
+  assert relies.select_strategy([loud, finding(0.3, 9, (2.0, -1.0, 4.0), 'x')]) is loud
+  assert relies.select_strategy([]) is None

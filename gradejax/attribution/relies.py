@@ -72,12 +72,17 @@ class StrategyFinding:
 
 
 def select_strategy(findings: Sequence[StrategyFinding]) -> StrategyFinding | None:
-  """The strategy to quote: the one covering the largest share of its class among those whose
-  region beats a random one (excess CI above 0), else the largest overall (None if none)."""
+  """The strategy to quote: among those whose region beats a random one (excess CI above 0),
+  the one the network relies on most across its class: the largest share x mean excess drop
+  (the drop beyond a random region that removing it costs an average image of the class), so
+  a strategy used by every image but barely needed does not outrank one that most images
+  depend on. Without a causal strategy, the largest overall (None if none)."""
   if not findings:
     return None
   causal = [f for f in findings if f.check.beats_random]
-  return max(causal or findings, key=lambda f: (f.strategy.share, f.strategy.size))
+  if causal:
+    return max(causal, key=lambda f: (f.strategy.share * f.check.excess[0], f.strategy.size))
+  return max(findings, key=lambda f: (f.strategy.share, f.strategy.size))
 
 
 def strategy_clause(f: StrategyFinding, score: str = 'logit') -> str:
