@@ -81,12 +81,11 @@ def test_import_direction_report_renders_and_libraries_hold_no_command():
   assert inspect.signature(battery.run).parameters['retrain'].default is None
 
 
-def test_fold_maps_pad_the_short_last_batch_and_compile_no_second_program():
+def _tiny_net():
+  """A conv tap 'features' and a dense 'logits' head: the smallest net the battery maps."""
   import flax.linen as nn
-  import jax
   import jax.numpy as jnp
   from gradejax import nets
-  from gradejax.attribution.battery import maps
 
   class Tiny(nn.Module):
     @nn.compact
@@ -94,7 +93,15 @@ def test_fold_maps_pad_the_short_last_batch_and_compile_no_second_program():
       x = nets.tap(self, 'features', relu(nn.Conv(3, (3, 3))(images)))
       return nets.tap(self, 'logits', nn.Dense(2)(jnp.mean(x, axis=(1, 2))))
 
-  m = Tiny()
+  return Tiny()
+
+
+def test_fold_maps_pad_the_short_last_batch_and_compile_no_second_program():
+  import jax
+  from gradejax import nets
+  from gradejax.attribution.battery import maps
+
+  m = _tiny_net()
   x = np.asarray(jax.random.uniform(jax.random.key(0), (7, 12, 12, 3)))
   fn = nets.bind(m, m.init(jax.random.key(1), x[:1]))
   t = np.array([0, 1, 0, 1, 1, 0, 1], np.int32)
@@ -114,19 +121,11 @@ def test_fold_maps_pad_the_short_last_batch_and_compile_no_second_program():
 
 
 def test_sanity_reuses_the_trained_maps_and_gets_the_same_rows():
-  import flax.linen as nn
   import jax
-  import jax.numpy as jnp
   from gradejax import nets
   from gradejax.attribution.battery import maps
 
-  class Tiny(nn.Module):
-    @nn.compact
-    def __call__(self, images, *, relu=nn.relu):
-      x = nets.tap(self, 'features', relu(nn.Conv(3, (3, 3))(images)))
-      return nets.tap(self, 'logits', nn.Dense(2)(jnp.mean(x, axis=(1, 2))))
-
-  m = Tiny()
+  m = _tiny_net()
   x = np.asarray(jax.random.uniform(jax.random.key(0), (3, 8, 8, 3)))
   variables = m.init(jax.random.key(1), x[:1])
   fn = nets.bind(m, variables)
@@ -154,19 +153,11 @@ def test_sanity_reuses_the_trained_maps_and_gets_the_same_rows():
 def test_occlusion_batch_sets_positions_per_call_and_changes_no_map():
   # --occlusion_batch N: N occluded images per forward call, i.e. N // B positions of B images
   # (at least 1); the maps are those of the library's 16 positions per call.
-  import flax.linen as nn
   import jax
-  import jax.numpy as jnp
   from gradejax import nets
   from gradejax.attribution.battery import maps
 
-  class Tiny(nn.Module):
-    @nn.compact
-    def __call__(self, images, *, relu=nn.relu):
-      x = nets.tap(self, 'features', relu(nn.Conv(3, (3, 3))(images)))
-      return nets.tap(self, 'logits', nn.Dense(2)(jnp.mean(x, axis=(1, 2))))
-
-  m = Tiny()
+  m = _tiny_net()
   x = np.asarray(jax.random.uniform(jax.random.key(0), (3, 12, 12, 3)))
   fn = nets.bind(m, m.init(jax.random.key(1), x[:1]))
   t = np.array([0, 1, 1], np.int32)
