@@ -10,17 +10,22 @@ import pytest
 
 from gradejax import nets
 from gradejax.attribution import deeplift
+from gradejax.nets import facenet
 
 
 class PoolNet(nn.Module):
   """outputs[b, c] = max over the 2x2 image of channel c (no params, no ReLU). ``inner_jit``:
-  the pool as dlib's stem writes it (``lax.reduce_window``), inside a jitted function."""
+  the pool as a bare ``lax.reduce_window``, inside a jitted function; ``facenet``: the face
+  ResNet's pool (gradejax.nets.facenet.max_pool: a reduce_window with a custom gradient)."""
   inner_jit: bool = False
+  facenet: bool = False
 
   @nn.compact
   def __call__(self, images, *, relu=nn.relu):
     del relu
-    if self.inner_jit:
+    if self.facenet:
+      pool = lambda x: facenet.pool(x, 'max', 2, 2)
+    elif self.inner_jit:
       pool = jax.jit(lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1),
                                                  (1, 2, 2, 1), 'VALID'))
     else:
@@ -50,8 +55,8 @@ def _bound(module, shape):
   return nets.bind(module, module.init(jax.random.key(0), jnp.zeros(shape)))
 
 
-@pytest.mark.parametrize('inner_jit', [False, True])
-def test_max_pool_rule_by_hand(inner_jit):
+@pytest.mark.parametrize('inner_jit,face', [(False, False), (True, False), (False, True)])
+def test_max_pool_rule_by_hand(inner_jit, face):
   # Channel 0: x = [[1, 3], [2, 0]], x_ref = [[4, 0], [0, 0]]: y = 3, y_ref = 4, Δy = -1. The
   # reference wins the window (max(y, y_ref) = y_ref), so all of Δy goes to the reference's
   # argmax (0, 0), whose Δx = -3: multiplier 1/3, contribution -1 there and 0 elsewhere. The
@@ -60,7 +65,7 @@ def test_max_pool_rule_by_hand(inner_jit):
   ref = np.zeros_like(x)
   x[0, :, :, 0] = [[1, 3], [2, 0]]
   ref[0, :, :, 0] = [[4, 0], [0, 0]]
-  fn = _bound(PoolNet(inner_jit), x.shape)
+  fn = _bound(PoolNet(inner_jit, face), x.shape)
   want = np.zeros_like(x)
   want[0, 0, 0, 0] = -1.0
   got = np.asarray(deeplift.deeplift_rescale(fn, x, 0, ref))

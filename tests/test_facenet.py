@@ -247,3 +247,44 @@ def test_cache(tmp_path, caplog, monkeypatch):
   _, v3 = extractor.load_face_resnet(cache_dir=tmp_path)
   assert 'unreadable' in caplog.text and 'converted from' in caplog.text
   np.testing.assert_array_equal(v3['params']['fc']['kernel'], v1['params']['fc']['kernel'])
+
+
+@pytest.mark.parametrize('k,stride,side', [(3, 2, 72), (3, 2, 9), (2, 2, 8)])
+def test_max_pool_gradient_is_reduce_windows_also_with_ties(k, stride, side):
+  """facenet.max_pool's custom gradient (faster on a CPU) is reduce_window's own: each window's
+  gradient to its first maximal input (row-major), ties included (ReLU zeros, rounded values)."""
+  from jax import lax
+  rs = np.random.RandomState(0)
+  for x in (rs.randn(2, side, side, 3), np.round(rs.rand(2, side, side, 3) * 3) / 3,
+            np.maximum(rs.randn(2, side, side, 3), 0)):
+    x = jnp.asarray(x, jnp.float32)
+    ref = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, k, k, 1), (1, stride, stride, 1),
+                                      'VALID')
+    y = ref(x)
+    w = jnp.asarray(rs.randn(*y.shape), jnp.float32)
+    np.testing.assert_array_equal(facenet.max_pool(x, k, stride), y)
+    want = jax.grad(lambda x: jnp.sum(ref(x) * w))(x)
+    got = jax.grad(lambda x: jnp.sum(facenet.max_pool(x, k, stride) * w))(x)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize('side,k', [(150, 7), (31, 7), (30, 3), (17, 3)])
+def test_strided_conv_equals_the_unpadded_convolution(side, k):
+  """conv's strided path (padded then cropped; space to depth for few channels) computes
+  lax's unpadded strided convolution: values and input gradients."""
+  from jax import lax
+  rs = np.random.RandomState(1)
+  for c in (3, 16):
+    x = jnp.asarray(rs.rand(2, side, side, c), jnp.float32)
+    p = {'kernel': jnp.asarray(rs.randn(k, k, c, 8), jnp.float32),
+         'bias': jnp.asarray(rs.randn(8), jnp.float32)}
+    ref = lambda x: lax.conv_general_dilated(x, p['kernel'], (2, 2), 'VALID', dimension_numbers=(
+        'NHWC', 'HWIO', 'NHWC'), precision='highest') + p['bias']
+    got = facenet.conv(x, p, 2, 'highest')
+    assert got.shape == ref(x).shape
+    scale = float(jnp.abs(ref(x)).max())
+    np.testing.assert_allclose(got, ref(x), rtol=0, atol=2e-6 * scale)
+    w = jnp.asarray(rs.randn(*got.shape), jnp.float32)
+    g_ref = jax.grad(lambda x: jnp.sum(ref(x) * w))(x)
+    g = jax.grad(lambda x: jnp.sum(facenet.conv(x, p, 2, 'highest') * w))(x)
+    np.testing.assert_allclose(g, g_ref, rtol=0, atol=2e-6 * float(jnp.abs(g_ref).max()))

@@ -92,11 +92,23 @@ def _rescale_max_pool(z: Array, **window) -> Array:
   return _rescale_max_pool_for(tuple(sorted(window.items())))(z)
 
 
+def _has_max_pool(jaxpr) -> bool:
+  return any(e.primitive.name == 'reduce_window_max' or
+             (_call_jaxpr(e) is not None and _has_max_pool(_call_jaxpr(e).jaxpr))
+             for e in jaxpr.eqns)
+
+
 def _call_jaxpr(eqn) -> Any:
-  """The inner ClosedJaxpr of a plain (inlinable) call such as ``jit``, else None."""
-  if eqn.primitive.name in ('jit', 'pjit', 'closed_call', 'core_call'):
-    inner = eqn.params.get('jaxpr', eqn.params.get('call_jaxpr'))
-    if isinstance(inner, jex.core.ClosedJaxpr):
+  """The inner ClosedJaxpr of a plain (inlinable) call such as ``jit``, or of a custom-gradient
+  call holding a max pool (e.g. gradejax.nets.facenet.max_pool, a reduce_window with a faster
+  gradient: inlined, the pool rule replaces its custom gradient), else None. Other custom
+  gradients (the relu rules, gradejax.attribution.rules) stay as they are."""
+  name = eqn.primitive.name
+  if name in ('jit', 'pjit', 'closed_call', 'core_call', 'custom_vjp_call',
+              'custom_vjp_call_jaxpr'):
+    inner = eqn.params.get('jaxpr', eqn.params.get('call_jaxpr', eqn.params.get('fun_jaxpr')))
+    if isinstance(inner, jex.core.ClosedJaxpr) and (
+        not name.startswith('custom') or _has_max_pool(inner.jaxpr)):
       return inner
   return None
 
