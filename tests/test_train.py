@@ -215,19 +215,33 @@ def test_tensorboard_graph_is_the_forward_pass_scoped_by_module(full_run):
   nodes = {n.name: n for n in graph.node}
   module, variables, _ = runs.load_trained(workdir)
   # One conv node per convolution kernel of the face ResNet, each fed by its own kernel node in
-  # its block's scope (GradeClassifier/extractor/level3/block1/...), so blocks fold.
+  # its block's scope (GradeClassifier/extractor/level3/block1/...), so blocks fold. The stem's
+  # kernel reaches its conv through the space-to-depth rewrite (pad, reshape, transpose: nets/
+  # facenet.py), all in the stem's scope; every other conv reads its kernel node directly.
   from flax import traverse_util
   kernels = {k for k, v in traverse_util.flatten_dict(variables['params'], sep='/').items()
              if k.endswith('kernel') and v.ndim == 4}
   convs = [n for n in graph.node if n.op == 'conv_general_dilated']
   assert len(convs) == len(kernels) > 20
-  fed = {i[len('GradeClassifier/'):] for n in convs for i in n.input
-         if i.endswith('/kernel')}
-  assert fed == kernels
+  layout = {'jit:_pad', 'pad', 'reshape', 'transpose'}
+
+  def kernel_of(conv):
+    chain, name = [], conv.input[1]  # the convolution's rhs
+    while not name.endswith('/kernel'):
+      node = nodes[name]
+      assert node.op in layout and len(node.input) == 1, (conv.name, node.name, node.op)
+      chain.append(node.name)
+      name = node.input[0]
+    return name, chain
+
+  fed = {}
   for n in convs:
-    kernel = next(i for i in n.input if i.endswith('/kernel'))
+    kernel, chain = kernel_of(n)
+    fed[kernel[len('GradeClassifier/'):]] = chain
     block = kernel.rsplit('/', 2)[0]  # GradeClassifier/extractor/level3/block1
-    assert n.name.startswith(block + '/'), (n.name, kernel)
+    assert all(c.startswith(block + '/') for c in [n.name] + chain), (n.name, kernel, chain)
+  assert set(fed) == kernels
+  assert [k for k, chain in fed.items() if chain] == ['extractor/stem/conv/kernel']
   assert any(k.startswith('GradeClassifier/extractor/level3/block1/') for k in nodes)
   # The head: the logits come from head/out's matmul of the hidden layer.
   out = next(n for n in graph.node if n.name.startswith('GradeClassifier/head/out/dot_general'))
