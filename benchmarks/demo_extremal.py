@@ -5,7 +5,7 @@ report's causal check of each map's top square.
   PYTHONPATH=$PWD JAX_PLATFORMS=cpu /work/main/.venv/bin/python benchmarks/demo_extremal.py \
       --workdir /tmp/h26-ws/runs/demo --truth /tmp/h26-ws/raw/truth.csv \
       [--areas 0.02,0.05,0.1,0.2] [--steps 800] [--batch 4] [--limit 0] [--out F.json] \
-      [--init occlusion]
+      [--init occlusion|scan]
 
 Nothing here looks at the cue: the areas, steps and fill are the library's defaults unless
 given, the explained class is the predicted one, and the truth masks are read only to score.
@@ -40,8 +40,10 @@ LR = flags.DEFINE_float('learning_rate', None, 'default: the optimiser\'s')
 BATCH = flags.DEFINE_integer('batch', 4, 'images per call')
 LIMIT = flags.DEFINE_integer('limit', 0, 'only the first N images (a smoke test)')
 OUT = flags.DEFINE_string('out', '', 'JSON results (default WORKDIR/localisation/extremal.json)')
-INIT = flags.DEFINE_enum('init', 'none', ['none', 'occlusion'], 'start each mask from the '
-                         "report's occlusion map's top regions (extremal.init_params) or not")
+INIT = flags.DEFINE_enum('init', 'none', ['none', 'occlusion', 'scan'], 'start each mask '
+                         "from the report's occlusion map's top regions (extremal.init_params), "
+                         "from a scan with a square of each mask's own area "
+                         "(extremal.scan_starts: start='scan'), or from the clean image")
 
 
 def main(argv):
@@ -84,7 +86,8 @@ def main(argv):
     if INIT.value == 'occlusion':  # the report's occlusion, as the battery computes it
       init = np.asarray(registry.heatmap('occlusion', fn, xb, tb, **inputs('occlusion', fn, xb)))
       occ.append(init[:n])
-    r = extremal.extremal_perturbation(fn, xb, tb, init=init, **kw)
+    r = extremal.extremal_perturbation(fn, xb, tb, init=init,
+                                       start='scan' if INIT.value == 'scan' else 'clean', **kw)
     per_area.append(r.masks[:n])
     print(f'  images {i}-{i + n - 1}: {time.time() - t0:.0f} s', flush=True)
   secs = time.time() - t0

@@ -137,6 +137,47 @@ def test_extremal_delete_game_from_the_occlusion_start_recovers_the_patch():
     extremal.extremal_perturbation(fn, x, 0, areas=(0.1,), init=occ[:, :4])
 
 
+class EitherHalf(nn.Module):
+  """outputs = min(sum of channel 0 over PATCH, half of it) * [1, -1]: the patch is read from
+  either half (removing one half leaves the logit where it was: its gradient is 0 there)."""
+
+  @nn.compact
+  def __call__(self, images, *, relu=nn.relu):
+    del relu
+    x = nets.tap(self, 'input', images)
+    s = jnp.minimum(jnp.sum(x[:, PATCH[0], PATCH[1], 0], axis=(1, 2)), _truth().sum() / 2)
+    return nets.tap(self, 'logits', jnp.stack([s, -s], axis=1))
+
+
+def test_extremal_scan_start_finds_a_cue_read_from_either_half():
+  # On the clean image the logit's gradient is 0 (clipped at half the patch's sum), so the
+  # delete game from the clean start has nothing to follow (measured: mask off the patch, IoU
+  # 0, logit unchanged at 32); a scan with a square of the mask's own area (8 x 8, stride 2)
+  # hides the whole patch and starts the mask on it.
+  fn = _bind(EitherHalf(), (1, H, W, 3))
+  x = jnp.ones((1, H, W, 3))
+  truth = _truth()
+  kw = dict(areas=(truth.mean(),), variant='delete', step=1, sigma=2.0, jitter=False,
+            fill_mode='value', fill=0.0)
+  assert extremal.scan_side(truth.mean(), (H, W)) == 8
+  starts = np.asarray(extremal.scan_starts(fn, x, 0, (truth.mean(),), fill_mode='value',
+                                           fill=0.0))
+  assert starts.shape == (1, 1, H, W)
+  # the squares covering the patch's centre: the one on the patch drops 32, its neighbours less
+  assert np.unravel_index(starts[0, 0].argmax(), (H, W)) in {(r, c) for r in (10, 11, 12, 13)
+                                                             for c in (20, 21, 22, 23)}
+  clean = extremal.extremal_perturbation(fn, x, 0, **kw)
+  assert clean.scores[0, 0] > 31.9  # the clean start does not find it
+  r = extremal.extremal_perturbation(fn, x, 0, start='scan', **kw)
+  m = r.masks[0, 0]
+  top = np.zeros(H * W, bool)
+  top[np.argsort(-m.ravel(), kind='stable')[:truth.sum()]] = True
+  np.testing.assert_array_equal(top.reshape(H, W), truth)
+  assert r.scores[0, 0] < 0.1 * truth.sum() / 2 and m[truth].sum() / m.sum() >= 0.5
+  with pytest.raises(ValueError, match='start must be one of clean, scan'):
+    extremal.extremal_perturbation(fn, x, 0, start='occlusion', **kw)
+
+
 def test_tied_targets_share_the_reference_within_ties():
   # r = [0, 0, 0, 0, 0, 1, 1, 1] (cut 5); sorted values 0 x4 | 0.2 | 0.5 x2 | 1: the zeros take
   # ranks 0-3 (r = 0), 0.2 rank 4 (0), the two 0.5 ranks 5-6 (1, 1), 1 rank 7 (1).

@@ -161,8 +161,11 @@ def causal_rows(fn, x: np.ndarray, targets: np.ndarray, maps: dict[str, np.ndarr
 
   here = distributed.batch_split(b, cfg.batch)  # this process's whole batches
   calls = -(-(here.stop - here.start) // cfg.batch)
-  p = progress.task('report: causal check', calls * (len(maps) + 1 + (cue is not None)),
-                    unit='batches').start()
+  # Counted in removals per batch (the random squares are cfg.causal.random of them, each
+  # map's top square one), so the ETA weighs the random batches by their cost.
+  p = progress.task('report: causal check',
+                    calls * (len(maps) + cfg.causal.random + (cue is not None)),
+                    unit='batch removals').start()
 
   def drops(removed):  # removed [R, B, H, W] -> drop per image, mean over R: [B]
     out = [np.zeros((0,), np.float32)]
@@ -174,7 +177,7 @@ def causal_rows(fn, x: np.ndarray, targets: np.ndarray, maps: dict[str, np.ndarr
         rb = np.swapaxes(batching.pad_to_multiple(np.swapaxes(rb, 0, 1), cfg.batch), 0, 1)
       out.append(np.asarray(faithfulness.removal_drop(
           fn, xb, tb, rb, **cfg.fill, precision=cfg.precision)).mean(axis=0)[:j - i])
-      p.update()
+      p.update(len(rb))
     return distributed.gather_rows(np.concatenate(out), b)
 
   ci = lambda v: localisation.bootstrap_ci(v, cfg.localisation.bootstrap, seed=cfg.seed)

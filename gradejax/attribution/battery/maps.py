@@ -170,10 +170,12 @@ def fold_predictions_and_maps(fn, x, cfg: Config, inputs: Inputs, methods: Seque
   targets = distributed.gather_rows(ts, n)
   maps = {}
   calls = -(-len(xs) // cfg.batch)
-  with progress.task('report: maps of the held-out fold', calls * len(methods),
-                     unit='batches') as p:
-    for m in methods:
+  # One progress task per method: a batch of occlusion costs ~50x one of saliency, so an ETA
+  # counted over all methods' batches together would be wrong by that much.
+  for j, m in enumerate(methods):
+    with progress.task(f'report: maps of the held-out fold, {m} (method {j + 1}/'
+                       f'{len(methods)})', calls, unit='batches') as p:
       h = (fold_maps(m, fn, xs, ts, cfg.batch, inputs, p.update) if len(xs) else
            np.zeros((0,) + tuple(x.shape[1:3]), np.float32))
-      maps[m] = distributed.gather_rows(h, n)
+    maps[m] = distributed.gather_rows(h, n)
   return targets, maps
