@@ -115,6 +115,11 @@ def test_facial_world_survives_harmonisation_and_names_the_aspect(worlds):
 def test_null_world_is_chance(worlds):
   v = worlds['null']
   assert v['answer'] == confounds.CHANCE and not v['predictable']
+  # At chance there is no effect to keep: the lines give scores and p, not a share of noise.
+  text = evaluate.verdict_text(v)
+  assert not v['harmonised']['reference']['beats_chance']
+  assert 'the re-test cannot speak' in text and 'of the effect kept' not in text
+  assert '% of the effect kept' in evaluate.verdict_text(worlds['eyeband'])
 
 
 def test_harmonisations_equalise_what_they_say():

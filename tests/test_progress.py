@@ -29,10 +29,24 @@ def test_lines_follow_the_cadence_and_give_eta():
 
 def test_long_times_read_as_clock():
   clock, lines = FakeClock(), []
-  p = progress.task('x', 4, every_s=0, emit=lines.append, on=True, clock=clock).start()
-  clock.t = 125.0
+  p = progress.task('x', 5, every_s=0, emit=lines.append, on=True, clock=clock).start()
+  clock.t = 60.0
   p.update()
-  assert lines[-1] == 'x: 1/4 (25%), elapsed 2:05, ETA 6:15'
+  clock.t = 185.0
+  p.update()
+  assert lines[-1] == 'x: 2/5 (40%), elapsed 3:05, ETA 6:15'
+
+
+def test_eta_leaves_out_the_first_unit_which_carries_the_compiles():
+  # featurevis on the demo: the first of 128 steps took 19 s (compiling), the next 48 5 s.
+  clock, lines = FakeClock(), []
+  p = progress.task('steps', 128, every_s=0, emit=lines.append, on=True, clock=clock).start()
+  clock.t = 19.0
+  p.update()
+  assert lines[-1] == 'steps: 1/128 (0%), elapsed 19 s'  # no rate yet: no ETA
+  clock.t = 24.0
+  p.update(48)
+  assert lines[-1] == 'steps: 49/128 (38%), elapsed 24 s, ETA 8 s'  # 79 x 5/48 s
 
 
 def test_switched_off_prints_nothing(monkeypatch):

@@ -7,6 +7,7 @@ import html
 import json
 import re
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -141,8 +142,10 @@ def test_chance_caveat_first_no_purity_without_truth_and_concepts(toy_run, tmp_p
   random = folders.pop('random')
   rows = _rows(section, 'concepts')
   assert len(rows) == len(np.unique(t))
+  # the battery's default score: the logit contrast (the library's default is the logit)
   found = tcav.run_tcav_classes(fn, folders, random, {int(k): x[t == k] for k in np.unique(t)},
-                                layer='features', key=jax.random.key(0), runs=20)
+                                layer='features', key=jax.random.key(0), runs=20,
+                                score='contrast')
   for row, k in zip(rows, np.unique(t)):
     [want] = found[int(k)]
     assert row[:3] == ['stripes', arrays['class_names'][k], f'{want.score:.2f}']
@@ -199,3 +202,27 @@ def test_fold_maps_reuse_the_known_rows_and_compute_only_the_rest(toy_run):  # n
                           **cfg.method_options['occlusion'])
   np.testing.assert_array_equal(t[[1, 2, 4]], want_t)
   np.testing.assert_allclose(maps[[1, 2, 4]], want, rtol=1e-5, atol=1e-6)
+
+
+class _Headed(nn.Module):
+  """A toy classifier that names the representation its head reads (``head_input``), tapped
+  at ``extractor/<head_input>`` as gradejax's GradeClassifier taps it."""
+  head_input: str = 'descriptor'
+
+  @nn.compact
+  def __call__(self, images, *, relu=nn.relu):
+    x = nets.tap(self, 'map', relu(nn.Conv(4, (3, 3))(images)))
+    d = nn.Dense(6)(x.mean(axis=(1, 2)))
+    d = nets.tap(self, 'extractor/descriptor', d)
+    return nn.Dense(2)(relu(d))
+
+
+def test_concept_layer_is_the_heads_input_else_the_fallback():
+  x = np.zeros((1, 8, 8, 3), np.float32)
+  m = _Headed()
+  fn = nets.bind(m, m.init(jax.random.key(0), x))
+  assert battery_relies.concept_layer(fn, x, 'map') == 'extractor/descriptor'
+  m2 = _Headed(head_input='level9')  # names a tap the network does not have
+  fn2 = nets.bind(m2, m2.init(jax.random.key(0), x))
+  assert battery_relies.concept_layer(fn2, x, 'map') == 'map'
+  assert battery_relies.concept_layer(lambda im: fn(im), x, 'map') == 'map'  # no module

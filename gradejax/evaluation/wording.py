@@ -31,11 +31,13 @@ def _gain(incr: dict[str, Any]) -> str:
           f'CNN, gain {incr["gain"]:+.3f} ({_ci(c)}; p = {incr["p_value"]:.4f})')
 
 
-def _harm_line(name: str, r: dict[str, Any]) -> str:
+def _harm_line(name: str, r: dict[str, Any], effect: bool = True) -> str:
+  """One harmonisation's line; ``effect``: the original photos beat chance, so a share of
+  their effect kept means something (at chance it is a ratio of noise: -4429% was printed)."""
   mark = 'beats chance' if r['beats_chance'] else 'at chance'
+  kept = f'; {r.get("retained", float("nan")):.0%} of the effect kept' if effect else ''
   return (f'  {r.get("description", harmonise.DESCRIPTIONS.get(name, name))}: '
-          f'{r["cv_score"]:.3f} ({_ci(r["ci95"])}; p = {r["p_value"]:.4f}; '
-          f'{r.get("retained", float("nan")):.0%} of the effect kept) {mark}')
+          f'{r["cv_score"]:.3f} ({_ci(r["ci95"])}; p = {r["p_value"]:.4f}{kept}) {mark}')
 
 
 def conditions_warning(v: dict[str, Any]) -> str:
@@ -130,9 +132,10 @@ def verdict_text(v: dict[str, Any]) -> str:
     lines.append(f'Harmonised re-test (the CNN\'s features recomputed on equalised photos, ridge '
                  f'head, same folds and shuffles; JPEG quality {hm["settings"]["jpeg_quality"]}, '
                  f'side {hm["settings"]["side"] or "as is"}):')
+    effect = bool(hm['reference']['beats_chance'])
     lines.append(_harm_line('reference', dict(hm['reference'], description='original photos',
-                                              retained=1.0)))
-    lines += [_harm_line(k, hm[k]) for k in hm['kinds'] + ['all']]
+                                              retained=1.0), effect))
+    lines += [_harm_line(k, hm[k], effect) for k in hm['kinds'] + ['all']]
     if not usable:
       lines.append('  (the ridge head on the original photos does not beat chance, so the '
                    're-test cannot speak)')

@@ -51,8 +51,10 @@ def section(rel: R.Relies | None, out_dir: pathlib.Path,
   figs = [document.Figure(figures.grid([panels]), 'Each strategy\'s mean map over the mean '
                           'chip of the clustered images (dark = 0).')] if panels else []
   if rel.concepts:
+    what = ('logit contrast (its logit minus the other classes\' mean: what decides the '
+            'prediction)' if rel.tcav_score == 'contrast' else 'logit')
     paras.append(f'Concept tests (TCAV, Kim et al. 2018) at tap {rel.tcav_layer}: the share '
-                 f'of a class\'s images whose logit rises along the concept\'s direction '
+                 f'of a class\'s images whose {what} rises along the concept\'s direction '
                  f'(the mean over the counterexample sets), tested against random concepts: '
                  f'sets of random images of the concept\'s size scored against the same '
                  f'counterexamples (the concept\'s mean among theirs, a two-sided t '

@@ -107,7 +107,13 @@ class Options:
                                'strategy\'s region from (bounds its forwards)')
   concepts: str | None = option(None, 'folder of concept image folders (DIR/<concept>/*.png '
                                 'and DIR/random/*.png) for TCAV; default: no concept test')
-  tcav_layer: str | None = option(None, 'tap TCAV reads (default: the Grad-CAM tap)')
+  tcav_layer: str | None = option(None, 'tap TCAV reads (default: the representation the '
+                                  'trained head reads, extractor/<head_input>, e.g. the '
+                                  'descriptor; a network without one: the Grad-CAM tap)')
+  tcav_score: str = option('contrast', "TCAV's directional derivative of: 'contrast' (the "
+                           "class's logit minus the others' mean: what decides the "
+                           "prediction) or 'logit' (Kim et al.'s and captum's: the class's "
+                           'logit alone)')
 
   def config(self) -> 'Config':
     """The frozen battery config: per-method keyword options and per-check settings."""
@@ -185,7 +191,8 @@ class Relies:
   each strategy's causal check (its mean map's top ``area`` share of pixels removed from up to
   ``members`` members, against ``random`` random squares of that area each: members x
   (1 + random) forwards per strategy), and TCAV of the ``concepts`` folders at tap ``layer``
-  (``runs`` random counterexample sets, up to ``class_images`` images per class)."""
+  (``runs`` random counterexample sets, up to ``class_images`` images per class; the
+  derivative of ``score``, :func:`gradejax.attribution.common.class_score`)."""
   method: str = 'occlusion'
   size: int = 16
   k_neighbours: int = 10
@@ -199,6 +206,7 @@ class Relies:
   runs: int = 20  # Kim et al.: >= 20
   class_images: int = 32
   seed: int = 0
+  score: str = 'contrast'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +253,7 @@ class Config:
             seed=o.seed),
         causal=Causal(size=o.causal_size, random=o.causal_random),
         relies=Relies(method=o.relies_method, members=o.relies_members, concepts=o.concepts,
-                      layer=o.tcav_layer, bootstrap=o.bootstrap, seed=o.seed),
+                      layer=o.tcav_layer, bootstrap=o.bootstrap, seed=o.seed,
+                      score=o.tcav_score),
         batch=o.batch,
         occlusion_batch=o.occlusion_batch)

@@ -10,7 +10,7 @@ import pathlib
 import jax
 import numpy as np
 
-from gradejax import errors
+from gradejax import errors, nets
 from gradejax.attribution import registry, relies as relies_lib, spray, tcav
 from gradejax.attribution.battery import maps as maps_lib, result as R, truth
 from gradejax.attribution.battery.config import Config
@@ -76,9 +76,29 @@ def _concepts(fn, x, targets: np.ndarray, class_names: list[str], cfg: Config,
   classes = {int(k): np.asarray(x[np.nonzero(targets == k)[0][:c.class_images]])
              for k in np.unique(targets)}
   found = tcav.run_tcav_classes(fn, folders, random, classes, layer=layer,
-                                key=jax.random.key(c.seed), runs=c.runs, precision=cfg.precision)
+                                key=jax.random.key(c.seed), runs=c.runs, score=c.score,
+                                precision=cfg.precision)
   return [(t, R.ConceptRow(t.concept, class_names[k], t.score, t.p, t.p_holm, t.accuracy))
           for k in sorted(found) for t in found[k]]
+
+
+def concept_layer(fn, images, fallback: str) -> str:
+  """TCAV's default tap: the representation the trained head reads (a network with a
+  ``head_input``, as gradejax's classifier: ``extractor/<head_input>``, by default the face
+  descriptor) when it is tapped, else ``fallback`` (the Grad-CAM tap).
+
+  Why there and not at Grad-CAM's spatial tap (measured on the demo, 2026-12-03,
+  benchmarks/RESULTS.md): on a network trained on the null world (CUE=0, verdict at chance),
+  TCAV at level2 (8 x 8 x 128 = 8192 numbers per image, a CAV from 30 images) found the real
+  but irrelevant concept 'tag' significant under 9 of 10 random draws; at the 128-number
+  descriptor with the contrast score under 1 of 10, while 'sticker' in the sticker world stays
+  significant (4 of 5)."""
+  head_input = getattr(getattr(fn, 'module', None), 'head_input', None)
+  if head_input:
+    name = f'extractor/{head_input}'
+    if name in nets.activation_shapes(fn, np.asarray(images[:1])):
+      return name
+  return fallback
 
 
 def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
@@ -122,14 +142,15 @@ def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
           {names[j]: float(v) for j, v in enumerate(s.class_mix) if v > 0}, s.mean_map,
           relies_lib.describe_region(region), len(m), chk.drop, chk.random_drop, chk.excess,
           purity))
-  layer = c.layer or inputs.layer
+  layer = c.layer or concept_layer(fn, x[:1], inputs.layer)
   tests = _concepts(fn, x, targets, names, cfg, layer) if c.concepts else []
   sentence = relies_lib.quotable(relies_lib.select_strategy(findings), [t for t, _ in tests],
                                  names, chance=chance)
   mean_chip = np.clip(np.round(np.mean(np.asarray(x[:]), axis=0) * 255), 0, 255).astype(
       np.uint8)
   return R.Relies(sentence, chance, c.method, len(maps), where, out, [r for _, r in tests],
-                  layer if c.concepts else '', mean_chip, cue_rows is not None and rows is not None)
+                  layer if c.concepts else '', mean_chip, cue_rows is not None and rows is not None,
+                  c.score)
 
 
 def chance_verdict(verdict: dict | None) -> bool:

@@ -135,7 +135,7 @@ class ConceptRow:
 class Relies:
   """What the network relies on: the ``sentence`` to quote (the chance caveat first when
   ``chance``), ``strategies`` per predicted class (largest first), ``concepts`` (empty when no
-  concept folder was given; ``tcav_layer`` the tap), ``method`` whose maps were clustered on
+  concept folder was given; ``tcav_layer`` the tap, ``tcav_score`` the score), ``method`` whose maps were clustered on
   ``images`` images (``where`` says which), ``mean_chip`` uint8 [H, W, 3] their mean image,
   ``truth``: whether purity was measured."""
   sentence: str
@@ -148,6 +148,7 @@ class Relies:
   tcav_layer: str
   mean_chip: np.ndarray
   truth: bool
+  tcav_score: str = 'logit'  # what TCAV's directional derivative is of (class_score)
 
 
 @dataclasses.dataclass(frozen=True)
