@@ -3,12 +3,15 @@
 #   demo workbook -> prepare -> train (+ evaluate) -> attribution report -> feature visualisation.
 # Sets up .venv first if needed. Results land under workspace/ (git-ignored).
 # Optional environment: CUE (planted-cue strength, default 0.8; 0 = null world), N (rows, 430),
-# CUE_SHAPE (sticker on the cheek, or tag: a square low on the jaw), WS (workspace folder).
+# CUE_SHAPE (sticker on the cheek, or tag: a square low on the jaw), WS (workspace folder),
+# PY (a python that already has the requirements, e.g. a GPU machine's: then no set-up runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+if [ -z "${PY:-}" ]; then
+  bash scripts/setup.sh
+  PY=.venv/bin/python
+fi
 export JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
-PY=.venv/bin/python
 CUE=${CUE:-0.8}
 N=${N:-430}
 CUE_SHAPE=${CUE_SHAPE:-sticker}
