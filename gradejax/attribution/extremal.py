@@ -234,10 +234,9 @@ def scan_starts(fn: nets.ModelFn, images: Array, targets: Array, areas: Sequence
   for a in areas:
     side = scan_side(a, (h, w))
     stride = max(1, side // 3)
-    grid = occ.occlusion_grid(fn, images, targets, patch=side, stride=stride, fill=fill,
-                              chunk=chunk, fill_mode=fill_mode, blur_sigma=blur_sigma,
-                              score=score, precision=precision)
-    out.append(occ.grid_to_pixels(grid, (h, w), side, stride, 'mean'))
+    out.append(occ.occlusion(fn, images, targets, patch=side, stride=stride, fill=fill,
+                             chunk=chunk, fill_mode=fill_mode, blur_sigma=blur_sigma,
+                             aggregate='mean', score=score, precision=precision))
   return jnp.stack(out)
 
 
@@ -410,10 +409,10 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
   fills.check_mode(fill_mode)
   if start not in STARTS:
     raise ValueError(f"extremal: start must be one of {', '.join(STARTS)}; got {start!r}")
-  if init is not None and np.shape(init)[-3:] != np.shape(images)[:3] or (
-      init is not None and np.ndim(init) == 4 and np.shape(init)[0] != len(areas)):
-    raise ValueError(f'extremal: init must be one map per image, [B, H, W] = '
-                     f'{tuple(np.shape(images)[:3])} (or one per area, [A, B, H, W]); got '
+  one = tuple(np.shape(images)[:3])
+  if init is not None and np.shape(init) not in (one, (len(areas),) + one):
+    raise ValueError(f'extremal: init must be one map per image, [B, H, W] = {one} (or one '
+                     f'per area, [A, B, H, W]); got '
                      f'{tuple(np.shape(init))}')
   if init is None and start == 'scan':
     init = scan_starts(fn, images, targets, areas, fill=fill, fill_mode=fill_mode,

@@ -132,10 +132,9 @@ def verdict_text(v: dict[str, Any]) -> str:
     lines.append(f'Harmonised re-test (the CNN\'s features recomputed on equalised photos, ridge '
                  f'head, same folds and shuffles; JPEG quality {hm["settings"]["jpeg_quality"]}, '
                  f'side {hm["settings"]["side"] or "as is"}):')
-    effect = bool(hm['reference']['beats_chance'])
     lines.append(_harm_line('reference', dict(hm['reference'], description='original photos',
-                                              retained=1.0), effect))
-    lines += [_harm_line(k, hm[k], effect) for k in hm['kinds'] + ['all']]
+                                              retained=1.0), usable))
+    lines += [_harm_line(k, hm[k], usable) for k in hm['kinds'] + ['all']]
     if not usable:
       lines.append('  (the ridge head on the original photos does not beat chance, so the '
                    're-test cannot speak)')

@@ -142,14 +142,14 @@ def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
           {names[j]: float(v) for j, v in enumerate(s.class_mix) if v > 0}, s.mean_map,
           relies_lib.describe_region(region), len(m), chk.drop, chk.random_drop, chk.excess,
           purity))
-  layer = c.layer or concept_layer(fn, x[:1], inputs.layer)
+  layer = (c.layer or concept_layer(fn, x[:1], inputs.layer)) if c.concepts else ''
   tests = _concepts(fn, x, targets, names, cfg, layer) if c.concepts else []
   sentence = relies_lib.quotable(relies_lib.select_strategy(findings), [t for t, _ in tests],
                                  names, chance=chance)
   mean_chip = np.clip(np.round(np.mean(np.asarray(x[:]), axis=0) * 255), 0, 255).astype(
       np.uint8)
   return R.Relies(sentence, chance, c.method, len(maps), where, out, [r for _, r in tests],
-                  layer if c.concepts else '', mean_chip, cue_rows is not None and rows is not None,
+                  layer, mean_chip, cue_rows is not None and rows is not None,
                   c.score)
 
 

@@ -135,8 +135,9 @@ class ConceptRow:
 class Relies:
   """What the network relies on: the ``sentence`` to quote (the chance caveat first when
   ``chance``), ``strategies`` per predicted class (largest first), ``concepts`` (empty when no
-  concept folder was given; ``tcav_layer`` the tap, ``tcav_score`` the score), ``method`` whose maps were clustered on
-  ``images`` images (``where`` says which), ``mean_chip`` uint8 [H, W, 3] their mean image,
+  concept folder was given; ``tcav_layer`` the tap, ``tcav_score`` the score), ``method``
+  whose maps were clustered on ``images`` images (``where`` says which), ``mean_chip`` uint8
+  [H, W, 3] their mean image,
   ``truth``: whether purity was measured."""
   sentence: str
   chance: bool
