@@ -5,7 +5,7 @@ report's causal check of each map's top square.
   PYTHONPATH=$PWD JAX_PLATFORMS=cpu /work/main/.venv/bin/python benchmarks/demo_extremal.py \
       --workdir /tmp/h26-ws/runs/demo --truth /tmp/h26-ws/raw/truth.csv \
       [--areas 0.02,0.05,0.1,0.2] [--steps 800] [--batch 4] [--limit 0] [--out F.json] \
-      [--init occlusion|scan]
+      [--init occlusion|scan] [--starts K]
 
 Nothing here looks at the cue: the areas, steps and fill are the library's defaults unless
 given, the explained class is the predicted one, and the truth masks are read only to score.
@@ -44,6 +44,8 @@ INIT = flags.DEFINE_enum('init', 'none', ['none', 'occlusion', 'scan'], 'start e
                          "from the report's occlusion map's top regions (extremal.init_params), "
                          "from a scan with a square of each mask's own area "
                          "(extremal.scan_starts: start='scan'), or from the clean image")
+STARTS = flags.DEFINE_integer('starts', 1, 'starts per image and area from the start map '
+                              '(extremal.start_regions; needs --init occlusion or scan)')
 
 
 def main(argv):
@@ -72,7 +74,8 @@ def main(argv):
   out.parent.mkdir(parents=True, exist_ok=True)
   kw = dict(areas=areas, steps=STEPS.value, variant=VARIANT.value, fill_mode=FILL.value,
             blur_sigma=cfg.fill['blur_sigma'], optimiser=OPTIMISER.value, reward=REWARD.value,
-            reward_scale=SCALE.value, learning_rate=LR.value, precision='default')
+            reward_scale=SCALE.value, learning_rate=LR.value, starts=STARTS.value,
+            precision='default')
   inputs = maps_lib.Inputs(cfg, maps_lib.default_layer(fn, x))
   t0 = time.time()
   per_area, occ = [], []

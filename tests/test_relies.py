@@ -178,6 +178,47 @@ def test_extremal_scan_start_finds_a_cue_read_from_either_half():
     extremal.extremal_perturbation(fn, x, 0, start='occlusion', **kw)
 
 
+def test_extremal_starts_keep_the_best_of_several_regions():
+  # The start map's highest peak is a decoy the net does not read (the top-left 8 x 8
+  # corner); its second, after suppression, the patch. One start refines the decoy and the
+  # logit stays at 32 (the patch is read from either half: nothing to follow from there); two
+  # starts also refine the patch, whose binary 8 x 8 region scores 0, and keep it.
+  fn = _bind(EitherHalf(), (1, H, W, 3))
+  x = jnp.ones((1, H, W, 3))
+  truth = _truth()
+  start = np.zeros((1, H, W), np.float32)
+  start[0, :8, :8] = 2.0
+  start[0][truth] = 1.0
+  regions = np.asarray(extremal.start_regions(jnp.asarray(start), (truth.mean(),), 2))
+  assert regions.shape == (2, 1, 1, H, W)
+  top = lambda m: np.argsort(-m.ravel(), kind='stable')[:truth.sum()]
+  assert set(top(regions[0, 0, 0])) == set(np.flatnonzero(start[0] == 2.0))
+  assert set(top(regions[1, 0, 0])) == set(np.flatnonzero(truth))
+  kw = dict(areas=(truth.mean(),), variant='delete', step=1, sigma=2.0, jitter=False,
+            fill_mode='value', fill=0.0, init=start)
+  one = extremal.extremal_perturbation(fn, x, 0, **kw)
+  assert one.scores[0, 0] > 31.9 and one.start_scores is None
+  two = extremal.extremal_perturbation(fn, x, 0, starts=2, **kw)
+  assert two.start_scores.shape == (1, 2, 1)
+  np.testing.assert_allclose(two.start_scores[0, :, 0], [32.0, 0.0], atol=1e-4)
+  m = two.masks[0, 0]
+  hard = np.zeros(H * W, bool)
+  hard[top(m)] = True
+  np.testing.assert_array_equal(hard.reshape(H, W), truth)
+  assert two.scores[0, 0] < 0.1 * truth.sum() / 2
+  # region_scores: the binary region of a mask's area, removed (hand: the patch -> 0, the
+  # decoy -> 32, half the patch -> still 32: read from either half)
+  half = truth.copy()
+  half[:, :22] = False
+  got = extremal.region_scores(fn, x, 0, jnp.asarray(np.stack([truth, start[0] == 2.0, half]
+                                                               )[:, None], jnp.float32),
+                               areas=(truth.mean(),) * 2 + (half.mean(),), variant='delete',
+                               fill=0.0, fill_mode='value', blur_sigma=5.0, score='logit')
+  np.testing.assert_allclose(np.asarray(got)[:, 0], [0.0, 32.0, 32.0], atol=1e-5)
+  with pytest.raises(ValueError, match='starts > 1 needs a map'):
+    extremal.extremal_perturbation(fn, x, 0, starts=2, areas=(0.1,))
+
+
 def test_tied_targets_share_the_reference_within_ties():
   # r = [0, 0, 0, 0, 0, 1, 1, 1] (cut 5); sorted values 0 x4 | 0.2 | 0.5 x2 | 1: the zeros take
   # ranks 0-3 (r = 0), 0.2 rank 4 (0), the two 0.5 ranks 5-6 (1, 1), 1 rank 7 (1).

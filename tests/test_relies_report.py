@@ -15,7 +15,7 @@ from PIL import Image
 
 from gradejax import nets, visualize
 from gradejax.attribution import registry, relies, spray, tcav
-from gradejax.attribution.battery import relies as battery_relies
+from gradejax.attribution.battery import relies as battery_relies, truth as battery_truth
 from gradejax.report import charts
 from test_attribution_cli import toy_cue_mask, toy_run  # noqa: F401 - the shared fixture
 
@@ -83,7 +83,9 @@ def test_strategies_are_spray_of_the_fold_maps_and_the_page_shows_them(  # noqa:
   # Verdict first, then this section, then the rest.
   titles = re.findall(r'<h2>(.*?)</h2>', page)
   assert titles[:2] == ['Verdict', 'What the network relies on']
-  findings = []
+  findings, peaks = [], []
+  cue_boxes, _ = battery_truth.cue_masks(data, [str(i) for i in arrays['id'][FOLD]],
+                                         x.shape[1], None, toy_cue_mask)
   for cls in want:
     rows = _rows(page, f'predicted {names[cls.predicted]!r}')
     assert len(rows) == len(cls.strategies)
@@ -101,12 +103,22 @@ def test_strategies_are_spray_of_the_fold_maps_and_the_page_shows_them(  # noqa:
       assert r[6].startswith(f'{chk.random_drop[0]:.2f} [')
       # Purity: share of members carrying the cue (truth.csv: cue = label here).
       cue = arrays['label'][FOLD][s.members] == 1
-      assert float(r[-1]) == pytest.approx(np.mean(cue), abs=0.005)
+      assert float(r[-2]) == pytest.approx(np.mean(cue), abs=0.005)
+      # Peak in cue: the mean map's maximum within 4 px of each cue-bearing member's box.
+      y, x_ = np.unravel_index(np.argmax(s.mean_map), s.mean_map.shape)
+      hits = []
+      for i in s.members[cue]:
+        box = cue_boxes[str(arrays['id'][FOLD][i])]
+        yy, xx = np.nonzero(box)
+        hits.append(np.min(np.hypot(yy - y, xx - x_)) <= 4.0)
+      assert r[-1] == (f'{np.mean(hits):.2f}' if hits else '-')
+      peaks.append(r[-1])
   sentence = relies.quotable(relies.select_strategy(findings), [], names)
   lead = re.search(r'<div class="lead"><p>(.*?)</p>', page.split('What the network relies on')[1],
                    re.S).group(1)
   assert html.unescape(lead) == sentence and not sentence.startswith(relies.CHANCE_CAVEAT)
-  assert 'purity' in page
+  assert 'purity' in page and 'peak in cue' in page
+  assert any(v not in ('-', '0.00') for v in peaks)  # the toy's maps do point at its cue
   for cls in want:
     for j in range(len(cls.strategies)):
       png = Image.open(out / 'report' / 'relies' / f'{names[cls.predicted]}_{j + 1}.png')

@@ -42,8 +42,12 @@ occlusion map, benchmarks/demo_extremal.py --init occlusion): each area's mask s
 map's top regions of that area, coarse to fine. The delete game's gradient from the clean image
 is local, and a cue read from either half of it (removing half changes little) is invisible to
 it; a scan of whole regions (occlusion) sees that, and the optimisation then refines the
-region's shape at the fixed area. The battery does not pass one yet (a hook: its occlusion maps
-of the fold, computed once, as ``init``).
+region's shape at the fixed area. A start that sits on the wrong region stays there, so
+``starts=K`` optimises K starts per image and area (the map's distinct peaks at the area's
+scale, :func:`start_regions`) in the same loop and keeps the one whose mask, made binary at its
+area, scores best (:func:`region_scores`): a multi-start search for the extremal region, at K
+times the cost. The battery does not pass one yet (a hook: its occlusion maps of the fold,
+computed once, as ``init``).
 
 Differences from torchray by design: the area is measured on the image (torchray sorts the
 mask *with* its ``sigma`` px margin, so its masks cover up to ~1.6x the nominal area of a
@@ -240,6 +244,63 @@ def scan_starts(fn: nets.ModelFn, images: Array, targets: Array, areas: Sequence
   return jnp.stack(out)
 
 
+def start_regions(init: Array, areas: Sequence[float], starts: int) -> Array:
+  """``starts`` distinct start maps per area from one map: [K, A, B, H, W] for
+  :func:`init_params`. ``init`` [B, H, W] or [A, B, H, W] (high = important).
+
+  Start k sits at the map's k-th peak after non-maximum suppression at the area's scale: each
+  peak found blanks the square of twice the side of a square of that area (:func:`scan_side`)
+  around it, so the next start is another region, not the same one shifted. Start k's map is
+  the map itself inside that square around its peak and, outside it, below every value inside
+  and falling with the (Chebyshev) distance from the peak, so its top ``a`` share (what
+  :func:`init_params` keeps) is the map's shape near that peak, grown as a square if the
+  window holds fewer pixels."""
+  per_area = init if init.ndim == 4 else jnp.broadcast_to(init, (len(areas),) + init.shape)
+  _, b, h, w = per_area.shape
+  yy, xx = jnp.mgrid[:h, :w]
+  out = []
+  for a, m in zip(areas, per_area):
+    side = scan_side(a, (h, w))
+    m = m.astype(jnp.float32)
+    low = jnp.min(m, axis=(1, 2), keepdims=True) - 1.0
+    live, cands = m, []
+    for _ in range(starts):
+      flat = jnp.argmax(live.reshape(b, -1), axis=1)
+      py, px = (flat // w)[:, None, None], (flat % w)[:, None, None]
+      dist = jnp.maximum(jnp.abs(yy - py), jnp.abs(xx - px)).astype(jnp.float32)
+      near = dist < side
+      cands.append(jnp.where(near, m, low - dist))
+      live = jnp.where(near, -jnp.inf, live)
+    out.append(jnp.stack(cands))  # [K, B, H, W]
+  return jnp.stack(out, axis=1)
+
+
+@method
+def region_scores(fn: nets.ModelFn, images: Array, targets: Array, masks: Array, *,
+                  areas: tuple[float, ...], variant: str, fill: float | Array,
+                  fill_mode: str, blur_sigma: float, score: str) -> Array:
+  """The target score of each image with each mask made binary at its area: masks
+  [N, B, H, W] (mask n of area ``areas[n]``), its top ``areas[n]`` share of pixels the region
+  (exactly that many pixels, ties broken by position; removed for 'delete', kept for
+  'preserve') -> [N, B]. How starts are compared: a soft mask may still exceed its area after
+  a few dozen steps (a plateau at 1 larger than the area), and its score would reward that."""
+  n, b, h, w = masks.shape
+  t = as_targets(targets, b)
+  base = fills.prepare(images, fill, fill_mode, blur_sigma)
+  k = jnp.asarray([max(1, int(round(x * h * w))) for x in areas])
+
+  def one(args):
+    m, kk = args  # [B, H, W], the region's pixels
+    order = jnp.argsort(-m.reshape(b, h * w), axis=-1, stable=True)
+    rank = jnp.argsort(order, axis=-1)  # each pixel's rank; ties broken by position
+    region = (rank < kk).reshape(b, h, w).astype(images.dtype)  # exactly kk pixels
+    removed = 1.0 - region if variant == 'preserve' else region
+    out, _ = fn(fills.apply(images, removed, base, fill_mode, blur_sigma)[0])
+    return class_score(out, t, score)
+
+  return lax.map(one, (masks, jnp.broadcast_to(k, (n,))))
+
+
 def _check(areas, variant, steps):
   if variant not in VARIANTS:
     raise ValueError(f"extremal: variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
@@ -345,12 +406,15 @@ class ExtremalResult:
   """``masks`` float [B, A, H, W] in [0, 1] (1 = kept for 'preserve', 1 = removed for
   'delete'); ``scores`` float [B, A]: the target score (``score`` units) of each image with its
   mask applied; ``history`` float [steps, A]: the score averaged over images at every step (a
-  convergence trace); ``areas``, ``variant`` as asked."""
+  convergence trace); ``areas``, ``variant`` as asked; ``start_scores`` float [B, K, A] with
+  ``starts`` K > 1: the score of each start's final mask made binary at its area
+  (:func:`region_scores`), the best of which was kept."""
   masks: np.ndarray
   scores: np.ndarray
   history: np.ndarray
   areas: tuple[float, ...]
   variant: str
+  start_scores: np.ndarray | None = None  # [B, K, A] with starts K > 1: each start's result
 
   def heatmap(self) -> np.ndarray:
     """One map per image, [B, H, W]: the mean of the masks over the areas (nested masks of
@@ -369,6 +433,7 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
                           fill: float | Array = 0.0, fill_mode: str = 'blur',
                           blur_sigma: float = 10.0, score: str = 'logit',
                           init: Array | None = None, start: str = 'clean',
+                          starts: int = 1,
                           precision: str | None = 'highest') -> ExtremalResult:
   """Extremal masks of every image at every area (see the module docstring).
 
@@ -388,6 +453,12 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
     start: without ``init``: 'clean' (the schedule's start) or 'scan' (each area's mask starts
       where a square of that area removed lowers the score most: :func:`scan_starts`, with
       the same fill and score).
+    starts: with a start map (``init`` or ``start='scan'``), how many starts per image and
+      area (:func:`start_regions`: the map's distinct peaks at the area's scale). All are
+      optimised in the same compiled loop; each image and area keeps the start whose final
+      mask, made binary at its area, scores best (:func:`region_scores`: lowest for 'delete',
+      highest for 'preserve'). The optimisation is local: one start refines one region, and a
+      cue the start missed stays missed; K starts cost K times the steps' forwards.
 
   Memory: each step runs ``A * B`` images through the network with gradients; call it on
   batches of images.
@@ -414,18 +485,40 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
     raise ValueError(f'extremal: init must be one map per image, [B, H, W] = {one} (or one '
                      f'per area, [A, B, H, W]); got '
                      f'{tuple(np.shape(init))}')
+  if int(starts) != starts or starts < 1:
+    raise ValueError(f'extremal: starts must be a positive integer; got {starts!r}')
   if init is None and start == 'scan':
     init = scan_starts(fn, images, targets, areas, fill=fill, fill_mode=fill_mode,
                        blur_sigma=blur_sigma, score=score, precision=precision)
+  k = int(starts)
+  if k > 1 and init is None:
+    raise ValueError("extremal: starts > 1 needs a map to place them: pass init=maps (e.g. "
+                     "occlusion's) or start='scan'")
+  run_areas = areas * k  # start-major: entry j * A + i is start j at area i
+  if k > 1:
+    init = start_regions(jnp.asarray(init), areas, k).reshape(
+        (k * len(areas),) + tuple(np.shape(images)[:3]))
   masks, final, history = _optimise(
       fn, jnp.asarray(images), targets, None if init is None else jnp.asarray(init),
-      areas=areas, variant=variant, steps=int(steps),
+      areas=run_areas, variant=variant, steps=int(steps),
       step=int(step), sigma=float(sigma), learning_rate=float(learning_rate),
       momentum=momentum, regul_weight=regul_weight, jitter=bool(jitter), fill=fill,
       fill_mode=fill_mode, blur_sigma=float(blur_sigma), score=score, optimiser=optimiser,
       reward=reward, reward_scale=float(reward_scale), precision=precision)
-  return ExtremalResult(np.asarray(masks), np.asarray(final), np.asarray(history), areas,
-                        variant)
+  if k == 1:
+    return ExtremalResult(np.asarray(masks), np.asarray(final), np.asarray(history), areas,
+                          variant)
+  b, a = len(images), len(areas)
+  hard = region_scores(fn, jnp.asarray(images), targets, jnp.swapaxes(masks, 0, 1),
+                       areas=run_areas, variant=variant, fill=fill, fill_mode=fill_mode,
+                       blur_sigma=float(blur_sigma), score=score, precision=precision)
+  hard = np.asarray(hard).T.reshape(b, k, a)  # [B, K, A]
+  best = np.argmax(hard, axis=1) if variant == 'preserve' else np.argmin(hard, axis=1)
+  pick = lambda v: np.take_along_axis(np.asarray(v).reshape((b, k, a) + np.shape(v)[2:]),
+                                      best.reshape((b, 1, a) + (1,) * (np.ndim(v) - 2)),
+                                      axis=1)[:, 0]
+  history = np.asarray(history).reshape(-1, k, a).mean(axis=1)
+  return ExtremalResult(pick(masks), pick(final), history, areas, variant, hard)
 
 
 def extremal(fn: nets.ModelFn, images: Array, targets: Array, *,
@@ -436,7 +529,8 @@ def extremal(fn: nets.ModelFn, images: Array, targets: Array, *,
              reward: str = 'normalised', reward_scale: float = REWARD_SCALE,
              fill: float | Array = 0.0, fill_mode: str = 'blur',
              blur_sigma: float = 10.0, score: str = 'logit', init: Array | None = None,
-             start: str = 'clean', precision: str | None = 'highest') -> Array:
+             start: str = 'clean', starts: int = 1, precision: str | None = 'highest'
+             ) -> Array:
   """The registry's map: :func:`extremal_perturbation`'s masks averaged over the areas,
   [B, H, W] in [0, 1] (high = needed, for either variant)."""
   r = extremal_perturbation(fn, images, targets, areas=areas, variant=variant, steps=steps,
@@ -444,10 +538,11 @@ def extremal(fn: nets.ModelFn, images: Array, targets: Array, *,
                             momentum=momentum, regul_weight=regul_weight, jitter=jitter,
                             optimiser=optimiser, reward=reward, reward_scale=reward_scale,
                             fill=fill, fill_mode=fill_mode, blur_sigma=blur_sigma,
-                            score=score, init=init, start=start, precision=precision)
+                            score=score, init=init, start=start, starts=starts,
+                            precision=precision)
   return jnp.asarray(r.heatmap())
 
 
 OPTIONS = ('areas', 'variant', 'steps', 'step', 'sigma', 'learning_rate', 'momentum',
            'regul_weight', 'jitter', 'optimiser', 'reward', 'reward_scale', 'fill', 'fill_mode',
-           'blur_sigma', 'score', 'start')
+           'blur_sigma', 'score', 'start', 'starts')

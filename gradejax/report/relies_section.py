@@ -30,11 +30,12 @@ def section(rel: R.Relies | None, out_dir: pathlib.Path,
       f'clusters by the eigengap). A strategy is used, not merely drawn, when removing its '
       f'region (the top of its mean map) drops the predicted class\'s logit more than removing '
       f'a random square of the same area (95% bootstrap CI over the members checked).'
-      + (' Purity: the share of its members carrying the planted cue (the demo\'s truth).'
-         if rel.truth else '')]
+      + (' Purity: the share of its members carrying the planted cue (the demo\'s truth); '
+         'peak in cue: the share of its cue-bearing members whose cue region holds the mean '
+         'map\'s peak (the pointing game of the strategy\'s one map).' if rel.truth else '')]
   head = ('strategy', 'images', 'share of class', 'class mix (true labels)', 'region',
           'drop when removed', 'random region drop', 'excess [95% CI]', 'used',
-          'checked') + (('purity',) if rel.truth else ())
+          'checked') + (('purity', 'peak in cue') if rel.truth else ())
   tables, panels = [], []
   for cls in dict.fromkeys(s.predicted for s in rel.strategies):
     rows = [s for s in rel.strategies if s.predicted == cls]
@@ -43,7 +44,8 @@ def section(rel: R.Relies | None, out_dir: pathlib.Path,
       mix = ', '.join(f'{k} {v:.0%}' for k, v in s.class_mix.items())
       table.append((f'#{j + 1}', s.size, f'{s.share:.2f}', mix, s.where, _ci(s.drop),
                     _ci(s.random_drop), _ci(s.excess), 'yes' if s.beats_random else 'no',
-                    s.checked) + ((f'{s.purity:.2f}',) if rel.truth else ()))
+                    s.checked) + ((f'{s.purity:.2f}', _share(s.peak_in_cue))
+                                  if rel.truth else ()))
       panel = figures.heat_panel(rel.mean_chip, s.mean_map, False, f'{cls} #{j + 1}')
       save_png(panel, out_dir / 'relies' / f'{_slug(cls)}_{j + 1}.png')
       panels.append(panel)
@@ -68,6 +70,10 @@ def section(rel: R.Relies | None, out_dir: pathlib.Path,
     paras.append('No concept test: pass --concepts DIR (DIR/<concept>/*.png, DIR/random/*.png) '
                  'to test named concepts (TCAV).')
   return document.Section(TITLE, paras, tables, figs, lead=[rel.sentence])
+
+
+def _share(v: float | None) -> str:
+  return '-' if v is None or v != v else f'{v:.2f}'
 
 
 def _slug(name: str) -> str:

@@ -2,7 +2,8 @@
 over the held-out fold (gradejax.attribution.spray), each strategy's causal check, TCAV of the
 user's concept folders (gradejax.attribution.tcav) and the sentence to quote
 (gradejax.attribution.relies). Needs no ground truth; with it, each strategy's purity (the
-share of its members carrying the planted cue)."""
+share of its members carrying the planted cue) and whether its mean map's peak lies in the
+members' cue regions)."""
 from __future__ import annotations
 
 import pathlib
@@ -11,7 +12,7 @@ import jax
 import numpy as np
 
 from gradejax import errors, nets
-from gradejax.attribution import registry, relies as relies_lib, spray, tcav
+from gradejax.attribution import localisation, registry, relies as relies_lib, spray, tcav
 from gradejax.attribution.battery import maps as maps_lib, result as R, truth
 from gradejax.attribution.battery.config import Config
 
@@ -104,10 +105,11 @@ def concept_layer(fn, images, fallback: str) -> str:
 def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
             shown_maps: dict[str, np.ndarray], cfg: Config, inputs: maps_lib.Inputs,
             class_names: list[str], known: dict[int, tuple[int, np.ndarray]],
-            cue_rows: set[int] | None, chance: bool) -> R.Relies | None:
+            cue_masks: dict[int, np.ndarray] | None, chance: bool) -> R.Relies | None:
   """The section's result. Clusters ``cfg.relies.method``'s maps of the held-out fold (those
   in ``known`` reused) or, without folds, of the shown images (``shown_maps``); ``cue_rows``:
-  the rows carrying the planted cue (None: no truth, no purity); ``chance``: the run's
+  the cue region (bool [H, W]) of each row carrying the planted cue (None: no truth, no
+  purity); ``chance``: the run's
   verdict is not distinguishable from chance. None when the method has no map here."""
   c = cfg.relies
   rows = fold_rows(arrays, cfg.localisation.valid_fold)
@@ -135,13 +137,17 @@ def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
                                batch=max(len(m), 1), bootstrap=c.bootstrap, seed=c.seed,
                                precision=cfg.precision, **cfg.fill)
       findings.append(relies_lib.StrategyFinding(s, chk, names[cls.predicted]))
-      purity = (float(np.mean([int(rows[i]) in cue_rows for i in s.members]))
-                if cue_rows is not None and rows is not None else None)
+      purity = peak = None
+      if cue_masks is not None and rows is not None:
+        purity = float(np.mean([int(rows[i]) in cue_masks for i in s.members]))
+        peak = peak_in_cue(s.mean_map, [cue_masks[int(rows[i])] for i in s.members
+                                        if int(rows[i]) in cue_masks],
+                           cfg.localisation.pointing_tolerance)
       out.append(R.StrategyRow(
           names[cls.predicted], s.size, s.share,
           {names[j]: float(v) for j, v in enumerate(s.class_mix) if v > 0}, s.mean_map,
           relies_lib.describe_region(region), len(m), chk.drop, chk.random_drop, chk.excess,
-          purity))
+          purity, peak))
   layer = (c.layer or concept_layer(fn, x[:1], inputs.layer)) if c.concepts else ''
   tests = _concepts(fn, x, targets, names, cfg, layer) if c.concepts else []
   sentence = relies_lib.quotable(relies_lib.select_strategy(findings), [t for t, _ in tests],
@@ -149,8 +155,20 @@ def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
   mean_chip = np.clip(np.round(np.mean(np.asarray(x[:]), axis=0) * 255), 0, 255).astype(
       np.uint8)
   return R.Relies(sentence, chance, c.method, len(maps), where, out, [r for _, r in tests],
-                  layer, mean_chip, cue_rows is not None and rows is not None,
+                  layer, mean_chip, cue_masks is not None and rows is not None,
                   c.score)
+
+
+def peak_in_cue(mean_map: np.ndarray, cue_masks: list[np.ndarray], tolerance: float
+                ) -> float:
+  """The share of ``cue_masks`` (bool [H, W] each, of a strategy's cue-bearing members)
+  whose region holds ``mean_map``'s maximum within ``tolerance`` px: the pointing game of the
+  strategy's one map against each member's cue (NaN without masks)."""
+  if not cue_masks:
+    return float('nan')
+  masks = np.stack(cue_masks)
+  maps = np.broadcast_to(np.asarray(mean_map), masks.shape)
+  return float(np.mean(localisation.pointing_game(maps, masks, tolerance)))
 
 
 def chance_verdict(verdict: dict | None) -> bool:

@@ -101,7 +101,10 @@ class StrategyRow:
   ``mean_map`` float [H, W] (members' maps, each summing to 1, averaged), ``where`` its region
   named on the chip; the causal check on ``checked`` members (logit drop when the region is
   removed, ``drop``, vs random squares of its area, ``random_drop``, paired ``excess``);
-  ``purity`` the share of members carrying the planted cue (None without truth)."""
+  ``purity`` the share of members carrying the planted cue; ``peak_in_cue`` the share of the
+  cue-bearing members whose cue region holds the mean map's peak (within the pointing game's
+  tolerance): does the strategy's map point at the cue, in numbers (both None without truth;
+  ``peak_in_cue`` also NaN without cue-bearing members)."""
   predicted: str
   size: int
   share: float
@@ -113,6 +116,7 @@ class StrategyRow:
   random_drop: CI
   excess: CI
   purity: float | None = None
+  peak_in_cue: float | None = None
 
   @property
   def beats_random(self) -> bool:

@@ -111,10 +111,10 @@ def run(module, variables, arrays: dict, data_dir: str | pathlib.Path | None = N
   clock.lap('causal check')
   order, basis = checks.ranking(fold_rows, faith)
   # Purity needs the cue of every fold image: only when localisation read the whole fold.
-  cue_rows = ({int(r) for r in frows} if frows is not None and cfg.localisation.set == 'fold'
-              else None)
+  cue_masks = ({int(r): m for r, m in zip(frows, fm)}
+               if frows is not None and cfg.localisation.set == 'fold' else None)
   rel = relies.section(fn, arrays, x, targets, shown_maps, cfg, inputs, class_names, known,
-                       cue_rows, chance)
+                       cue_masks, chance)
   clock.lap('what the network relies on')
   return R.Result(opts, shown, san, faith, shown_loc, shown_area, note, fold_rows, fnote,
                   fm is not None, causal, order, basis, clock.seconds, rel)
