@@ -117,20 +117,21 @@ def main(argv):
   ours_rate, ours2 = None, {}
   if part2:
     from gradejax.data import dataset
-    from gradejax.report import attribution_report as ar
+    from gradejax.attribution.battery import maps as maps_lib
     from gradejax.training import runs as runlib
     module, variables, config = runlib.load_trained(WORKDIR.value)
     fn = nets.bind(module, variables)
     data = dataset.load_arrays(config.data_dir)
     fold = np.nonzero(data['fold'] == int(config.valid_fold))[0]
     x = data['images'][fold].astype(np.float32) / 255
-    pred = ar.predicted(fn, x, 16)
+    pred = maps_lib.predicted(fn, x, 16)
     examples = x[pred == 1]
     folders = tcav.read_concept_folders(CONCEPTS.value)
     rand = folders.pop('random')
     key = jax.random.key(0)
     kw = dict(layer=LAYER.value, key=key, runs=RUNS.value, batch=16, precision='default')
-    tcav.run_tcav(fn, {k: v[:16] for k, v in folders.items()}, rand[:32], examples[:16], 1,
+    tcav.run_tcav(fn, {k: v[:16] for k, v in folders.items()}, rand[:tcav.random_needed(16)],
+                  examples[:16], 1,
                   **dict(kw, runs=2))  # compile the shapes
     t0 = time.perf_counter()
     res = tcav.run_tcav(fn, folders, rand, examples, 1, **kw)
