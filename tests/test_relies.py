@@ -331,6 +331,14 @@ def test_causal_check_and_the_sentence():
   parts = relies.face_parts(150)
   assert relies.describe_region(_disc(parts['left cheek'])) == 'the left cheek'
   assert relies.describe_region(_disc(parts['mouth'])) == 'the mouth'
+  # between the eye and the cheek, and between the eyes: their own names
+  assert relies.describe_region(_disc((66, 101))) == 'the right cheekbone (under the eye)'
+  assert relies.describe_region(_disc((48, 75))) == 'the bridge of the nose (between the eyes)'
+  # Two blobs (a mean map inside its region): named by the one holding the peak, here the
+  # smaller one on the right jaw, not by the point between them (nearest the right cheek).
+  two = 1.0 * _disc(parts['right eye'], r=10) + 3.0 * _disc(parts['right jaw'], r=4)
+  assert relies.describe_region(two) == 'the right jaw'
+  assert relies.describe_region(two > 0) == 'the right eye'  # a mask: its first pixel's blob
 
 
 def _disc(centre, size=150, r=6):

@@ -46,7 +46,8 @@ region's shape at the fixed area. A start that sits on the wrong region stays th
 ``starts=K`` optimises K starts per image and area (the map's distinct peaks at the area's
 scale, :func:`start_regions`) in the same loop and keeps the one whose mask, made binary at its
 area, scores best (:func:`region_scores`): a multi-start search for the extremal region, at K
-times the cost. The battery does not pass one yet (a hook: its occlusion maps of the fold,
+times the cost. (On the sticker demo it did not help: its starts' regions, 40 steps on, were no
+better than one start's; benchmarks/RESULTS.md, session 12.) The battery does not pass one yet (a hook: its occlusion maps of the fold,
 computed once, as ``init``).
 
 Differences from torchray by design: the area is measured on the image (torchray sorts the

@@ -32,6 +32,9 @@ def face_parts(size: int = 150) -> dict[str, tuple[float, float]]:
   cx, ey = nose[0], (eye_a[1] + eye_b[1]) / 2
   pts = {
       'left eye': eye_a, 'right eye': eye_b, 'forehead': (cx, ey - 0.6 * d),
+      'bridge of the nose (between the eyes)': (cx, ey),
+      'left cheekbone (under the eye)': (eye_a[0], (ey + nose[1]) / 2),
+      'right cheekbone (under the eye)': (eye_b[0], (ey + nose[1]) / 2),
       'nose': (cx, (ey + nose[1]) / 2 + 0.15 * d), 'mouth': (cx, nose[1] + 0.45 * d),
       'chin': (cx, nose[1] + 0.95 * d), 'left cheek': (eye_a[0] - 0.1 * d, nose[1]),
       'right cheek': (eye_b[0] + 0.1 * d, nose[1]),
@@ -45,12 +48,20 @@ def face_parts(size: int = 150) -> dict[str, tuple[float, float]]:
 
 
 def describe_region(weights: np.ndarray) -> str:
-  """The face part nearest the centre of mass of ``weights`` [H, W] (a region mask or a mean
-  map, >= 0 counted), e.g. 'the left cheek'."""
+  """The face part nearest the centre of the region's main blob, e.g. 'the left cheek'.
+
+  ``weights`` [H, W] >= 0 counted: a region mask, a mean map, or a mean map inside its region
+  (how the battery calls it). The main blob is the connected part of ``weights > 0`` holding the
+  maximum (for a mask: its first pixel), and its centre is the weighted mean of its pixels: a
+  region of two blobs (a cue and a face part) is named by the blob it peaks in, not by the
+  empty point between them."""
+  import scipy.ndimage  # a heavy import, needed only here
   w = np.maximum(np.asarray(weights, np.float64), 0)
   if w.sum() <= 0:
     return 'no particular place'
   h, wd = w.shape
+  blobs, _ = scipy.ndimage.label(w > 0, structure=np.ones((3, 3)))
+  w = np.where(blobs == blobs.flat[int(np.argmax(w))], w, 0.0)
   rows, cols = np.mgrid[0:h, 0:wd]
   cy, cx = (w * rows).sum() / w.sum(), (w * cols).sum() / w.sum()
   parts = face_parts(h) if h == wd else {k: (r * h / 150, c * wd / 150)
@@ -86,7 +97,7 @@ def select_strategy(findings: Sequence[StrategyFinding]) -> StrategyFinding | No
 
 
 def strategy_clause(f: StrategyFinding, score: str = 'logit') -> str:
-  where = describe_region(f.check.region)
+  where = describe_region(f.check.region * f.strategy.mean_map)
   share = f'{100 * f.strategy.share:.0f}% of the images predicted {f.class_name!r}'
   drop, rand = f.check.drop[0], f.check.random_drop[0]
   if f.check.beats_random:

@@ -146,7 +146,7 @@ def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
       out.append(R.StrategyRow(
           names[cls.predicted], s.size, s.share,
           {names[j]: float(v) for j, v in enumerate(s.class_mix) if v > 0}, s.mean_map,
-          relies_lib.describe_region(region), len(m), chk.drop, chk.random_drop, chk.excess,
+          relies_lib.describe_region(region * s.mean_map), len(m), chk.drop, chk.random_drop, chk.excess,
           purity, peak))
   layer = (c.layer or concept_layer(fn, x[:1], inputs.layer)) if c.concepts else ''
   tests = _concepts(fn, x, targets, names, cfg, layer) if c.concepts else []
