@@ -25,7 +25,6 @@ from absl import app, flags  # noqa: E402
 
 from gradejax import nets  # noqa: E402
 from gradejax.attribution import extremal, registry  # noqa: E402
-from gradejax.report import attribution_report as ar  # noqa: E402
 
 WORKDIR = flags.DEFINE_string('workdir', 'workspace/runs/demo', 'trained demo run')
 TRUTH = flags.DEFINE_string('truth', 'workspace/raw/truth.csv', 'the workbook truth.csv')
@@ -41,11 +40,12 @@ BATCH = flags.DEFINE_integer('batch', 4, 'images per call')
 LIMIT = flags.DEFINE_integer('limit', 0, 'only the first N images (a smoke test)')
 OUT = flags.DEFINE_string('out', '', 'JSON results (default WORKDIR/localisation/extremal.json)')
 INIT = flags.DEFINE_enum('init', 'none', ['none', 'occlusion', 'scan'], 'start each mask '
-                         "from the report's occlusion map's top regions (extremal.init_params), "
+                         "from the report's occlusion map's top regions "
+                         "(extremal_starts.init_params), "
                          "from a scan with a square of each mask's own area "
-                         "(extremal.scan_starts: start='scan'), or from the clean image")
+                         "(extremal_starts.scan_starts: start='scan'), or from the clean image")
 STARTS = flags.DEFINE_integer('starts', 1, 'starts per image and area from the start map '
-                              '(extremal.start_regions; needs --init occlusion or scan)')
+                              '(extremal_starts.start_regions; needs --init occlusion or scan)')
 
 
 def main(argv):

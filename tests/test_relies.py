@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gradejax import nets
-from gradejax.attribution import extremal, registry, relies, spray, tcav
+from gradejax.attribution import extremal, extremal_starts, registry, relies, spray, tcav
 
 H = W = 32
 PATCH = (slice(8, 16), slice(18, 26))  # 8 x 8: area 1/16 of the image
@@ -110,10 +110,10 @@ def test_init_params_start_on_the_maps_top_regions():
   occ = np.zeros((1, H, W), np.float32)
   occ[0][_truth()] = 2.0
   occ[0, 0, 0] = 1.0  # the next-highest pixel: outside the top 1/16
-  p = np.asarray(extremal.init_params(jnp.asarray(occ), (1 / 16,), geo, 1))
+  p = np.asarray(extremal_starts.init_params(jnp.asarray(occ), (1 / 16,), geo, 1))
   np.testing.assert_array_equal(p[0, 0], _truth())  # step 1: node = pixel
   geo4 = extremal.mask_geometry((H, W), 4, 2.0)
-  p4 = np.asarray(extremal.init_params(jnp.asarray(occ), (1 / 16, 1 / 4), geo4, 4))
+  p4 = np.asarray(extremal_starts.init_params(jnp.asarray(occ), (1 / 16, 1 / 4), geo4, 4))
   assert p4.shape == (2, 1, 8, 8)
   # node (i, j) at pixel (4i, 4j) takes the max over rows 4i-2 .. 4i+1 (cols alike): the
   # patch (rows 8-15, cols 18-25) lights node rows 2 (6-9), 3, 4 (14-17) and cols 5, 6
@@ -159,8 +159,8 @@ def test_extremal_scan_start_finds_a_cue_read_from_either_half():
   truth = _truth()
   kw = dict(areas=(truth.mean(),), variant='delete', step=1, sigma=2.0, jitter=False,
             fill_mode='value', fill=0.0)
-  assert extremal.scan_side(truth.mean(), (H, W)) == 8
-  starts = np.asarray(extremal.scan_starts(fn, x, 0, (truth.mean(),), fill_mode='value',
+  assert extremal_starts.scan_side(truth.mean(), (H, W)) == 8
+  starts = np.asarray(extremal_starts.scan_starts(fn, x, 0, (truth.mean(),), fill_mode='value',
                                            fill=0.0))
   assert starts.shape == (1, 1, H, W)
   # the squares covering the patch's centre: the one on the patch drops 32, its neighbours less
@@ -189,7 +189,7 @@ def test_extremal_starts_keep_the_best_of_several_regions():
   start = np.zeros((1, H, W), np.float32)
   start[0, :8, :8] = 2.0
   start[0][truth] = 1.0
-  regions = np.asarray(extremal.start_regions(jnp.asarray(start), (truth.mean(),), 2))
+  regions = np.asarray(extremal_starts.start_regions(jnp.asarray(start), (truth.mean(),), 2))
   assert regions.shape == (2, 1, 1, H, W)
   top = lambda m: np.argsort(-m.ravel(), kind='stable')[:truth.sum()]
   assert set(top(regions[0, 0, 0])) == set(np.flatnonzero(start[0] == 2.0))
@@ -210,7 +210,7 @@ def test_extremal_starts_keep_the_best_of_several_regions():
   # decoy -> 32, half the patch -> still 32: read from either half)
   half = truth.copy()
   half[:, :22] = False
-  got = extremal.region_scores(fn, x, 0, jnp.asarray(np.stack([truth, start[0] == 2.0, half]
+  got = extremal_starts.region_scores(fn, x, 0, jnp.asarray(np.stack([truth, start[0] == 2.0, half]
                                                                )[:, None], jnp.float32),
                                areas=(truth.mean(),) * 2 + (half.mean(),), variant='delete',
                                fill=0.0, fill_mode='value', blur_sigma=5.0, score='logit')

@@ -12,6 +12,7 @@ import dataclasses
 from typing import Sequence
 
 import numpy as np
+import scipy.ndimage
 
 from gradejax.attribution.spray import CausalCheck, Strategy
 from gradejax.attribution.tcav import ConceptTest
@@ -55,7 +56,6 @@ def describe_region(weights: np.ndarray) -> str:
   maximum (for a mask: its first pixel), and its centre is the weighted mean of its pixels: a
   region of two blobs (a cue and a face part) is named by the blob it peaks in, not by the
   empty point between them."""
-  import scipy.ndimage  # a heavy import, needed only here
   w = np.maximum(np.asarray(weights, np.float64), 0)
   if w.sum() <= 0:
     return 'no particular place'

@@ -107,10 +107,10 @@ def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
             class_names: list[str], known: dict[int, tuple[int, np.ndarray]],
             cue_masks: dict[int, np.ndarray] | None, chance: bool) -> R.Relies | None:
   """The section's result. Clusters ``cfg.relies.method``'s maps of the held-out fold (those
-  in ``known`` reused) or, without folds, of the shown images (``shown_maps``); ``cue_rows``:
-  the cue region (bool [H, W]) of each row carrying the planted cue (None: no truth, no
-  purity); ``chance``: the run's
-  verdict is not distinguishable from chance. None when the method has no map here."""
+  in ``known`` reused) or, without folds, of the shown images (``shown_maps``);
+  ``cue_masks``: row -> cue region (bool [H, W]) of each row carrying the planted cue (None:
+  no truth, no purity or peak in cue); ``chance``: the run's verdict is not distinguishable
+  from chance. None when the method has no map here."""
   c = cfg.relies
   rows = fold_rows(arrays, cfg.localisation.valid_fold)
   if rows is not None and len(rows):
@@ -146,8 +146,8 @@ def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
       out.append(R.StrategyRow(
           names[cls.predicted], s.size, s.share,
           {names[j]: float(v) for j, v in enumerate(s.class_mix) if v > 0}, s.mean_map,
-          relies_lib.describe_region(region * s.mean_map), len(m), chk.drop, chk.random_drop, chk.excess,
-          purity, peak))
+          relies_lib.describe_region(region * s.mean_map), len(m), chk.drop, chk.random_drop,
+          chk.excess, purity, peak))
   layer = (c.layer or concept_layer(fn, x[:1], inputs.layer)) if c.concepts else ''
   tests = _concepts(fn, x, targets, names, cfg, layer) if c.concepts else []
   sentence = relies_lib.quotable(relies_lib.select_strategy(findings), [t for t, _ in tests],
