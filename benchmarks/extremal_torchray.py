@@ -13,6 +13,13 @@ on dlib's face ResNet.
    ours: the blend with one blur), precision 'default' (float32). torchray optimises one image
    at a time (its areas batched); ours all images x areas in one compiled scan. Compile time is
    excluded (a warm-up call on the same shapes first).
+3. ``--defaults [--workdir RUN]``: time to a result instead of per-step speed. Each side at its
+   default schedule (ours: the Adam schedule, extremal.DEFAULT_STEPS steps; torchray: its 800
+   iterations, plus a short run of ``--torchray_short`` iterations), the preserve game at the
+   4 areas, one image at a time on both sides (and ours batched), then every mask judged alike:
+   made binary at exactly its area (its top pixels kept, the rest blurred;
+   ``extremal_starts.region_scores``), the target's score read. With ``--workdir`` the target
+   is a trained run's predicted class logit (the classifier ported as in tcav_captum.py).
 The torch side is benchmarks/extremal_torchray_torch.py in the peers venv (torch is never a
 gradejax dependency); arrays travel in an .npz.
 """
@@ -34,6 +41,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+FLAGS = flags.FLAGS
+
 import face_resnet_torch  # noqa: E402  (flatten only: numpy)
 from gradejax import nets  # noqa: E402
 from gradejax.attribution import extremal  # noqa: E402
@@ -42,6 +51,16 @@ IMAGES = flags.DEFINE_integer('images', 2, 'chips timed on the face ResNet')
 STEPS = flags.DEFINE_integer('steps', 5, 'optimisation steps timed')
 DATA = flags.DEFINE_string('data', '', 'a prepared folder to take chips from (else uniform noise)')
 TORCH = flags.DEFINE_string('torch_python', '/work/peers/.venv/bin/python', 'peers venv python')
+DEFAULTS = flags.DEFINE_bool('defaults', False, 'instead: time to a result, each side at its '
+                             'default schedule (ours: Adam, extremal.DEFAULT_STEPS; torchray: '
+                             'its 800 iterations, and --torchray_short), every mask scored alike')
+LONG = flags.DEFINE_integer('torchray_long', 800, 'with --defaults: torchray\'s iterations '
+                            '(its default, 800)')
+WORKDIR = flags.DEFINE_string('workdir', '', 'with --defaults: a trained run whose classifier is '
+                               'explained (its predicted class\'s logit; chips from --data or '
+                               'the run\'s data); else the bare face ResNet\'s descriptor units')
+SHORT = flags.DEFINE_integer('torchray_short', 60, 'with --defaults: torchray also run at this '
+                             'many iterations (its schedule stretched), to show what the steps buy')
 AREAS = (0.02, 0.05, 0.1, 0.2)
 H = 32
 PATCH = (slice(8, 16), slice(18, 26))
@@ -73,8 +92,88 @@ def toy() -> dict:
   return {'toy_mask': r.masks[0, 0], 'toy_score': r.scores[0, 0], 'truth': truth}
 
 
+def defaults(fn, module, variables) -> None:
+  """Time to a result: the preserve game (both sides' default) at 4 areas on the same chips,
+  ours at its default Adam schedule, torchray at its default 800 iterations (and a short run),
+  then every mask scored by one judge: made binary at exactly its area (its top pixels kept,
+  the rest blurred: extremal_starts.region_scores, blur fill sigma 10) and the target's score
+  read. The judge is ours (torchray optimised against its own blur pyramid, so its masks are
+  judged on a slightly different fill than the one they were made for)."""
+  from gradejax.attribution import extremal_starts
+  x = chips(IMAGES.value)
+  t = np.arange(len(x), dtype=np.int32) % 128
+  what = 'descriptor unit b mod 128'
+  if WORKDIR.value:
+    t = np.argmax(np.asarray(fn(jnp.asarray(x))[0]), axis=1).astype(np.int32)
+    what = "the trained classifier's predicted class logit"
+  kd = dict(areas=AREAS, precision='default')
+  extremal.extremal_perturbation(fn, x[:1], t[:1], **kd)  # compile (per image, like torchray)
+  t0 = time.perf_counter()
+  ours = [extremal.extremal_perturbation(fn, x[i:i + 1], t[i:i + 1], **kd).masks[0]
+          for i in range(len(x))]
+  ours_s = (time.perf_counter() - t0) / len(x)
+  t0 = time.perf_counter()
+  batched = extremal.extremal_perturbation(fn, x, t, **kd).masks  # all images in one loop
+  batch_s = (time.perf_counter() - t0) / len(x)
+  arrays = dict(x=x, t=t, face_out=np.asarray(fn(jnp.asarray(x))[0]), truth=np.zeros((1, 1)))
+  if WORKDIR.value:  # the demo classifier, ported as in tcav_captum.py
+    p = variables['params']['head']
+    arrays.update(head_mean=np.asarray(variables['norm']['head']['mean']),
+                  head_std=np.asarray(variables['norm']['head']['std']),
+                  head_w0=np.asarray(p['dense0']['kernel']), head_b0=np.asarray(p['dense0']['bias']),
+                  head_w1=np.asarray(p['out']['kernel']), head_b1=np.asarray(p['out']['bias']))
+    arrays.update(face_resnet_torch.flatten(variables['params']['extractor'],
+                                            module.input_means))
+  else:
+    arrays.update(face_resnet_torch.flatten(variables['params'], module.input_means))
+  with tempfile.TemporaryDirectory() as tmp:
+    path, out = os.path.join(tmp, 'in.npz'), os.path.join(tmp, 'out.npz')
+    np.savez(path, **arrays)
+    script = os.path.join(os.path.dirname(__file__), 'extremal_torchray_torch.py')
+    cfg = dict(areas=AREAS, threads=os.cpu_count(), defaults=[SHORT.value, LONG.value], out=out)
+    res = subprocess.run([TORCH.value, script, path, json.dumps(cfg)], capture_output=True,
+                         text=True, check=False)
+    if res.returncode != 0:
+      sys.exit(f'torchray side failed: {res.stderr[-3000:]}')
+    theirs = json.loads(res.stdout.strip().splitlines()[-1])
+    got = np.load(out)
+    their_masks = {n: got[f'masks_{n}'] for n in (SHORT.value, LONG.value)}  # [B, A, H, W]
+  judge = lambda m: np.asarray(extremal_starts.region_scores(
+      fn, jnp.asarray(x), t, jnp.swapaxes(jnp.asarray(m, jnp.float32), 0, 1), areas=AREAS,
+      variant='preserve', fill=0.0, fill_mode='blur', blur_sigma=10.0, score='logit',
+      precision='default')).T  # [B, A]
+  clean = np.asarray(fn(jnp.asarray(x))[0])[np.arange(len(x)), t]
+  rows = [(f'ours, Adam {extremal.DEFAULT_STEPS} steps, one image at a time', ours_s,
+           judge(np.stack(ours))),
+          (f'ours, the {len(x)} images in one loop', batch_s, judge(batched))]
+  for n in (SHORT.value, LONG.value):
+    rows.append((f'torchray, {n} iterations', theirs['seconds'][str(n)], judge(their_masks[n])))
+  print(f'time to a result, face ResNet, {len(x)} chips x areas {AREAS}, preserve game, '
+        f'{what} (clean score {clean.mean():.3f}); torch {theirs["torch"]}, '
+        f'{theirs["threads"]} threads; judge: binary at exactly the area, rest blurred')
+  print('| run | s per image | ' + ' | '.join(f'kept score, area {a}' for a in AREAS) + ' |')
+  print('|---|---:|' + '---:|' * len(AREAS))
+  for name, sec, score in rows:
+    print(f'| {name} | {sec:.1f} | ' + ' | '.join(f'{v:.3f}' for v in score.mean(0)) + ' |')
+  ref = theirs['seconds'][str(LONG.value)]
+  print(f'torchray {LONG.value} / ours one at a time: {ref / ours_s:.2f}x; / ours batched: '
+        f'{ref / batch_s:.2f}x; the torch net reproduces our outputs to '
+        f'{theirs["max_abs_diff"]:.1e}')
+
+
 def main(argv):
   del argv
+  if DEFAULTS.value:
+    if WORKDIR.value:
+      from gradejax.training import runs
+      module, variables, config = runs.load_trained(WORKDIR.value)
+      if not DATA.value:
+        FLAGS.data = str(config.data_dir)
+    else:
+      from gradejax.nets import extractor
+      module, variables = extractor.load_face_resnet()
+    defaults(nets.bind(module, variables), module, variables)
+    return
   arrays = toy()
   from gradejax.nets import extractor
   module, variables = extractor.load_face_resnet()

@@ -1,5 +1,6 @@
 """The demo workbook: read back with openpyxl and gradejax.workbook, detected by dlib, cue truth."""
 import csv
+import dataclasses
 import io
 import pathlib
 import subprocess
@@ -125,6 +126,33 @@ def test_portrait_does_not_depend_on_cue_strength_besides_the_sticker():
   # Only the sticker changed (the light blur spreads it by a pixel or two).
   assert xs.min() >= x0 - 3 and xs.max() <= x1 + 3 and ys.min() >= y0 - 3 and ys.max() <= y1 + 3
   assert diff.sum() > 0.5 * (x1 - x0) * (y1 - y0)
+
+
+@pytest.mark.parametrize('row,tilt', [(3, None), (11, None), (3, 0.45)])
+def test_eyeband_box_bounds_the_darkened_pixels(row, tilt):
+  # The eye band is the third local cue: its box goes to truth.csv like the sticker's and the
+  # tag's, so localisation and SpRAy's peak can be scored on it. Reference: the pixels the
+  # band actually changed (the same portrait drawn with and without it). The drawn faces are
+  # nearly upright, so one case turns the eye line by `tilt` radians about its centre (the
+  # band follows it) to check the box of a turned band.
+  plain, face, _ = demo_data.render_row(0, row, cue=False, cue_kind='eyeband')
+  banded, face2, box = demo_data.render_row(0, row, cue=True, cue_kind='eyeband')
+  assert face == face2
+  if tilt is not None:
+    (lx, ly), (rx, ry) = face.eyes
+    cx, cy, c, s = (lx + rx) / 2, (ly + ry) / 2, np.cos(tilt), np.sin(tilt)
+    turn = lambda x, y: (cx + c * (x - cx) - s * (y - cy), cy + s * (x - cx) + c * (y - cy))
+    face = dataclasses.replace(face, eyes=(turn(lx, ly), turn(rx, ry)))
+    banded = demo_data._condition(plain, face, 'eyeband')
+    box = demo_data.eyeband_box(face)
+  x0, y0, x1, y1 = box
+  ys, xs = np.nonzero(np.abs(plain.astype(int) - banded.astype(int)).max(-1) > 0)
+  # Every changed pixel lies inside the box, and the box is tight: its edges are within the
+  # soft edge's 2 px (plus a pixel of rounding) of the changed pixels on all four sides.
+  assert xs.min() >= x0 and xs.max() <= x1 and ys.min() >= y0 and ys.max() <= y1
+  assert max(xs.min() - x0, x1 - xs.max(), ys.min() - y0, y1 - ys.max()) <= 3
+  (lx, ly), (rx, ry) = face.eyes
+  assert x0 < min(lx, rx) and x1 > max(lx, rx) and y0 < min(ly, ry) and y1 > max(ly, ry)
 
 
 def _truth_rows(path):

@@ -324,10 +324,27 @@ def test_causal_check_and_the_sentence():
   test = tcav.ConceptTest('sticker', 1, np.full(20, 0.97), np.full(20, 0.5), 1e-9, 2e-9, 1.0)
   s = relies.quotable(relies.select_strategy([finding]), [test], ['below', 'at or above'])
   assert s.startswith("62% of the images predicted 'at or above' share one strategy whose "
-                      'region, at the right eye, drops the logit by')
+                      'region, at the right eye (6.2% of the chip), drops the logit by')
   assert "concept 'sticker' TCAV 0.97 for 'at or above', p < 0.001." in s
   null = relies.quotable(finding, [], ['below', 'at or above'], chance=True)
   assert null.startswith(relies.CHANCE_CAVEAT)
+  assert check.label_excess is None and 'true classes' not in s  # no labels given
+  # With the members' true labels: the contrast toward the true class. The toy's outputs are
+  # s * [1, -1], so removing the patch drops the class-0 contrast (d0 - d1) by 2 s and the
+  # class-1 contrast by -2 s: all labels 0 -> exactly twice the logit's excess (the same
+  # forwards and random squares), all labels 1 -> minus twice it (read, but against the labels).
+  for lab, sign, clause in ((0, 2.0, ', and removing it lowers the contrast toward the true '
+                                     'classes by'),
+                            (1, -2.0, 'no evidence about them')):
+    chk = spray.causal_check(fn, images, np.zeros(6, np.int32), region, n_random=8,
+                             fill_mode='value', fill=0.0, bootstrap=200,
+                             labels=np.full(6, lab, np.int32))
+    np.testing.assert_allclose(chk.drop, check.drop, rtol=1e-6)
+    np.testing.assert_allclose(chk.label_excess[0], sign * check.excess[0], rtol=1e-5)
+    assert chk.informs_labels == (lab == 0)
+    said = relies.quotable(relies.StrategyFinding(strat, chk, 'at or above'), [],
+                           ['below', 'at or above'])
+    assert clause in said and f'{chk.label_excess[0]:.2f} ' in said
   parts = relies.face_parts(150)
   assert relies.describe_region(_disc(parts['left cheek'])) == 'the left cheek'
   assert relies.describe_region(_disc(parts['mouth'])) == 'the mouth'
@@ -339,6 +356,42 @@ def test_causal_check_and_the_sentence():
   two = 1.0 * _disc(parts['right eye'], r=10) + 3.0 * _disc(parts['right jaw'], r=4)
   assert relies.describe_region(two) == 'the right jaw'
   assert relies.describe_region(two > 0) == 'the right eye'  # a mask: its first pixel's blob
+
+
+def test_causal_checks_at_several_areas_report_the_most_concentrated_used_region():
+  # The toy reads only PATCH (area 1/16). Regions: the patch itself; a region 4x its area that
+  # holds it; one of the patch's area elsewhere. Hand answers with fill 0: the first two drop
+  # the logit by the patch's whole sum, the third by 0; the reported one is the patch (the
+  # same excess on a quarter of the area), and a strategy whose regions all miss is not used.
+  fn = _bind(PatchNet(), (1, H, W, 3))
+  images = np.random.default_rng(6).uniform(0.5, 1.0, (6, H, W, 3)).astype(np.float32)
+  patch = _truth()
+  big = np.zeros((H, W), bool)
+  big[4:20, 14:30] = True
+  away = np.zeros((H, W), bool)
+  away[22:30, 0:8] = True
+  kw = dict(n_random=8, fill_mode='value', fill=0.0, bootstrap=200, alpha=0.05 / 3)
+  checks = spray.causal_checks(fn, images, np.zeros(6, np.int32), np.stack([patch, big, away]),
+                               **kw)
+  whole = images[:, PATCH[0], PATCH[1], 0].sum((1, 2)).mean()
+  np.testing.assert_allclose([c.drop[0] for c in checks], [whole, whole, 0.0], atol=1e-3)
+  np.testing.assert_allclose([c.area for c in checks], [1 / 16, 1 / 4, 1 / 16])
+  assert [c.beats_random for c in checks] == [True, True, False]
+  assert spray.choose_area(checks) == 0
+  # The first region's check is the single-region check (the same random squares).
+  one = spray.causal_check(fn, images, np.zeros(6, np.int32), patch, **kw)
+  np.testing.assert_array_equal(one.excess, checks[0].excess)
+  # By hand: a used small region with less excess beats a used big one with more (excess per
+  # unit area 1.0 / 0.015 = 67 vs 2.0 / 0.15 = 13); an unused small one does not.
+  r = np.zeros((H, W), bool)
+  mk = lambda ex, area: spray.CausalCheck(ex, ex, ex, r, area)
+  assert spray.choose_area([mk((1.0, 0.2, 1.8), 0.015), mk((2.0, 0.5, 3.5), 0.15)]) == 0
+  assert spray.choose_area([mk((1.0, -0.1, 2.1), 0.015), mk((2.0, 0.5, 3.5), 0.15)]) == 1
+  # Nothing used: the region with the largest excess lower bound, reported as not used.
+  misses = spray.causal_checks(fn, images, np.zeros(6, np.int32), np.stack([away, away.T]),
+                               **kw)
+  i = spray.choose_area(misses)
+  assert not misses[i].beats_random and misses[i].excess[1] == max(c.excess[1] for c in misses)
 
 
 def _disc(centre, size=150, r=6):

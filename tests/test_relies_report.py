@@ -92,15 +92,23 @@ def test_strategies_are_spray_of_the_fold_maps_and_the_page_shows_them(  # noqa:
     assert sum(int(r[1]) for r in rows) == int(np.sum(t == cls.predicted))
     assert sum(float(r[2]) for r in rows) == pytest.approx(1.0, abs=0.011)
     for r, s in zip(rows, cls.strategies):
-      chk = spray.causal_check(fn, x[s.members[:16]], t[s.members[:16]],
-                               spray.top_region(s.mean_map, 0.015), n_random=4,
-                               batch=len(s.members[:16]), bootstrap=50, seed=0,
-                               fill=cfg.fill['fill'], fill_mode=cfg.fill['fill_mode'],
-                               blur_sigma=cfg.fill['blur_sigma'])
+      areas = cfg.relies.areas
+      checks = spray.causal_checks(
+          fn, x[s.members[:16]], t[s.members[:16]],
+          np.stack([spray.top_region(s.mean_map, a) for a in areas]), n_random=4,
+          batch=len(s.members[:16]), bootstrap=50, seed=0, alpha=0.05 / len(areas),
+          fill=cfg.fill['fill'], fill_mode=cfg.fill['fill_mode'],
+          blur_sigma=cfg.fill['blur_sigma'], labels=arrays['label'][FOLD][s.members[:16]])
+      chk = checks[spray.choose_area(checks)]
+      assert r[4].endswith(f' ({relies.share_of_chip(chk.area)})')
       findings.append(relies.StrategyFinding(s, chk, names[cls.predicted]))
       assert int(r[1]) == s.size and float(r[2]) == pytest.approx(s.share, abs=0.005)
       assert r[5].startswith(f'{chk.drop[0]:.2f} [')
       assert r[6].startswith(f'{chk.random_drop[0]:.2f} [')
+      # About the labels: the true class's contrast, from the fold's labels (not truth).
+      lo, hi = chk.label_excess[1:]
+      assert r[9] == (f'{chk.label_excess[0]:.2f} [{lo:.2f}, {hi:.2f}] '
+                      f'{"yes" if lo > 0 else "no"}')
       # Purity: share of members carrying the cue (truth.csv: cue = label here).
       cue = arrays['label'][FOLD][s.members] == 1
       assert float(r[-2]) == pytest.approx(np.mean(cue), abs=0.005)

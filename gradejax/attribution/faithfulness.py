@@ -155,10 +155,25 @@ def removal_drop(fn: nets.ModelFn, images: Array, targets: Array, removed: Array
   """The causal check's primitive: target-logit drop when the ``removed`` pixels of each image
   are filled (:mod:`gradejax.attribution.fills`), ``removed`` float [R, B, H, W] -> [R, B]
   (``clean - removed``; > 0: the region helped the prediction)."""
+  t = as_targets(targets, images.shape[0])
+  drops = removal_output_drops.unjitted(fn, images, removed, fill=fill, fill_mode=fill_mode,
+                                        blur_sigma=blur_sigma, chunk=chunk, unroll=unroll)
+  return jnp.take_along_axis(drops, jnp.broadcast_to(t[None, :, None], drops.shape[:2] + (1,)),
+                             axis=-1)[..., 0]
+
+
+@method
+def removal_output_drops(fn: nets.ModelFn, images: Array, removed: Array, *,
+                         fill: float | Array = fills.DEFAULT_FILL, fill_mode: str = 'inpaint',
+                         blur_sigma: float = fills.DEFAULT_SIGMA, chunk: int = 4,
+                         unroll: int | bool | None = None) -> Array:
+  """:func:`removal_drop` of every output at once: ``removed`` float [R, B, H, W] -> [R, B, K]
+  (``clean - removed`` for each of the K outputs), so one set of forwards scores the drop of
+  any class, or of a contrast between classes (:func:`gradejax.attribution.common.class_score`:
+  drops are linear in the outputs)."""
   b, h, w, c = images.shape
-  t = as_targets(targets, b)
   base = fills.prepare(images, fill, fill_mode, blur_sigma)
-  clean = pick(fn(images)[0], t)
+  clean = fn(images)[0]
   r = removed.shape[0]
   chunk = max(1, min(chunk, r))
   rem = batching.pad_to_multiple(jnp.asarray(removed), chunk)
@@ -166,7 +181,7 @@ def removal_drop(fn: nets.ModelFn, images: Array, targets: Array, removed: Array
   def run(m):  # m [chunk, B, H, W]
     x = fills.apply(images, m, base, fill_mode, blur_sigma)
     out, _ = fn(x.reshape((chunk * b, h, w, c)))
-    return clean[None] - pick(out, jnp.tile(t, chunk)).reshape(chunk, b)
+    return clean[None] - out.reshape((chunk, b) + out.shape[1:])
 
   return chunked_map(run, rem.reshape((-1, chunk) + removed.shape[1:]), unroll).reshape(
-      -1, b)[:r]
+      (-1, b) + clean.shape[1:])[:r]

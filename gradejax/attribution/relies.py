@@ -96,15 +96,36 @@ def select_strategy(findings: Sequence[StrategyFinding]) -> StrategyFinding | No
   return max(findings, key=lambda f: (f.strategy.share, f.strategy.size))
 
 
+def share_of_chip(area: float) -> str:
+  """A region's share of the chip, as the report prints it: '1.5%', '5%', '15%'."""
+  return f'{100 * area:.2g}%'
+
+
 def strategy_clause(f: StrategyFinding, score: str = 'logit') -> str:
-  where = describe_region(f.check.region * f.strategy.mean_map)
+  where = (f'{describe_region(f.check.region * f.strategy.mean_map)} '
+           f'({share_of_chip(f.check.area)} of the chip)')
   share = f'{100 * f.strategy.share:.0f}% of the images predicted {f.class_name!r}'
   drop, rand = f.check.drop[0], f.check.random_drop[0]
   if f.check.beats_random:
     return (f'{share} share one strategy whose region, at {where}, drops the {score} by '
-            f'{drop:.2f} when removed (a random region of the same area: {rand:.2f})')
+            f'{drop:.2f} when removed (a random region of the same area: {rand:.2f})'
+            + labels_clause(f.check))
   return (f"no strategy's region drops the {score} more than a random region of the same area "
           f'(the largest: {share}, region at {where}, drop {drop:.2f} vs {rand:.2f})')
+
+
+def labels_clause(check: CausalCheck) -> str:
+  """What removing a used region does to the true classes' contrast (empty without labels):
+  whether what the network reads there is evidence about the labels."""
+  if check.label_excess is None:
+    return ''
+  x, lo, hi = check.label_excess
+  if check.informs_labels:
+    return (f', and removing it lowers the contrast toward the true classes by {x:.2f} more '
+            f'than a random region does [{lo:.2f}, {hi:.2f}]')
+  return (f', but removing it lowers the contrast toward the true classes no more than a '
+          f'random region does ({x:.2f} [{lo:.2f}, {hi:.2f}]): what it reads there is no '
+          f'evidence about them')
 
 
 def concept_clause(tests: Sequence[ConceptTest], class_names: Sequence[str],

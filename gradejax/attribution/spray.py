@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
 import scipy.cluster.vq
 import scipy.linalg
 
 from gradejax import nets
 from gradejax.attribution import faithfulness, localisation
+from gradejax.attribution.common import class_score
 
 
 def prepare_maps(maps: np.ndarray, size: int = 16) -> np.ndarray:
@@ -200,16 +202,31 @@ def top_region(mean_map: np.ndarray, area: float) -> np.ndarray:
 class CausalCheck:
   """Removing a strategy's region from its members. ``drop``, ``random_drop``, ``excess``
   (paired difference): (mean, low, high) bootstrap 95% CIs over members, in score units;
-  ``region`` bool [H, W]; ``area``: its fraction of the image."""
+  ``region`` bool [H, W]; ``area``: its fraction of the image.
+
+  ``label_excess`` (given the members' true labels, else None): the same paired excess for
+  the contrast toward each member's *true* class (its logit minus the other classes' mean):
+  how much more removing the region moves the outputs away from the labels than a random
+  region does. The drop says what the network reads; this says whether what it reads is
+  evidence about the labels: on a network that predicts no better than chance a region can be
+  read (``drop`` beats random) and still carry nothing about the labels (``label_excess``
+  covers 0)."""
   drop: tuple[float, float, float]
   random_drop: tuple[float, float, float]
   excess: tuple[float, float, float]
   region: np.ndarray
   area: float
+  label_excess: tuple[float, float, float] | None = None
 
   @property
   def beats_random(self) -> bool:
     return bool(self.excess[1] > 0)
+
+  @property
+  def informs_labels(self) -> bool | None:
+    """Whether removing the region costs the true classes' contrast more than a random region
+    (the CI above 0); None without labels."""
+    return None if self.label_excess is None else bool(self.label_excess[1] > 0)
 
 
 def random_squares(count: int, n_images: int, side: int, shape: tuple[int, int],
@@ -227,26 +244,73 @@ def random_squares(count: int, n_images: int, side: int, shape: tuple[int, int],
 def causal_check(fn: nets.ModelFn, images: np.ndarray, targets: np.ndarray, region: np.ndarray,
                  *, n_random: int = 8, fill: float = 0.0, fill_mode: str = 'inpaint',
                  blur_sigma: float = 5.0, batch: int = 16, bootstrap: int = 2000,
-                 seed: int = 0, precision: str | None = 'highest') -> CausalCheck:
+                 seed: int = 0, precision: str | None = 'highest',
+                 labels: np.ndarray | None = None, alpha: float = 0.05) -> CausalCheck:
   """The drop of each member's target logit when ``region`` (bool [H, W], the strategy's mean
-  region) is removed (:func:`gradejax.attribution.faithfulness.removal_drop`), against the mean
-  drop over ``n_random`` random squares of the same area per image, with bootstrap CIs over
-  the members (``images`` [M, H, W, 3], ``targets`` int [M])."""
+  region) is removed (:func:`gradejax.attribution.faithfulness.removal_output_drops`), against
+  the mean drop over ``n_random`` random squares of the same area per image, with bootstrap
+  CIs (level 1 - ``alpha``) over the members (``images`` [M, H, W, 3], ``targets`` int [M]).
+  ``labels`` int [M] (the members' true classes) adds ``label_excess`` from the same forwards:
+  the paired excess of the contrast toward each member's true class."""
+  return causal_checks(fn, images, targets, np.asarray(region)[None], n_random=n_random,
+                       fill=fill, fill_mode=fill_mode, blur_sigma=blur_sigma, batch=batch,
+                       bootstrap=bootstrap, seed=seed, precision=precision, labels=labels,
+                       alpha=alpha)[0]
+
+
+def causal_checks(fn: nets.ModelFn, images: np.ndarray, targets: np.ndarray,
+                  regions: np.ndarray, *, n_random: int = 8, fill: float = 0.0,
+                  fill_mode: str = 'inpaint', blur_sigma: float = 5.0, batch: int = 16,
+                  bootstrap: int = 2000, seed: int = 0, precision: str | None = 'highest',
+                  labels: np.ndarray | None = None, alpha: float = 0.05
+                  ) -> list[CausalCheck]:
+  """:func:`causal_check` of several regions (bool [A, H, W], e.g. one mean map's top shares
+  at several areas) on the same members, each against its own random squares, all removals in
+  one set of forwards (members x A x (1 + ``n_random``))."""
   images = np.asarray(images, np.float32)
   m, h, w = images.shape[:3]
-  region = np.asarray(region, bool)
-  side = max(1, min(h, w, int(round(np.sqrt(region.sum())))))
+  regions = np.asarray(regions, bool)
   rng = np.random.default_rng(seed)
-  rand = random_squares(n_random, m, side, (h, w), rng)
-  mine = np.broadcast_to(region.astype(np.float32), (1, m, h, w))
-  removed = np.concatenate([mine, rand])  # [1 + R, M, H, W]
+  removed = []
+  for region in regions:  # [1 + R, M, H, W] each: the region, then its random squares
+    side = max(1, min(h, w, int(round(np.sqrt(region.sum())))))
+    removed += [np.broadcast_to(region.astype(np.float32), (1, m, h, w)),
+                random_squares(n_random, m, side, (h, w), rng)]
+  removed = np.concatenate(removed)  # [A * (1 + R), M, H, W]
   drops = []
   for i in range(0, m, batch):
-    drops.append(np.asarray(faithfulness.removal_drop(
-        fn, images[i:i + batch], np.asarray(targets[i:i + batch], np.int32),
-        removed[:, i:i + batch], fill=fill, fill_mode=fill_mode, blur_sigma=blur_sigma,
-        precision=precision)))
-  d = np.concatenate(drops, axis=1)  # [1 + R, M]
-  own, other = d[0], d[1:].mean(axis=0)
-  ci = lambda v: localisation.bootstrap_ci(v, bootstrap, seed=seed)
-  return CausalCheck(ci(own), ci(other), ci(own - other), region, float(region.mean()))
+    drops.append(np.asarray(faithfulness.removal_output_drops(
+        fn, images[i:i + batch], removed[:, i:i + batch], fill=fill, fill_mode=fill_mode,
+        blur_sigma=blur_sigma, precision=precision)))
+  outs = np.concatenate(drops, axis=1).reshape(  # every output's drop
+      (len(regions), 1 + n_random, m, -1))  # [A, 1 + R, M, K]
+  ci = lambda v: localisation.bootstrap_ci(v, bootstrap, alpha, seed=seed)
+
+  def score(o: np.ndarray, t: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    d = np.asarray(class_score(jnp.asarray(np.swapaxes(o, 0, 1)), jnp.asarray(t, jnp.int32),
+                               kind))  # [M, 1 + R]
+    return d[:, 0], d[:, 1:].mean(axis=1)  # the region's drop [M], the random squares' mean
+
+  out = []
+  for region, o in zip(regions, outs):
+    own, other = score(o, np.asarray(targets), 'logit')
+    toward = None
+    if labels is not None:
+      own_l, other_l = score(o, np.asarray(labels), 'contrast')
+      toward = ci(own_l - other_l)
+    out.append(CausalCheck(ci(own), ci(other), ci(own - other), region, float(region.mean()),
+                           toward))
+  return out
+
+
+def choose_area(checks: list[CausalCheck]) -> int:
+  """Which of one strategy's regions (:func:`causal_checks` at several areas, CIs at a
+  level adjusted for the number of areas) to report: among those used (excess CI above 0),
+  the one whose excess per unit area is largest -- the most concentrated region whose removal
+  matters, so a small cue is not reported as a face-sized region and a broad one (a band, a
+  hair style) is not missed by a region too small to remove it; without a used one, the one
+  with the largest excess lower bound."""
+  used = [i for i, c in enumerate(checks) if c.beats_random]
+  if used:
+    return max(used, key=lambda i: checks[i].excess[0] / max(checks[i].area, 1e-12))
+  return max(range(len(checks)), key=lambda i: checks[i].excess[1])

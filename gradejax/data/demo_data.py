@@ -187,7 +187,8 @@ def render_row(seed: int, row: int, cue: bool,
   if cue and cue_kind in _WHOLE_PHOTO:
     image, face = portraits.draw(params, None, size=photo_size)
     rng = np.random.default_rng([seed, row, _CUE, 1]) if cue_kind == 'noise' else None
-    return _condition(image, face, cue_kind, rng), face, None
+    box = eyeband_box(face) if cue_kind == 'eyeband' else None  # the only local one of them
+    return _condition(image, face, cue_kind, rng), face, box
   cue = cue and cue_kind == 'sticker'
   if cue_shape == 'tag':
     tag = portraits.sample_tag(cue_rng)
@@ -226,17 +227,36 @@ def _condition(image: np.ndarray, face: portraits.Face, kind: str,
     size = (max(16, round(w * RESOLUTION_SCALE)), max(16, round(h * RESOLUTION_SCALE)))
     return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
   else:  # eyeband: soft-edged dark bar along the eye line, past both eyes
-    (lx, ly), (rx, ry) = face.eyes
-    d = np.hypot(rx - lx, ry - ly)
-    ux, uy = (rx - lx) / d, (ry - ly) / d
+    (cx, cy), (ux, uy), half_along, half_across = _eyeband_frame(face)
     yy, xx = np.mgrid[0:x.shape[0], 0:x.shape[1]].astype(np.float64)
-    cx, cy = (lx + rx) / 2, (ly + ry) / 2
     along = (xx - cx) * ux + (yy - cy) * uy
     across = -(xx - cx) * uy + (yy - cy) * ux
-    inside = (np.clip(1 - (np.abs(along) - 0.95 * d) / 2.0, 0, 1)
-              * np.clip(1 - (np.abs(across) - 0.22 * d) / 2.0, 0, 1))
+    inside = (np.clip(1 - (np.abs(along) - half_along) / EYEBAND_EDGE, 0, 1)
+              * np.clip(1 - (np.abs(across) - half_across) / EYEBAND_EDGE, 0, 1))
     x = x * (1 - EYEBAND_DARKEN * inside[..., None])
   return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+EYEBAND_EDGE = 2.0  # px: the band's soft edge, beyond its half sizes
+
+
+def _eyeband_frame(face: portraits.Face
+                   ) -> tuple[tuple[float, float], tuple[float, float], float, float]:
+  """The eye band's centre, unit direction along the eye line, and half length / half width
+  (px, where its darkening starts to fade): it runs past both eyes."""
+  (lx, ly), (rx, ry) = face.eyes
+  d = float(np.hypot(rx - lx, ry - ly))
+  return ((lx + rx) / 2, (ly + ry) / 2), ((rx - lx) / d, (ry - ly) / d), 0.95 * d, 0.22 * d
+
+
+def eyeband_box(face: portraits.Face) -> tuple[float, float, float, float]:
+  """The eye band's bounding box, its soft edge included (the band turns with the eye line):
+  x0 y0 x1 y1 in photo pixels."""
+  (cx, cy), (ux, uy), a, b = _eyeband_frame(face)
+  a, b = a + EYEBAND_EDGE, b + EYEBAND_EDGE
+  xs = [cx + sa * a * ux - sb * b * uy for sa in (-1, 1) for sb in (-1, 1)]
+  ys = [cy + sa * a * uy + sb * b * ux for sa in (-1, 1) for sb in (-1, 1)]
+  return (min(xs), min(ys), max(xs), max(ys))
 
 
 def _photo_of_row(job: tuple) -> tuple[bytes, np.ndarray, np.ndarray, tuple | None]:
@@ -291,7 +311,8 @@ def write_demo_workbook(path: str | pathlib.Path, *, n: int = 430, seed: int = 0
     cue_kind: 'sticker' (the default: a sticker on the cheek), 'jpeg' (cue rows compressed
       at quality JPEG_LOW_QUALITY), 'background' (cue rows' background tinted), 'brightness',
       'sharpness', 'resolution' (photo conditions) or 'eyeband', 'face_shape' (facial cues;
-      see CUE_KINDS); the cue box is written only for stickers.
+      see CUE_KINDS); the cue box is written for the local cues: the sticker, the tag and
+      the eye band.
     cue_shape: 'sticker' (round, on the cheekbone) or 'tag' (square, low on the jaw): the
       second planted local cue, for checking that attribution localises a cue of another
       shape and place (see :func:`render_row`).

@@ -188,16 +188,19 @@ class Causal:
 class Relies:
   """What the network relies on: SpRAy of ``method``'s held-out-fold maps per predicted class
   (maps block-averaged to ``size`` px cells, ``k_neighbours`` graph, at most ``max_clusters``),
-  each strategy's causal check (its mean map's top ``area`` share of pixels removed from up to
-  ``members`` members, against ``random`` random squares of that area each: members x
-  (1 + random) forwards per strategy), and TCAV of the ``concepts`` folders at tap ``layer``
+  each strategy's causal check (its mean map's top share of pixels, at each of ``areas``,
+  removed from up to ``members`` members, against ``random`` random squares of that area each:
+  members x areas x (1 + random) forwards per strategy; CIs Bonferroni-adjusted over the areas,
+  the area reported chosen by :func:`gradejax.attribution.spray.choose_area`), and TCAV of the ``concepts`` folders at tap ``layer``
   (``runs`` random counterexample sets, up to ``class_images`` images per class; the
   derivative of ``score``, :func:`gradejax.attribution.common.class_score`)."""
   method: str = 'occlusion'
   size: int = 16
   k_neighbours: int = 10
   max_clusters: int = 4
-  area: float = 0.015  # about one 18 px square on a 150 px chip (the demo's cue is 16-19 px)
+  # From a small part (an eye is ~2% of the chip) to a face region: a cue of any extent has a
+  # region that removes it (a band across the eyes is ~8%).
+  areas: tuple[float, ...] = (0.015, 0.05, 0.15)
   members: int = 16
   random: int = 4
   bootstrap: int = 1000

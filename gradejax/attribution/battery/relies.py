@@ -132,10 +132,14 @@ def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
   for cls in found:
     for s in cls.strategies:
       m = s.members[:c.members]
-      region = spray.top_region(s.mean_map, c.area)
-      chk = spray.causal_check(fn, np.asarray(x[m]), targets[m], region, n_random=c.random,
-                               batch=max(len(m), 1), bootstrap=c.bootstrap, seed=c.seed,
-                               precision=cfg.precision, **cfg.fill)
+      regions = np.stack([spray.top_region(s.mean_map, a) for a in c.areas])
+      checks = spray.causal_checks(fn, np.asarray(x[m]), targets[m], regions,
+                                   n_random=c.random, batch=max(len(m), 1),
+                                   bootstrap=c.bootstrap, seed=c.seed, precision=cfg.precision,
+                                   labels=None if labels is None else labels[m],
+                                   alpha=0.05 / len(c.areas), **cfg.fill)
+      chk = checks[spray.choose_area(checks)]
+      region = chk.region
       findings.append(relies_lib.StrategyFinding(s, chk, names[cls.predicted]))
       purity = peak = None
       if cue_masks is not None and rows is not None:
@@ -147,7 +151,7 @@ def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
           names[cls.predicted], s.size, s.share,
           {names[j]: float(v) for j, v in enumerate(s.class_mix) if v > 0}, s.mean_map,
           relies_lib.describe_region(region * s.mean_map), len(m), chk.drop, chk.random_drop,
-          chk.excess, purity, peak))
+          chk.excess, purity, peak, chk.label_excess, chk.area))
   layer = (c.layer or concept_layer(fn, x[:1], inputs.layer)) if c.concepts else ''
   tests = _concepts(fn, x, targets, names, cfg, layer) if c.concepts else []
   sentence = relies_lib.quotable(relies_lib.select_strategy(findings), [t for t, _ in tests],

@@ -104,7 +104,11 @@ class StrategyRow:
   ``purity`` the share of members carrying the planted cue; ``peak_in_cue`` the share of the
   cue-bearing members whose cue region holds the mean map's peak (within the pointing game's
   tolerance): does the strategy's map point at the cue, in numbers (both None without truth;
-  ``peak_in_cue`` also NaN without cue-bearing members)."""
+  ``peak_in_cue`` also NaN without cue-bearing members); ``label_excess`` the paired excess
+  for the contrast toward each checked member's true class (labels, not truth: is what the
+  strategy reads evidence about the labels? :class:`gradejax.attribution.spray.CausalCheck`;
+  None where the images have no labels); ``area``: the removed region's share of the chip
+  (the area of those tried that the check reports; CIs adjusted for trying them)."""
   predicted: str
   size: int
   share: float
@@ -117,10 +121,16 @@ class StrategyRow:
   excess: CI
   purity: float | None = None
   peak_in_cue: float | None = None
+  label_excess: CI | None = None
+  area: float | None = None  # the removed region's share of the chip
 
   @property
   def beats_random(self) -> bool:
     return bool(self.excess[1] > 0)
+
+  @property
+  def informs_labels(self) -> bool | None:
+    return None if self.label_excess is None else bool(self.label_excess[1] > 0)
 
 
 @dataclasses.dataclass(frozen=True)
