@@ -324,7 +324,7 @@ def test_causal_check_and_the_sentence():
   test = tcav.ConceptTest('sticker', 1, np.full(20, 0.97), np.full(20, 0.5), 1e-9, 2e-9, 1.0)
   s = relies.quotable(relies.select_strategy([finding]), [test], ['below', 'at or above'])
   assert s.startswith("62% of the images predicted 'at or above' share one strategy whose "
-                      'region, at the right eye (6.2% of the chip), drops the logit by')
+                      'region of 6.2% of the chip, at the right eye, drops the logit by')
   assert "concept 'sticker' TCAV 0.97 for 'at or above', p < 0.001." in s
   null = relies.quotable(finding, [], ['below', 'at or above'], chance=True)
   assert null.startswith(relies.CHANCE_CAVEAT)
@@ -335,7 +335,7 @@ def test_causal_check_and_the_sentence():
   # forwards and random squares), all labels 1 -> minus twice it (read, but against the labels).
   for lab, sign, clause in ((0, 2.0, ', and removing it lowers the contrast toward the true '
                                      'classes by'),
-                            (1, -2.0, 'no evidence about them')):
+                            (1, -2.0, 'no evidence that what it reads there is about them')):
     chk = spray.causal_check(fn, images, np.zeros(6, np.int32), region, n_random=8,
                              fill_mode='value', fill=0.0, bootstrap=200,
                              labels=np.full(6, lab, np.int32))

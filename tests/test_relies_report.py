@@ -100,7 +100,7 @@ def test_strategies_are_spray_of_the_fold_maps_and_the_page_shows_them(  # noqa:
           fill=cfg.fill['fill'], fill_mode=cfg.fill['fill_mode'],
           blur_sigma=cfg.fill['blur_sigma'], labels=arrays['label'][FOLD][s.members[:16]])
       chk = checks[spray.choose_area(checks)]
-      assert r[4].endswith(f' ({relies.share_of_chip(chk.area)})')
+      assert r[4].endswith(f'; {relies.share_of_chip(chk.area)}')
       findings.append(relies.StrategyFinding(s, chk, names[cls.predicted]))
       assert int(r[1]) == s.size and float(r[2]) == pytest.approx(s.share, abs=0.005)
       assert r[5].startswith(f'{chk.drop[0]:.2f} [')

@@ -102,16 +102,18 @@ def share_of_chip(area: float) -> str:
 
 
 def strategy_clause(f: StrategyFinding, score: str = 'logit') -> str:
-  where = (f'{describe_region(f.check.region * f.strategy.mean_map)} '
-           f'({share_of_chip(f.check.area)} of the chip)')
+  where = describe_region(f.check.region * f.strategy.mean_map)
+  size = share_of_chip(f.check.area)
   share = f'{100 * f.strategy.share:.0f}% of the images predicted {f.class_name!r}'
   drop, rand = f.check.drop[0], f.check.random_drop[0]
   if f.check.beats_random:
-    return (f'{share} share one strategy whose region, at {where}, drops the {score} by '
+    return (f'{share} share one strategy whose region of {size} of the chip, at {where}, drops '
+            f'the {score} by '
             f'{drop:.2f} when removed (a random region of the same area: {rand:.2f})'
             + labels_clause(f.check))
   return (f"no strategy's region drops the {score} more than a random region of the same area "
-          f'(the largest: {share}, region at {where}, drop {drop:.2f} vs {rand:.2f})')
+          f'(the largest: {share}, region of {size} at {where}, drop {drop:.2f} vs '
+          f'{rand:.2f})')
 
 
 def labels_clause(check: CausalCheck) -> str:
@@ -124,8 +126,8 @@ def labels_clause(check: CausalCheck) -> str:
     return (f', and removing it lowers the contrast toward the true classes by {x:.2f} more '
             f'than a random region does [{lo:.2f}, {hi:.2f}]')
   return (f', but removing it lowers the contrast toward the true classes no more than a '
-          f'random region does ({x:.2f} [{lo:.2f}, {hi:.2f}]): what it reads there is no '
-          f'evidence about them')
+          f'random region does ({x:.2f} [{lo:.2f}, {hi:.2f}]): no evidence that what it reads '
+          f'there is about them')
 
 
 def concept_clause(tests: Sequence[ConceptTest], class_names: Sequence[str],
@@ -144,8 +146,10 @@ def quotable(strategy: StrategyFinding | None, concepts: Sequence[ConceptTest],
              class_names: Sequence[str], *, chance: bool = False, alpha: float = 0.05,
              score: str = 'logit') -> str:
   """The one sentence to quote, e.g. "62% of the images predicted 'at or above' share one
-  strategy whose region, at the left cheek, drops the logit by 1.90 when removed (a random
-  region of the same area: 0.10); concept 'sticker' TCAV 0.97 for 'at or above', p < 0.001."
+  strategy whose region of 1.5% of the chip, at the left cheek, drops the logit by 1.90 when
+  removed (a random region of the same area: 0.10), and removing it lowers the contrast
+  toward the true classes by 2.1 more than a random region does [0.9, 3.3]; concept 'sticker'
+  TCAV 0.97 for 'at or above', p < 0.001."
 
   ``strategy``: from :func:`select_strategy` (None: no maps were clustered); ``concepts``: the
   concept tests (Holm-adjusted p); ``chance``: the verdict is not distinguishable from chance,

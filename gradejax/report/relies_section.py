@@ -52,7 +52,7 @@ def section(rel: R.Relies | None, out_dir: pathlib.Path,
     table = []
     for j, s in enumerate(rows):
       mix = ', '.join(f'{k} {v:.0%}' for k, v in s.class_mix.items())
-      where = s.where if s.area is None else f'{s.where} ({relies_lib.share_of_chip(s.area)})'
+      where = s.where if s.area is None else f'{s.where}; {relies_lib.share_of_chip(s.area)}'
       table.append((f'#{j + 1}', s.size, f'{s.share:.2f}', mix, where, _ci(s.drop),
                     _ci(s.random_drop), _ci(s.excess), 'yes' if s.beats_random else 'no',
                     _about_labels(s), s.checked) + ((f'{s.purity:.2f}', _share(s.peak_in_cue))
