@@ -13,6 +13,7 @@ import zlib
 
 import numpy as np
 import pytest
+import scipy.stats
 import skimage.data
 from PIL import Image
 
@@ -679,3 +680,20 @@ def test_folder_as_workbook_and_a_header_on_row_12(tmp_path):
   t = workbook.read_workbook(path, id_column='Pupil', grade_column='Score')
   assert t.header_row == 12 and [(r.source_row, r.id_value, r.grade_value) for r in t.rows] == [
       (13, 'a', 4.0)]
+
+
+def test_summary_compares_the_skipped_rows_grades_with_the_used_rows(prepared):
+  # The skipped rows with a grade in the manifest (the six photo problems, all at 4.0; 'abc',
+  # none and 6.5 have no valid grade, and a duplicate or missing id keeps none) against the 7
+  # used rows; the reference is scipy's Mann-Whitney U on the hand-listed grades, the rates
+  # counted by hand.
+  out, summary = prepared
+  skipped, used = [4.0] * 6, [4.5, 3.5, 5.5, 3.0, 4.0, 2.75, 5.0]
+  sel = json.loads((out / 'summary.json').read_text())['skipped_grades']
+  assert sel == summary['skipped_grades']
+  assert sel['skipped_with_grade'] == 6
+  assert sel['p'] == pytest.approx(scipy.stats.mannwhitneyu(skipped, used).pvalue, rel=1e-12)
+  assert (sel['skipped_median'], sel['used_median']) == (4.0, 4.0)
+  below, above = summary['class_names']
+  assert sel['skip_rate_by_class'] == {below: 0.0, above: pytest.approx(6 / 10)}
+  assert sel['differs'] is False and 'WARNING' not in prepare.format_summary(summary)

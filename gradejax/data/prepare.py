@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from gradejax.data import (faces, folder_input, images, labels, manifest, output_folder, parallel,
-                           photo_quality, workbook)
+                           photo_quality, selection, workbook)
 from gradejax.data.manifest import Entry
 from gradejax.data.output_folder import (OutputError, OutputExistsError, check_output,  # noqa: F401
                                          clean_leftovers, _swap_by_renames)
@@ -333,6 +333,7 @@ def _summary(table, entries, labelling, o: Options, workbook_path) -> dict:
       'class_counts': {n: counts.get(k, 0) for k, n in enumerate(labelling.class_names)},
       'fold_class_counts': [[fold_counts.get((f, k), 0) for k in range(labelling.num_classes)]
                             for f in range(o.folds)],
+      'skipped_grades': selection.skip_selection(entries, labelling, (o.grade_min, o.grade_max)),
       'options': dataclasses.asdict(o),
   }
 
@@ -364,7 +365,9 @@ def format_summary(summary: dict) -> str:
   lines.append(f'classes ({summary["labelling"]})')
   lines += [f'  {name:<26}{n:>8}' for name, n in summary['class_counts'].items()]
   width = max(len(l) for l in lines)
-  return '\n'.join(['-' * width] + lines + ['-' * width])
+  out = '\n'.join(['-' * width] + lines + ['-' * width])
+  biased = selection.sentence(summary.get('skipped_grades'), summary.get('rows_read'))
+  return out + (f'\nWARNING: {biased[:1].upper()}{biased[1:]}.' if biased else '')
 
 
 def check(workbook_path: str | os.PathLike, options: Options = Options(),

@@ -204,6 +204,8 @@ def evaluate_workdir(workdir: str | pathlib.Path, config=None, data: dict | None
                         groups=groups, featurize=featurizer(config, module, variables),
                         targets=targets)
   v['labels'] = str(data.get('labelling', 'as prepared'))
+  if data.get('selection'):
+    v['selection'] = data['selection']
   current = preregister.plan_of(config, data, conditions is not None)
   current['battery'] = [n for n in v['baselines'] if n != 'majority_class']
   v['preregistration'] = preregister.compare(preregister.default_path(config), current)

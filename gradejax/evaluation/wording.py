@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradejax.data import selection
 from gradejax.evaluation import confounds, harmonise
 
 CEILING = {'roc_auc': 0.99, 'balanced_accuracy': 0.99, 'mcc': 0.98}  # "reaches the ceiling"
@@ -146,6 +147,9 @@ def verdict_text(v: dict[str, Any]) -> str:
     lines.append(f'Incremental validity: the CNN with {", ".join(incr["against"])}: '
                  f'{_gain(incr)}.')
   lines.append(f'Examples: {v["num_examples"]} (per class {v["class_counts"]}).')
+  biased = selection.sentence(v.get('selection'), (v.get('selection') or {}).get('rows_read'))
+  if biased:
+    lines.append(f'Selection: {biased}.')
   if 'labels' in v:
     lines.append(f'Labels: {v["labels"]}.')
   if 'preregistration' in v:

@@ -47,6 +47,9 @@ def load_dataset(config) -> dict[str, Any]:
   if len(data['label']) == 0:
     raise ValueError(f'{path}: the prepared dataset holds no used rows; see its manifest.csv.')
   data['labelling'] = check_labels(config, data, path)
+  summary = read_summary(path)
+  if summary.get('skipped_grades'):  # are the skipped rows a random part of the cohort?
+    data['selection'] = dict(summary['skipped_grades'], rows_read=summary.get('rows_read'))
   counts = np.bincount(data['label'], minlength=data['num_classes'])
   if np.sum(counts > 0) < 2:
     raise ValueError(f'{path}: every used row is in one class ({data["class_names"]}, counts '
@@ -54,13 +57,17 @@ def load_dataset(config) -> dict[str, Any]:
   return data
 
 
+def read_summary(path: pathlib.Path) -> dict:
+  """prepare's summary.json in ``path`` ({} if there is none)."""
+  file = pathlib.Path(path) / 'summary.json'
+  return json.loads(file.read_text(encoding='utf-8')) if file.is_file() else {}
+
+
 def check_labels(config, data: dict, path: pathlib.Path) -> str:
   """The rule that made ``data['label']`` (from summary.json), after checking that
   ``config.pivot`` (None: the data's) asks for the same labels; ValueError naming both
   pivots otherwise (labels are decided once, by prepare)."""
-  summary = {}
-  if (path / 'summary.json').is_file():
-    summary = json.loads((path / 'summary.json').read_text(encoding='utf-8'))
+  summary = read_summary(path)
   rule = summary.get('labelling', 'as prepared')
   thresholds = summary.get('thresholds') or []
   shown = rule + (f' ({", ".join(labels.fmt_grade(t) for t in thresholds)})'
