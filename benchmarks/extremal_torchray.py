@@ -117,13 +117,7 @@ def defaults(fn, module, variables) -> None:
   batch_s = (time.perf_counter() - t0) / len(x)
   arrays = dict(x=x, t=t, face_out=np.asarray(fn(jnp.asarray(x))[0]), truth=np.zeros((1, 1)))
   if WORKDIR.value:  # the demo classifier, ported as in tcav_captum.py
-    p = variables['params']['head']
-    arrays.update(head_mean=np.asarray(variables['norm']['head']['mean']),
-                  head_std=np.asarray(variables['norm']['head']['std']),
-                  head_w0=np.asarray(p['dense0']['kernel']), head_b0=np.asarray(p['dense0']['bias']),
-                  head_w1=np.asarray(p['out']['kernel']), head_b1=np.asarray(p['out']['bias']))
-    arrays.update(face_resnet_torch.flatten(variables['params']['extractor'],
-                                            module.input_means))
+    arrays.update(face_resnet_torch.flatten_classifier(variables, module.input_means))
   else:
     arrays.update(face_resnet_torch.flatten(variables['params'], module.input_means))
   with tempfile.TemporaryDirectory() as tmp:

@@ -94,6 +94,18 @@ def flatten(params, means) -> dict[str, np.ndarray]:
   return out
 
 
+def flatten_classifier(variables, means) -> dict[str, np.ndarray]:
+  """A trained run's GradeClassifier variables (face ResNet + head) -> the flat arrays the torch
+  ports read: :func:`flatten` of the extractor plus the head's standardisation and two dense
+  layers (``head_*``; tcav_captum_torch.DemoNet builds the classifier from them)."""
+  p, norm = variables['params']['head'], variables['norm']['head']
+  out = {'head_mean': np.asarray(norm['mean']), 'head_std': np.asarray(norm['std']),
+         'head_w0': np.asarray(p['dense0']['kernel']), 'head_b0': np.asarray(p['dense0']['bias']),
+         'head_w1': np.asarray(p['out']['kernel']), 'head_b1': np.asarray(p['out']['bias'])}
+  out.update(flatten(variables['params']['extractor'], means))
+  return out
+
+
 def build(d) -> 'FaceResNetTorch':
   """The torch face ResNet from an npz (or dict) holding :func:`flatten`'s arrays."""
   return FaceResNetTorch({k: d[k] for k in d.keys() if k.startswith(PREFIX)}).eval()

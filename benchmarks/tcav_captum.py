@@ -148,13 +148,7 @@ def main(argv):
                   demo_random_concepts=sets['random_concepts'], demo_examples=examples,
                   demo_rand=rand,
                   **{'demo_concept_' + k: v for k, v in folders.items()})
-    p = variables['params']['head']
-    arrays.update(head_mean=np.asarray(variables['norm']['head']['mean']),
-                  head_std=np.asarray(variables['norm']['head']['std']),
-                  head_w0=np.asarray(p['dense0']['kernel']), head_b0=np.asarray(p['dense0']['bias']),
-                  head_w1=np.asarray(p['out']['kernel']), head_b1=np.asarray(p['out']['bias']))
-    arrays.update(face_resnet_torch.flatten(variables['params']['extractor'],
-                                            module.input_means))
+    arrays.update(face_resnet_torch.flatten_classifier(variables, module.input_means))
     with jax.default_matmul_precision('highest'):
       arrays['demo_logits'] = np.asarray(fn(jnp.asarray(examples[:4]))[0])
   with tempfile.TemporaryDirectory() as tmp:

@@ -158,8 +158,7 @@ def removal_drop(fn: nets.ModelFn, images: Array, targets: Array, removed: Array
   t = as_targets(targets, images.shape[0])
   drops = removal_output_drops.unjitted(fn, images, removed, fill=fill, fill_mode=fill_mode,
                                         blur_sigma=blur_sigma, chunk=chunk, unroll=unroll)
-  return jnp.take_along_axis(drops, jnp.broadcast_to(t[None, :, None], drops.shape[:2] + (1,)),
-                             axis=-1)[..., 0]
+  return drops[:, jnp.arange(t.shape[0]), t]  # [R, B]: each image's target
 
 
 @method

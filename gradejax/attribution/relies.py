@@ -108,9 +108,8 @@ def strategy_clause(f: StrategyFinding, score: str = 'logit') -> str:
   drop, rand = f.check.drop[0], f.check.random_drop[0]
   if f.check.beats_random:
     return (f'{share} share one strategy whose region of {size} of the chip, at {where}, drops '
-            f'the {score} by '
-            f'{drop:.2f} when removed (a random region of the same area: {rand:.2f})'
-            + labels_clause(f.check))
+            f'the {score} by {drop:.2f} when removed (a random region of the same area: '
+            f'{rand:.2f})' + labels_clause(f.check))
   return (f"no strategy's region drops the {score} more than a random region of the same area "
           f'(the largest: {share}, region of {size} at {where}, drop {drop:.2f} vs '
           f'{rand:.2f})')

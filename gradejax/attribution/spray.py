@@ -201,7 +201,8 @@ def top_region(mean_map: np.ndarray, area: float) -> np.ndarray:
 @dataclasses.dataclass(frozen=True)
 class CausalCheck:
   """Removing a strategy's region from its members. ``drop``, ``random_drop``, ``excess``
-  (paired difference): (mean, low, high) bootstrap 95% CIs over members, in score units;
+  (paired difference): (mean, low, high) bootstrap CIs over members (95%, or the level
+  :func:`causal_checks` was given), in score units;
   ``region`` bool [H, W]; ``area``: its fraction of the image.
 
   ``label_excess`` (given the members' true labels, else None): the same paired excess for

@@ -71,6 +71,7 @@ BRIGHTNESS_GAIN = np.array([1.14, 1.07, 0.96])
 BLUR_SIGMA = 1.6
 RESOLUTION_SCALE = 0.6
 EYEBAND_DARKEN = 0.55
+EYEBAND_EDGE = 2.0  # px: the band's soft edge, beyond its half sizes
 FACE_SHAPE = {'face_width': 0.10, 'jaw': 0.12}  # added to the drawn values
 # Held-out conditions (issue 23: the harmonisation must be general, not tuned to the ones
 # above): 'tint' a colour cast added to the whole photo, 'vignette' corners darkened
@@ -235,9 +236,6 @@ def _condition(image: np.ndarray, face: portraits.Face, kind: str,
               * np.clip(1 - (np.abs(across) - half_across) / EYEBAND_EDGE, 0, 1))
     x = x * (1 - EYEBAND_DARKEN * inside[..., None])
   return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
-
-
-EYEBAND_EDGE = 2.0  # px: the band's soft edge, beyond its half sizes
 
 
 def _eyeband_frame(face: portraits.Face

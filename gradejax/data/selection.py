@@ -56,11 +56,12 @@ def skip_selection(entries: Sequence[Entry], labelling: labels_lib.Labelling,
 
 def sentence(sel: dict | None, rows_read: int | None = None) -> str:
   """One line for the summary and the verdict when the skipped rows' grades differ (empty
-  otherwise)."""
+  otherwise); ``rows_read`` defaults to the dict's own (the verdict's copy holds it)."""
   if not sel or not sel.get('differs'):
     return ''
   p = sel['p']
   p_text = 'p < 0.001' if p < 0.001 else f'p = {p:.3f}'
+  rows_read = rows_read or sel.get('rows_read')  # the verdict's copy carries it
   of = f' (of {rows_read} rows read)' if rows_read else ''
   rates = ', '.join(f'{n} {r:.0%}' for n, r in sel['skip_rate_by_class'].items())
   return (f"the {sel['skipped_with_grade']} skipped rows with a grade{of} have other grades "

@@ -147,7 +147,7 @@ def verdict_text(v: dict[str, Any]) -> str:
     lines.append(f'Incremental validity: the CNN with {", ".join(incr["against"])}: '
                  f'{_gain(incr)}.')
   lines.append(f'Examples: {v["num_examples"]} (per class {v["class_counts"]}).')
-  biased = selection.sentence(v.get('selection'), (v.get('selection') or {}).get('rows_read'))
+  biased = selection.sentence(v.get('selection'))
   if biased:
     lines.append(f'Selection: {biased}.')
   if 'labels' in v:

@@ -45,7 +45,8 @@ def section(rel: R.Relies | None, out_dir: pathlib.Path,
          'map\'s peak (the pointing game of the strategy\'s one map).' if rel.truth else '')]
   head = ('strategy', 'images', 'share of class', 'class mix (true labels)', 'region',
           'drop when removed', 'random region drop', 'excess [95% CI]', 'used',
-          'about the labels [95% CI]', 'checked') + (('purity', 'peak in cue') if rel.truth else ())
+          'about the labels [95% CI]', 'checked') + (
+              ('purity', 'peak in cue') if rel.truth else ())
   tables, panels = [], []
   for cls in dict.fromkeys(s.predicted for s in rel.strategies):
     rows = [s for s in rel.strategies if s.predicted == cls]

@@ -46,8 +46,8 @@ def load_dataset(config) -> dict[str, Any]:
   data = dataset.load_arrays(path)
   if len(data['label']) == 0:
     raise ValueError(f'{path}: the prepared dataset holds no used rows; see its manifest.csv.')
-  data['labelling'] = check_labels(config, data, path)
   summary = read_summary(path)
+  data['labelling'] = check_labels(config, data, path, summary)
   if summary.get('skipped_grades'):  # are the skipped rows a random part of the cohort?
     data['selection'] = dict(summary['skipped_grades'], rows_read=summary.get('rows_read'))
   counts = np.bincount(data['label'], minlength=data['num_classes'])
@@ -63,11 +63,12 @@ def read_summary(path: pathlib.Path) -> dict:
   return json.loads(file.read_text(encoding='utf-8')) if file.is_file() else {}
 
 
-def check_labels(config, data: dict, path: pathlib.Path) -> str:
+def check_labels(config, data: dict, path: pathlib.Path, summary: dict | None = None) -> str:
   """The rule that made ``data['label']`` (from summary.json), after checking that
   ``config.pivot`` (None: the data's) asks for the same labels; ValueError naming both
-  pivots otherwise (labels are decided once, by prepare)."""
-  summary = read_summary(path)
+  pivots otherwise (labels are decided once, by prepare). ``summary``: the folder's
+  summary.json, if already read."""
+  summary = read_summary(path) if summary is None else summary
   rule = summary.get('labelling', 'as prepared')
   thresholds = summary.get('thresholds') or []
   shown = rule + (f' ({", ".join(labels.fmt_grade(t) for t in thresholds)})'

@@ -191,7 +191,8 @@ class Relies:
   each strategy's causal check (its mean map's top share of pixels, at each of ``areas``,
   removed from up to ``members`` members, against ``random`` random squares of that area each:
   members x areas x (1 + random) forwards per strategy; CIs Bonferroni-adjusted over the areas,
-  the area reported chosen by :func:`gradejax.attribution.spray.choose_area`), and TCAV of the ``concepts`` folders at tap ``layer``
+  the area reported chosen by :func:`gradejax.attribution.spray.choose_area`), and TCAV of the
+  ``concepts`` folders at tap ``layer``
   (``runs`` random counterexample sets, up to ``class_images`` images per class; the
   derivative of ``score``, :func:`gradejax.attribution.common.class_score`)."""
   method: str = 'occlusion'
