@@ -31,6 +31,8 @@ TRUTH = flags.DEFINE_string('truth', 'workspace/raw/truth.csv', 'the workbook tr
 AREAS = flags.DEFINE_string('areas', ','.join(str(a) for a in extremal.DEFAULT_AREAS), 'areas')
 STEPS = flags.DEFINE_integer('steps', None, 'optimisation steps (default: the optimiser\'s)')
 VARIANT = flags.DEFINE_string('variant', 'delete', 'preserve or delete')
+SCORE = flags.DEFINE_enum('score', 'logit', ['logit', 'contrast'], 'what the masks explain: the '
+                          "predicted class's logit or its contrast (common.class_score)")
 FILL = flags.DEFINE_string('fill_mode', 'inpaint', 'blur, inpaint or value (the report: inpaint)')
 OPTIMISER = flags.DEFINE_string('optimiser', 'adam', 'adam or torchray')
 REWARD = flags.DEFINE_string('reward', 'normalised', 'normalised or raw')
@@ -74,7 +76,7 @@ def main(argv):
   out.parent.mkdir(parents=True, exist_ok=True)
   kw = dict(areas=areas, steps=STEPS.value, variant=VARIANT.value, fill_mode=FILL.value,
             blur_sigma=cfg.fill['blur_sigma'], optimiser=OPTIMISER.value, reward=REWARD.value,
-            reward_scale=SCALE.value, learning_rate=LR.value, starts=STARTS.value,
+            reward_scale=SCALE.value, learning_rate=LR.value, starts=STARTS.value, score=SCORE.value,
             precision='default')
   inputs = maps_lib.Inputs(cfg, maps_lib.default_layer(fn, x))
   t0 = time.time()
