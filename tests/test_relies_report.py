@@ -136,8 +136,11 @@ def test_strategies_are_spray_of_the_fold_maps_and_the_page_shows_them(  # noqa:
 def test_chance_caveat_first_no_purity_without_truth_and_concepts(toy_run, tmp_path):  # noqa: F811
   work, data, module, variables, arrays = toy_run
   (tmp_path / 'eval').mkdir()
+  # The answer is 'photo conditions' (baselines on the photos' statistics beat chance) while
+  # the network itself is at chance: the maps explain that network, so the caveat comes first.
   (tmp_path / 'eval' / 'verdict.json').write_text(json.dumps(
-      {'answer': 'not distinguishable from chance', 'cv_score': 0.5}))
+      {'answer': 'photos predict grades through photo conditions', 'predictable': False,
+       'cv_score': 0.56}))
   rng = np.random.default_rng(1)
   for name, n in (('stripes', 6), ('random', 42)):  # 42 >= tcav.random_needed(6) = 40
     (tmp_path / 'concepts' / name).mkdir(parents=True)
@@ -172,11 +175,16 @@ def test_chance_caveat_first_no_purity_without_truth_and_concepts(toy_run, tmp_p
     assert row[4] == charts.format_p(want.p_holm)
 
 
-def test_chance_verdict_reads_the_answer():
-  assert battery_relies.chance_verdict({'answer': 'not distinguishable from chance'})
-  assert not battery_relies.chance_verdict({'answer': 'faces predict grades'})
-  assert not battery_relies.chance_verdict(None)
+def test_chance_verdict_reads_the_networks_own_test():
+  conditions = 'photos predict grades through photo conditions'
+  assert battery_relies.chance_verdict({'answer': conditions, 'predictable': False})
+  assert not battery_relies.chance_verdict({'answer': conditions, 'predictable': True})
+  assert not battery_relies.chance_verdict({'answer': 'faces predict grades', 'predictable': True})
   assert battery_relies.chance_verdict({'predictable': False})
+  assert not battery_relies.chance_verdict(None)
+  # A verdict without the network's own test is read by its answer.
+  assert battery_relies.chance_verdict({'answer': 'not distinguishable from chance'})
+  assert not battery_relies.chance_verdict({'answer': conditions})
 
 
 def test_bad_concepts_folder_fails_before_any_work(toy_run, tmp_path):  # noqa: F811

@@ -17,9 +17,9 @@ import scipy.ndimage
 from gradejax.attribution.spray import CausalCheck, Strategy
 from gradejax.attribution.tcav import ConceptTest
 
-CHANCE_CAVEAT = ('The verdict is not distinguishable from chance: these maps explain a network '
-                 'that predicts grades no better than chance, so nothing in them is evidence '
-                 'about grades.')
+CHANCE_CAVEAT = ("The network's predictions are not distinguishable from chance (the verdict): "
+                 'these maps explain a network that predicts grades no better than chance, so '
+                 'nothing in them is evidence about grades.')
 
 
 def face_parts(size: int = 150) -> dict[str, tuple[float, float]]:
@@ -151,7 +151,8 @@ def quotable(strategy: StrategyFinding | None, concepts: Sequence[ConceptTest],
   TCAV 0.97 for 'at or above', p < 0.001."
 
   ``strategy``: from :func:`select_strategy` (None: no maps were clustered); ``concepts``: the
-  concept tests (Holm-adjusted p); ``chance``: the verdict is not distinguishable from chance,
+  concept tests (Holm-adjusted p); ``chance``: the network's own predictions are not
+  distinguishable from chance (:func:`gradejax.attribution.battery.relies.chance_verdict`),
   which puts :data:`CHANCE_CAVEAT` first.
   """
   parts = [strategy_clause(strategy, score)] if strategy is not None else []

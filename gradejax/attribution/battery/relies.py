@@ -176,12 +176,16 @@ def peak_in_cue(mean_map: np.ndarray, cue_masks: list[np.ndarray], tolerance: fl
 
 
 def chance_verdict(verdict: dict | None) -> bool:
-  """Whether a run's ``eval/verdict.json`` (as a dict; None: no verdict) says the grades are
-  not distinguishable from chance."""
+  """Whether a run's ``eval/verdict.json`` (as a dict; None: no verdict) says the *network's*
+  predictions are not distinguishable from chance: its ``predictable`` (the CNN's own
+  permutation test and CI), whatever the answer. The maps explain this network, so the caveat
+  holds also where the answer is 'photo conditions' because baselines on the photos' statistics
+  beat chance while the network does not (it then reads none of what they read). A verdict
+  without ``predictable`` is read by its answer."""
   if not verdict:
     return False
+  if isinstance(verdict.get('predictable'), bool):
+    return not verdict['predictable']
   from gradejax.evaluation import confounds  # the verdict's answers
   answer = verdict.get('answer')
-  if isinstance(answer, str) and answer.strip():
-    return answer.strip().rstrip('.').lower() == confounds.CHANCE
-  return verdict.get('predictable') is False
+  return isinstance(answer, str) and answer.strip().rstrip('.').lower() == confounds.CHANCE
