@@ -83,11 +83,14 @@ def main(argv):
     maps = {(c, d): _maps(path, d, tmp) for c, path in codes.items()
             for d in ('float32', 'float64')}
   ref = maps[('old' if OLD.value else 'this', 'float64')]
-  fmt = lambda v: ' '.join(f'{x:.1e}' for x in v) + f'  (max {v.max():.1e})'
+  def fmt(v):
+    return (' '.join(f'{x:.1e}' for x in v)
+            + f'  (median {np.median(v):.1e}, max {v.max():.1e})')
+  against = 'old' if OLD.value else 'this'
   for m in METHODS:
     print(f'{m}: max |difference| / max |reference map|, per image')
     for c in codes:
-      print(f'  {c} float32 vs {"old" if OLD.value else "this"} float64: {fmt(_rel(maps[(c, "float32")][m], ref[m]))}')
+      print(f'  {c} float32 vs {against} float64: {fmt(_rel(maps[(c, "float32")][m], ref[m]))}')
     if OLD.value:
       print(f'  this float64 vs old float64: {fmt(_rel(maps[("this", "float64")][m], ref[m]))}')
       print(f'  this float32 vs old float32: '

@@ -41,10 +41,12 @@ def make_report(workdir: str | pathlib.Path, module, variables, arrays: dict,
   """The battery on (module, variables, arrays) rendered into ``WORKDIR/report`` (returns
   ``index.html``'s path); ``retrain() -> params`` (trained on shuffled labels) enables the
   label-randomisation check. The run's ``eval/verdict.json`` (if any) says whether "What the
-  network relies on" opens with the chance caveat."""
+  network relies on" opens with a caveat: the network at chance, or photo conditions the
+  answer."""
   v, _, _ = verdict.read(pathlib.Path(workdir) / 'eval')
   res = battery.run(module, variables, arrays, data_dir, opts, cue_mask_fn, retrain,
-                    chance=battery.relies.chance_verdict(v))
+                    chance=battery.relies.chance_verdict(v),
+                    conditions=battery.relies.conditions_verdict(v))
   return attribution_report.write(workdir, res)
 
 

@@ -328,6 +328,11 @@ def test_causal_check_and_the_sentence():
   assert "concept 'sticker' TCAV 0.97 for 'at or above', p < 0.001." in s
   null = relies.quotable(finding, [], ['below', 'at or above'], chance=True)
   assert null.startswith(relies.CHANCE_CAVEAT)
+  cond = relies.quotable(finding, [], ['below', 'at or above'], conditions=True)
+  assert cond == relies.CONDITIONS_CAVEAT + ' ' + relies.quotable(finding, [], ['below',
+                                                                             'at or above'])
+  assert relies.quotable(finding, [], ['below', 'at or above'], chance=True,
+                         conditions=True) == null  # at chance, that caveat says more
   assert check.label_excess is None and 'true classes' not in s  # no labels given
   # With the members' true labels: the contrast toward the true class. The toy's outputs are
   # s * [1, -1], so removing the patch drops the class-0 contrast (d0 - d1) by 2 s and the

@@ -133,14 +133,18 @@ def test_strategies_are_spray_of_the_fold_maps_and_the_page_shows_them(  # noqa:
       assert png.format == 'PNG'
 
 
-def test_chance_caveat_first_no_purity_without_truth_and_concepts(toy_run, tmp_path):  # noqa: F811
+@pytest.mark.parametrize('predictable', [False, True])
+def test_caveat_first_no_purity_without_truth_and_concepts(toy_run, tmp_path,  # noqa: F811
+                                                           predictable):
   work, data, module, variables, arrays = toy_run
   (tmp_path / 'eval').mkdir()
-  # The answer is 'photo conditions' (baselines on the photos' statistics beat chance) while
-  # the network itself is at chance: the maps explain that network, so the caveat comes first.
+  # The answer is 'photo conditions' (baselines on the photos' statistics beat chance). Where
+  # the network itself is at chance, the maps explain that network: the chance caveat comes
+  # first; where it beats chance, the caveat that a whole-photo condition has no region.
   (tmp_path / 'eval' / 'verdict.json').write_text(json.dumps(
-      {'answer': 'photos predict grades through photo conditions', 'predictable': False,
+      {'answer': 'photos predict grades through photo conditions', 'predictable': predictable,
        'cv_score': 0.56}))
+  caveat = relies.CONDITIONS_CAVEAT if predictable else relies.CHANCE_CAVEAT
   rng = np.random.default_rng(1)
   for name, n in (('stripes', 6), ('random', 42)):  # 42 >= tcav.random_needed(6) = 40
     (tmp_path / 'concepts' / name).mkdir(parents=True)
@@ -155,7 +159,7 @@ def test_chance_caveat_first_no_purity_without_truth_and_concepts(toy_run, tmp_p
                                ).read_text(encoding='utf-8')
   section = page.split('<h2>What the network relies on</h2>')[1].split('<h2>')[0]
   lead = html.unescape(re.search(r'<div class="lead"><p>(.*?)</p>', section, re.S).group(1))
-  assert lead.startswith(relies.CHANCE_CAVEAT + ' ')
+  assert lead.startswith(caveat + ' ')
   assert 'purity' not in section
   # Concept rows: TCAV of the folder, recomputed by the library on the fold's images.
   fn = nets.bind(module, variables)
@@ -185,6 +189,11 @@ def test_chance_verdict_reads_the_networks_own_test():
   # A verdict without the network's own test is read by its answer.
   assert battery_relies.chance_verdict({'answer': 'not distinguishable from chance'})
   assert not battery_relies.chance_verdict({'answer': conditions})
+  assert battery_relies.conditions_verdict({'answer': conditions, 'predictable': True})
+  assert not battery_relies.conditions_verdict({'answer': conditions, 'predictable': False})
+  assert not battery_relies.conditions_verdict({'answer': 'faces predict grades',
+                                                'predictable': True})
+  assert not battery_relies.conditions_verdict(None)
 
 
 def test_bad_concepts_folder_fails_before_any_work(toy_run, tmp_path):  # noqa: F811

@@ -20,6 +20,11 @@ from gradejax.attribution.tcav import ConceptTest
 CHANCE_CAVEAT = ("The network's predictions are not distinguishable from chance (the verdict): "
                  'these maps explain a network that predicts grades no better than chance, so '
                  'nothing in them is evidence about grades.')
+CONDITIONS_CAVEAT = ('The verdict finds that photo conditions, not faces, carry the signal: these '
+                     'maps show where removing pixels moves the network\'s output, and a '
+                     'condition of the whole photo (colour, compression, sharpness) has no such '
+                     'place, so read the regions below as where its output can be disturbed, '
+                     'not as where the grade signal is.')
 
 
 def face_parts(size: int = 150) -> dict[str, tuple[float, float]]:
@@ -142,8 +147,8 @@ def concept_clause(tests: Sequence[ConceptTest], class_names: Sequence[str],
 
 
 def quotable(strategy: StrategyFinding | None, concepts: Sequence[ConceptTest],
-             class_names: Sequence[str], *, chance: bool = False, alpha: float = 0.05,
-             score: str = 'logit') -> str:
+             class_names: Sequence[str], *, chance: bool = False, conditions: bool = False,
+             alpha: float = 0.05, score: str = 'logit') -> str:
   """The one sentence to quote, e.g. "62% of the images predicted 'at or above' share one
   strategy whose region of 1.5% of the chip, at the left cheek, drops the logit by 1.90 when
   removed (a random region of the same area: 0.10), and removing it lowers the contrast
@@ -153,7 +158,10 @@ def quotable(strategy: StrategyFinding | None, concepts: Sequence[ConceptTest],
   ``strategy``: from :func:`select_strategy` (None: no maps were clustered); ``concepts``: the
   concept tests (Holm-adjusted p); ``chance``: the network's own predictions are not
   distinguishable from chance (:func:`gradejax.attribution.battery.relies.chance_verdict`),
-  which puts :data:`CHANCE_CAVEAT` first.
+  which puts :data:`CHANCE_CAVEAT` first; ``conditions``: the verdict's answer is photo
+  conditions while the network beats chance
+  (:func:`gradejax.attribution.battery.relies.conditions_verdict`), which puts
+  :data:`CONDITIONS_CAVEAT` first.
   """
   parts = [strategy_clause(strategy, score)] if strategy is not None else []
   c = concept_clause(concepts, class_names, alpha)
@@ -161,4 +169,5 @@ def quotable(strategy: StrategyFinding | None, concepts: Sequence[ConceptTest],
     parts.append(c)
   body = '; '.join(parts)
   body = (body[:1].upper() + body[1:] + '.') if body else ''
-  return f'{CHANCE_CAVEAT} {body}'.strip() if chance else body
+  caveat = CHANCE_CAVEAT if chance else CONDITIONS_CAVEAT if conditions else ''
+  return f'{caveat} {body}'.strip()

@@ -105,12 +105,14 @@ def concept_layer(fn, images, fallback: str) -> str:
 def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
             shown_maps: dict[str, np.ndarray], cfg: Config, inputs: maps_lib.Inputs,
             class_names: list[str], known: dict[int, tuple[int, np.ndarray]],
-            cue_masks: dict[int, np.ndarray] | None, chance: bool) -> R.Relies | None:
+            cue_masks: dict[int, np.ndarray] | None, chance: bool, conditions: bool = False
+            ) -> R.Relies | None:
   """The section's result. Clusters ``cfg.relies.method``'s maps of the held-out fold (those
   in ``known`` reused) or, without folds, of the shown images (``shown_maps``);
   ``cue_masks``: row -> cue region (bool [H, W]) of each row carrying the planted cue (None:
-  no truth, no purity or peak in cue); ``chance``: the run's verdict is not distinguishable
-  from chance. None when the method has no map here."""
+  no truth, no purity or peak in cue); ``chance``: the network's predictions are not
+  distinguishable from chance (:func:`chance_verdict`); ``conditions``: the verdict's answer is
+  photo conditions (:func:`conditions_verdict`). None when the method has no map here."""
   c = cfg.relies
   rows = fold_rows(arrays, cfg.localisation.valid_fold)
   if rows is not None and len(rows):
@@ -155,7 +157,7 @@ def section(fn, arrays: dict, x_shown: np.ndarray, shown_targets: np.ndarray,
   layer = (c.layer or concept_layer(fn, x[:1], inputs.layer)) if c.concepts else ''
   tests = _concepts(fn, x, targets, names, cfg, layer) if c.concepts else []
   sentence = relies_lib.quotable(relies_lib.select_strategy(findings), [t for t, _ in tests],
-                                 names, chance=chance)
+                                 names, chance=chance, conditions=conditions)
   mean_chip = np.clip(np.round(np.mean(np.asarray(x[:]), axis=0) * 255), 0, 255).astype(
       np.uint8)
   return R.Relies(sentence, chance, c.method, len(maps), where, out, [r for _, r in tests],
@@ -189,3 +191,13 @@ def chance_verdict(verdict: dict | None) -> bool:
   from gradejax.evaluation import confounds  # the verdict's answers
   answer = verdict.get('answer')
   return isinstance(answer, str) and answer.strip().rstrip('.').lower() == confounds.CHANCE
+
+
+def conditions_verdict(verdict: dict | None) -> bool:
+  """Whether a run's verdict answers 'photo conditions' while the network beats chance
+  (where the network is at chance, :func:`chance_verdict`'s caveat says more)."""
+  if not verdict or chance_verdict(verdict):
+    return False
+  from gradejax.evaluation import confounds
+  answer = verdict.get('answer')
+  return isinstance(answer, str) and answer.strip().rstrip('.').lower() == confounds.CONDITIONS

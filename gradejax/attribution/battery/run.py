@@ -51,14 +51,16 @@ class _Clock:
 
 def run(module, variables, arrays: dict, data_dir: str | pathlib.Path | None = None,
         opts: Options = Options(), cue_mask_fn: truth.CueMaskFn | None = None,
-        retrain: Callable[[], Any] | None = None, chance: bool = False) -> R.Result:
+        retrain: Callable[[], Any] | None = None, chance: bool = False,
+        conditions: bool = False) -> R.Result:
   """The battery on (module, variables) following gradejax.nets and arrays in load_arrays'
   format (images uint8 [N, H, W, 3], id, label, fold, class_names).
 
   ``retrain() -> params`` (same structure, trained on shuffled labels) enables the
   label-randomisation check; it is called once. ``chance``: the run's verdict is not
   distinguishable from chance (:func:`relies.chance_verdict`), which puts the caveat first in
-  the sentence of "What the network relies on"."""
+  the sentence of "What the network relies on"; ``conditions``: its answer is photo conditions
+  (:func:`relies.conditions_verdict`), which puts that caveat first instead."""
   cfg = opts.config()
   relies.check(cfg)
   data_dir = pathlib.Path(data_dir) if data_dir is not None else None
@@ -114,7 +116,7 @@ def run(module, variables, arrays: dict, data_dir: str | pathlib.Path | None = N
   cue_masks = ({int(r): m for r, m in zip(frows, fm)}
                if frows is not None and cfg.localisation.set == 'fold' else None)
   rel = relies.section(fn, arrays, x, targets, shown_maps, cfg, inputs, class_names, known,
-                       cue_masks, chance)
+                       cue_masks, chance, conditions)
   clock.lap('what the network relies on')
   return R.Result(opts, shown, san, faith, shown_loc, shown_area, note, fold_rows, fnote,
                   fm is not None, causal, order, basis, clock.seconds, rel)
