@@ -177,6 +177,12 @@ def peak_in_cue(mean_map: np.ndarray, cue_masks: list[np.ndarray], tolerance: fl
   return float(np.mean(localisation.pointing_game(maps, masks, tolerance)))
 
 
+def _answer(verdict: dict) -> str:
+  """The verdict's answer, normalised to :data:`gradejax.evaluation.confounds.ANSWERS`' form."""
+  answer = verdict.get('answer')
+  return answer.strip().rstrip('.').lower() if isinstance(answer, str) else ''
+
+
 def chance_verdict(verdict: dict | None) -> bool:
   """Whether a run's ``eval/verdict.json`` (as a dict; None: no verdict) says the *network's*
   predictions are not distinguishable from chance: its ``predictable`` (the CNN's own
@@ -189,8 +195,7 @@ def chance_verdict(verdict: dict | None) -> bool:
   if isinstance(verdict.get('predictable'), bool):
     return not verdict['predictable']
   from gradejax.evaluation import confounds  # the verdict's answers
-  answer = verdict.get('answer')
-  return isinstance(answer, str) and answer.strip().rstrip('.').lower() == confounds.CHANCE
+  return _answer(verdict) == confounds.CHANCE
 
 
 def conditions_verdict(verdict: dict | None) -> bool:
@@ -199,5 +204,4 @@ def conditions_verdict(verdict: dict | None) -> bool:
   if not verdict or chance_verdict(verdict):
     return False
   from gradejax.evaluation import confounds
-  answer = verdict.get('answer')
-  return isinstance(answer, str) and answer.strip().rstrip('.').lower() == confounds.CONDITIONS
+  return _answer(verdict) == confounds.CONDITIONS

@@ -57,8 +57,8 @@ def run(module, variables, arrays: dict, data_dir: str | pathlib.Path | None = N
   format (images uint8 [N, H, W, 3], id, label, fold, class_names).
 
   ``retrain() -> params`` (same structure, trained on shuffled labels) enables the
-  label-randomisation check; it is called once. ``chance``: the run's verdict is not
-  distinguishable from chance (:func:`relies.chance_verdict`), which puts the caveat first in
+  label-randomisation check; it is called once. ``chance``: the network's predictions are
+  not distinguishable from chance (:func:`relies.chance_verdict`), which puts the caveat first in
   the sentence of "What the network relies on"; ``conditions``: its answer is photo conditions
   (:func:`relies.conditions_verdict`), which puts that caveat first instead."""
   cfg = opts.config()
