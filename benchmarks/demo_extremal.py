@@ -76,7 +76,8 @@ def main(argv):
   out.parent.mkdir(parents=True, exist_ok=True)
   kw = dict(areas=areas, steps=STEPS.value, variant=VARIANT.value, fill_mode=FILL.value,
             blur_sigma=cfg.fill['blur_sigma'], optimiser=OPTIMISER.value, reward=REWARD.value,
-            reward_scale=SCALE.value, learning_rate=LR.value, starts=STARTS.value, score=SCORE.value,
+            reward_scale=SCALE.value, learning_rate=LR.value, starts=STARTS.value,
+            score=SCORE.value,
             precision='default')
   inputs = maps_lib.Inputs(cfg, maps_lib.default_layer(fn, x))
   t0 = time.time()
