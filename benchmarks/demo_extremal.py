@@ -41,7 +41,7 @@ LR = flags.DEFINE_float('learning_rate', None, 'default: the optimiser\'s')
 BATCH = flags.DEFINE_integer('batch', 4, 'images per call')
 LIMIT = flags.DEFINE_integer('limit', 0, 'only the first N images (a smoke test)')
 OUT = flags.DEFINE_string('out', '', 'JSON results (default WORKDIR/localisation/extremal.json)')
-INIT = flags.DEFINE_enum('init', 'none', ['none', 'occlusion', 'scan'], 'start each mask '
+INIT = flags.DEFINE_enum('init', 'none', ['none', 'occlusion', 'scan', 'empty'], 'start each mask '
                          "from the report's occlusion map's top regions "
                          "(extremal_starts.init_params), "
                          "from a scan with a square of each mask's own area "
@@ -93,7 +93,7 @@ def main(argv):
       init = np.asarray(registry.heatmap('occlusion', fn, xb, tb, **inputs('occlusion', fn, xb)))
       occ.append(init[:n])
     r = extremal.extremal_perturbation(fn, xb, tb, init=init,
-                                       start='scan' if INIT.value == 'scan' else 'clean', **kw)
+                                       start=INIT.value if INIT.value in ('scan', 'empty') else 'clean', **kw)
     per_area.append(r.masks[:n])
     print(f'  images {i}-{i + n - 1}: {time.time() - t0:.0f} s', flush=True)
   secs = time.time() - t0

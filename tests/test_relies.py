@@ -178,6 +178,26 @@ def test_extremal_scan_start_finds_a_cue_read_from_either_half():
     extremal.extremal_perturbation(fn, x, 0, start='occlusion', **kw)
 
 
+def test_extremal_empty_start_finds_a_cue_read_from_either_half():
+  # From the fully removed image ('empty': the delete game's mask starts at 1 everywhere and
+  # shrinks to its area) restoring either half of the patch raises the logit, so the gradient
+  # points at the whole patch, which the clean start's cannot (measured: clean IoU 0, logit
+  # unchanged at 32; empty IoU 1, logit 1.1 of 32). No map, no scan: one extra argument.
+  fn = _bind(EitherHalf(), (1, H, W, 3))
+  x = jnp.ones((1, H, W, 3))
+  truth = _truth()
+  kw = dict(areas=(truth.mean(),), variant='delete', step=1, sigma=2.0, jitter=False,
+            fill_mode='value', fill=0.0)
+  r = extremal.extremal_perturbation(fn, x, 0, start='empty', **kw)
+  m = r.masks[0, 0]
+  top = np.zeros(H * W, bool)
+  top[np.argsort(-m.ravel(), kind='stable')[:truth.sum()]] = True
+  np.testing.assert_array_equal(top.reshape(H, W), truth)
+  assert r.scores[0, 0] < 0.1 * truth.sum() / 2 and m[truth].sum() / m.sum() >= 0.7
+  clean = extremal.extremal_perturbation(fn, x, 0, **kw)
+  assert clean.scores[0, 0] > 31.9
+
+
 def test_extremal_starts_keep_the_best_of_several_regions():
   # The start map's highest peak is a decoy the net does not read (the top-left 8 x 8
   # corner); its second, after suppression, the patch. One start refines the decoy and the
@@ -217,6 +237,23 @@ def test_extremal_starts_keep_the_best_of_several_regions():
   np.testing.assert_allclose(np.asarray(got)[:, 0], [0.0, 32.0, 32.0], atol=1e-5)
   with pytest.raises(ValueError, match='starts > 1 needs a map'):
     extremal.extremal_perturbation(fn, x, 0, starts=2, areas=(0.1,))
+
+
+def test_extremal_host_loop_computes_the_same_steps_as_the_compiled_scan():
+  # On CPU the steps run as a host loop over one compiled step (XLA's while loop slows the
+  # backward pass); it must be the same optimisation as the scan, step for step (jitter on:
+  # the mirrored steps and Adam's bias correction both read the step's index).
+  fn = _bind(PatchNet(), (1, H, W, 3))
+  x = jnp.asarray(np.random.default_rng(0).uniform(size=(2, H, W, 3)), jnp.float32)
+  kw = dict(areas=(1 / 16, 1 / 8), variant='delete', steps=7, step=2, sigma=3.0, jitter=True,
+            fill_mode='blur', blur_sigma=2.0)
+  scan = extremal.extremal_perturbation(fn, x, 0, loop=False, **kw)
+  host = extremal.extremal_perturbation(fn, x, 0, loop=True, **kw)
+  assert host.history.shape == scan.history.shape == (7, 2)
+  np.testing.assert_allclose(host.masks, scan.masks, atol=1e-5)
+  np.testing.assert_allclose(host.history, scan.history, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(host.scores, scan.scores, rtol=1e-5, atol=1e-5)
+  assert np.abs(scan.masks[:, 0] - scan.masks[:, 1]).max() > 0.1  # the areas differ: not vacuous
 
 
 def test_tied_targets_share_the_reference_within_ties():

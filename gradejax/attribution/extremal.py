@@ -20,8 +20,10 @@ px, combined by a smooth max (softmax pooling, coldness 20), so a mask is a unio
 discs of radius >= ``sigma / 2`` and reaches 1 inside them (a Gaussian blur of the parameters
 would not). The generator reproduces torchray's ``MaskGenerator`` exactly (tested).
 
-All images x areas are optimised together in one compiled ``lax.scan`` (one network call per
-step on ``A * B`` perturbed images). Two schedules:
+All images x areas are optimised together (one network call per step on ``A * B`` perturbed
+images): one compiled ``lax.scan`` over the steps on an accelerator, a host loop over one
+compiled step on CPU, where XLA runs the backward pass inside a while loop ~2x slower
+(:func:`host_loop`; the same steps either way). Two schedules:
 
 - ``optimiser='torchray'`` (with ``reward='raw'``: the parity benchmark's): torchray's SGD
   (momentum 0.9, dampening 0.9, lr 0.01, w_0 = 300 growing 1.0035 per step over 800 steps,
@@ -48,6 +50,7 @@ mask *with* its ``sigma`` px margin, so its masks cover up to ~1.6x the nominal 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Sequence
 
@@ -77,20 +80,26 @@ REWARD_SCALE = 8.0
 class MaskGeometry:
   """Static geometry of the max-convolution generator for one image size.
 
-  ``rows`` int [H, K1] / ``cols`` int [W, K1]: indices into the zero-padded parameter grid of
-  the K1 = 2 radius + 1 nodes each pixel row/column sees; ``weight`` float32 [H, K1, W, K1]:
-  the kernel value of each (node, pixel) pair; ``shape_in``: the parameter grid (h_in, w_in);
-  ``pad``: zero nodes on each side of it.
+  Pixel ``(y, x)`` sees the K1 x K1 nodes of the zero-padded parameter grid starting at node
+  ``(rows[y], cols[x])``; ``rows[y] = (y + offset[0]) // step`` (columns alike), so the
+  pixels of one ``step`` x ``step`` cell see the same nodes. ``weight`` float32 [H, W, K1 * K1]:
+  the kernel value of each (pixel, node) pair, nodes in raster order; ``shape_in``: the
+  parameter grid (h_in, w_in); ``pad``: zero nodes on each side of it; ``cells``: the node
+  windows computed (ny, nx) before they are spread over the pixels.
   """
   rows: np.ndarray
   cols: np.ndarray
   weight: np.ndarray
   shape_in: tuple[int, int]
   pad: int
+  step: int
+  k1: int
+  offset: tuple[int, int]
+  cells: tuple[int, int]
 
 
 def mask_geometry(shape: tuple[int, int], step: int, sigma: float) -> MaskGeometry:
-  """torchray's ``MaskGenerator(shape, step, sigma)`` as gather indices and kernel weights.
+  """torchray's ``MaskGenerator(shape, step, sigma)`` as window offsets and kernel weights.
 
   Node ``i`` sits at pixel ``step * i`` of the image; pixel ``y`` sees the nodes
   ``floor((y + margin) / step) - padding + k``, k < 2 radius + 1, with ``margin = sigma``,
@@ -100,6 +109,7 @@ def mask_geometry(shape: tuple[int, int], step: int, sigma: float) -> MaskGeomet
   if int(step) != step or step < 1 or sigma <= 0:
     raise ValueError(f'extremal: step must be a positive integer and sigma > 0; got '
                      f'step={step}, sigma={sigma}')
+  step = int(step)
   h, w = shape
   margin = sigma
   padding = 1 + math.ceil((margin + sigma) / step)
@@ -116,28 +126,42 @@ def mask_geometry(shape: tuple[int, int], step: int, sigma: float) -> MaskGeomet
 
   ny, dy = axis(h)
   nx, dx = axis(w)
-  d = np.sqrt(dy[:, :, None, None] ** 2 + dx[None, None, :, :] ** 2)
+  d = np.sqrt(dy[:, None, :, None] ** 2 + dx[None, :, None, :] ** 2)  # [H, W, K1, K1]
   weight = np.exp(-2 * np.maximum(d / sigma - 0.5, 0) ** 2).astype(np.float32)
   pad = padding + 2 * radius  # enough zeros that every index lands on the padded grid
-  return MaskGeometry(rows=(ny + pad).astype(np.int32), cols=(nx + pad).astype(np.int32),
-                      weight=weight, shape_in=shape_in, pad=pad)
+  rows, cols = ny[:, 0] + pad, nx[:, 0] + pad  # the first node each pixel sees, padded grid
+  # rows[y] = (y + m) // step + (pad - padding): offset = m + step (pad - padding) >= 0
+  off = m + step * (pad - padding)
+  assert (rows == (np.arange(h) + off) // step).all() and (cols == (np.arange(w) + off) // step
+                                                           ).all()
+  cells = ((off + h + step - 1) // step, (off + w + step - 1) // step)
+  return MaskGeometry(rows=rows.astype(np.int32), cols=cols.astype(np.int32),
+                      weight=weight.reshape(h, w, -1), shape_in=shape_in, pad=pad, step=step,
+                      k1=len(k), offset=(off, off), cells=cells)
 
 
 def generate(params: Array, geometry: MaskGeometry) -> Array:
   """Mask parameters [..., h_in, w_in] in [0, 1] -> masks [..., H, W] in [0, 1]: the smooth
-  max over the nodes each pixel sees of ``param * kernel`` (softmax pooling)."""
+  max over the nodes each pixel sees of ``param * kernel`` (softmax pooling).
+
+  Written densely for speed (no gather, whose gradient is a scatter): the K1 x K1 node window
+  of every cell is K1^2 shifted slices of the padded grid, spread over the cell's ``step`` x
+  ``step`` pixels by a broadcast; the softmax's maximum is a constant of the gradient (the
+  pooling does not depend on it), so it is not differentiated."""
   g = geometry
   lead = params.shape[:-2]
-  p = params.reshape((-1,) + params.shape[-2:])
-  p = jnp.pad(p, ((0, 0), (g.pad, g.pad), (g.pad, g.pad)))
-
-  def one(q):  # [Hp, Wp] -> [H, W]
-    v = q[g.rows][:, :, g.cols] * g.weight  # [H, K1, W, K1]
-    att = jax.nn.softmax(COLDNESS * v, axis=(1, 3))
-    return jnp.clip(jnp.sum(v * att, axis=(1, 3)), 0.0, 1.0)
-
-  out = jax.vmap(one)(p)
-  return out.reshape(lead + out.shape[1:])
+  h, w = g.weight.shape[:2]
+  q = params.reshape((-1,) + params.shape[-2:])
+  q = jnp.pad(q, ((0, 0), (g.pad, g.pad), (g.pad, g.pad)))
+  n, (cy, cx), s, k1 = q.shape[0], g.cells, g.step, g.k1
+  win = jnp.stack([q[:, i:i + cy, j:j + cx] for i in range(k1) for j in range(k1)], axis=-1)
+  v = jnp.broadcast_to(win[:, :, None, :, None], (n, cy, s, cx, s, k1 * k1)).reshape(
+      n, cy * s, cx * s, k1 * k1)[:, g.offset[0]:g.offset[0] + h, g.offset[1]:g.offset[1] + w]
+  v = v * g.weight
+  z = COLDNESS * v
+  e = jnp.exp(z - lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True)))
+  out = jnp.clip(jnp.sum(v * e, axis=-1) / jnp.sum(e, axis=-1), 0.0, 1.0)
+  return out.reshape(lead + (h, w))
 
 
 def area_reference(areas: Sequence[float], n: int) -> Array:
@@ -184,78 +208,108 @@ def _check(areas, variant, steps):
     raise ValueError(f'extremal: steps must be >= 1; got {steps}')
 
 
-_STATIC = ('areas', 'variant', 'steps', 'step', 'sigma', 'jitter', 'fill_mode', 'blur_sigma',
-           'score', 'optimiser', 'reward')
 OPTIMISERS = ('adam', 'torchray')
-STARTS = ('clean', 'scan')
+STARTS = ('clean', 'scan', 'empty')
 REWARDS = ('normalised', 'raw')
 
 
-@method(*_STATIC)
-def _optimise(fn: nets.ModelFn, images: Array, targets: Array, init: Array | None, *,
-              areas: tuple[float, ...],
-              variant: str, steps: int, step: int, sigma: float, learning_rate: float,
-              momentum: float, regul_weight: float, jitter: bool, fill: float | Array,
-              fill_mode: str, blur_sigma: float, score: str, optimiser: str, reward: str,
-              reward_scale: float) -> tuple[Array, Array, Array]:
+@dataclasses.dataclass(frozen=True)
+class _Game:
+  """Every static option of one optimisation (hashable: one compile per distinct game)."""
+  areas: tuple[float, ...]
+  variant: str
+  steps: int
+  step: int
+  sigma: float
+  learning_rate: float
+  momentum: float
+  regul_weight: float
+  jitter: bool
+  fill_mode: str
+  blur_sigma: float
+  score: str
+  optimiser: str
+  reward: str
+  reward_scale: float
+  empty: bool
+
+
+def _closures(fn: nets.ModelFn, images: Array, targets: Array, fill: float | Array, g: _Game):
+  """The game's pieces, traced inside each compiled function below: the mask geometry,
+  ``scores(masks, flip)`` -> [A, B], ``loss(p, weight, flip, unit)`` and the optimiser's
+  ``body(carry, i, unit)`` (one step; carry = (params, first moment, second moment, rank
+  loss weight))."""
   b, h, w, c = images.shape
-  a = len(areas)
+  a = len(g.areas)
   t = as_targets(targets, b)
-  geo = mask_geometry((h, w), step, sigma)
-  ref = area_reference(areas, h * w)[:, None]  # [A, 1, HW]
-  cut = jnp.asarray([int(h * w * (1 - x)) for x in areas])[:, None]  # [A, 1] zeros in ref
-  base = fills.prepare(images, fill, fill_mode, blur_sigma)
-  stretch = REFERENCE_STEPS / steps
+  geo = mask_geometry((h, w), g.step, g.sigma)
+  ref = area_reference(g.areas, h * w)[:, None]  # [A, 1, HW]
+  cut = jnp.asarray([int(h * w * (1 - x)) for x in g.areas])[:, None]  # [A, 1] zeros in ref
+  base = fills.prepare(images, fill, g.fill_mode, g.blur_sigma)
+  stretch = REFERENCE_STEPS / g.steps
   # torchray's SGD takes proportionally larger strides when stretched; Adam's stride is the
   # learning rate itself (per parameter, whatever the gradient's units), so it is not.
-  lr = learning_rate * stretch if optimiser == 'torchray' else learning_rate
+  lr = g.learning_rate * stretch if g.optimiser == 'torchray' else g.learning_rate
   growth = REGUL_GROWTH ** stretch
+  momentum = g.momentum
 
   def scores(masks, flip):  # masks [A, B, H, W] -> target scores [A, B]
-    removed = 1.0 - masks if variant == 'preserve' else masks
-    x = fills.apply(images, removed, base, fill_mode, blur_sigma)  # [A, B, H, W, C]
-    if jitter:  # the paper's jitter: every other step sees the mirrored image
+    removed = 1.0 - masks if g.variant == 'preserve' else masks
+    x = fills.apply(images, removed, base, g.fill_mode, g.blur_sigma)  # [A, B, H, W, C]
+    if g.jitter:  # the paper's jitter: every other step sees the mirrored image
       x = jnp.where(flip, x[:, :, :, ::-1], x)
     out, _ = fn(x.reshape((a * b, h, w, c)))
-    return class_score(jnp.swapaxes(out.reshape(a, b, -1), 0, 1), t, score).T
+    return class_score(jnp.swapaxes(out.reshape(a, b, -1), 0, 1), t, g.score).T
 
   def loss(p, weight, flip, unit):
     masks = generate(p, geo)
     s = scores(masks, flip)
-    reward = (s if variant == 'preserve' else -s) * unit
+    reward = (s if g.variant == 'preserve' else -s) * unit
     flat = masks.reshape(a, b, h * w)
-    if optimiser == 'torchray':
+    if g.optimiser == 'torchray':
       regul = weight * jnp.mean((jnp.sort(flat, axis=-1) - ref) ** 2, axis=-1)
     else:
       regul = weight * jnp.mean((flat - lax.stop_gradient(tied_targets(flat, cut))) ** 2,
                                 axis=-1)
     return jnp.sum(regul - reward), s  # masks do not interact: each gets its own gradient
 
-  def body(carry, i):
+  def body(carry, i, unit):
     p, buf, sq, weight = carry
-    g, s = jax.grad(loss, has_aux=True)(p, weight, i % 2 == 0, unit)
-    if optimiser == 'torchray':
+    grad, s = jax.grad(loss, has_aux=True)(p, weight, i % 2 == 0, unit)
+    if g.optimiser == 'torchray':
       # torch.optim.SGD with dampening = momentum: the first step's buffer is the raw gradient.
-      buf = jnp.where(i == 0, g, momentum * buf + (1 - momentum) * g)
+      buf = jnp.where(i == 0, grad, momentum * buf + (1 - momentum) * grad)
       p = jnp.clip(p - lr * buf, 0.0, 1.0)
     else:  # Adam (beta1 = momentum, beta2 = 0.999), bias-corrected, projected onto [0, 1]
-      buf = momentum * buf + (1 - momentum) * g
-      sq = 0.999 * sq + 0.001 * g * g
+      buf = momentum * buf + (1 - momentum) * grad
+      sq = 0.999 * sq + 0.001 * grad * grad
       k = (i + 1).astype(images.dtype)
       step_ = (buf / (1 - momentum ** k)) / (jnp.sqrt(sq / (1 - 0.999 ** k)) + 1e-8)
       p = jnp.clip(p - lr * step_, 0.0, 1.0)
     return (p, buf, sq, weight * growth), jnp.mean(s, axis=1)
 
+  return geo, scores, loss, body
+
+
+@method
+def _begin(fn: nets.ModelFn, images: Array, targets: Array, init: Array | None, *,
+           game: _Game, fill: float | Array) -> tuple[tuple[Array, ...], Array]:
+  """The optimiser's first carry and the reward's unit per mask [A, B]."""
+  g = game
+  a, b = len(g.areas), images.shape[0]
+  geo, _, loss, _ = _closures(fn, images, targets, fill, g)
   # torchray starts both games from params 1 (preserve: all kept; delete: all removed); the
   # Adam schedule starts both from the clean image, where the score's gradient is informative
-  # (on a fully removed image the network is off its data).
-  start = 1.0 if (variant == 'preserve' or optimiser == 'torchray') else 0.0
+  # (on a fully removed image the network is off its data), unless asked to start from it.
+  start = 1.0 if (g.variant == 'preserve' or g.optimiser == 'torchray') else 0.0
+  if g.empty:  # from the fully removed image: nothing kept ('preserve'), all removed ('delete')
+    start = 0.0 if g.variant == 'preserve' else 1.0
   if init is None:
     p0 = jnp.full((a, b) + geo.shape_in, start, images.dtype)
   else:  # from a map's top regions (kept for 'preserve', removed for 'delete')
-    p0 = init_params(jnp.asarray(init, images.dtype), areas, geo, step)
-  w0 = jnp.asarray(regul_weight, images.dtype)
-  if reward == 'normalised':
+    p0 = init_params(jnp.asarray(init, images.dtype), g.areas, geo, g.step)
+  w0 = jnp.asarray(g.regul_weight, images.dtype)
+  if g.reward == 'normalised':
     # The reward in units of its own gradient at the start: per mask, its largest push on a
     # parameter equals reward_scale x the rank loss's largest (one extra forward and backward).
     # The rank loss's weight then means the same for any network's logit units and any
@@ -264,15 +318,62 @@ def _optimise(fn: nets.ModelFn, images: Array, targets: Array, init: Array | Non
     ones = jnp.ones((a, b), images.dtype)
     g_all = jax.grad(lambda q: loss(q, w0, False, ones)[0])(p0)
     g_reg = jax.grad(lambda q: loss(q, w0, False, 0.0 * ones)[0])(p0)
-    peak = lambda g: jnp.max(jnp.abs(g), axis=(-2, -1))  # [A, B]
-    unit = reward_scale * peak(g_reg) / jnp.maximum(peak(g_all - g_reg), 1e-12)
+    peak = lambda v: jnp.max(jnp.abs(v), axis=(-2, -1))  # [A, B]
+    unit = g.reward_scale * peak(g_reg) / jnp.maximum(peak(g_all - g_reg), 1e-12)
   else:
     unit = jnp.ones((a, b), images.dtype)
-  init = (p0, jnp.zeros_like(p0), jnp.zeros_like(p0), w0)
-  (p, _, _, _), history = lax.scan(body, init, jnp.arange(steps))
-  masks = generate(p, geo)
-  final = scores(masks, False)
-  return jnp.transpose(masks, (1, 0, 2, 3)), final.T, history
+  return (p0, jnp.zeros_like(p0), jnp.zeros_like(p0), w0), unit
+
+
+@method
+def _advance(fn: nets.ModelFn, images: Array, targets: Array, carry: tuple[Array, ...],
+             unit: Array, first: Array, *, game: _Game, fill: float | Array, count: int
+             ) -> tuple[tuple[Array, ...], Array]:
+  """Steps ``first`` .. ``first + count - 1``: one compiled ``lax.scan`` (a single step runs
+  straight: JAX lowers even a one-trip scan to a while loop). Returns the carry and the
+  history [count, A]."""
+  body = functools.partial(_closures(fn, images, targets, fill, game)[3], unit=unit)
+  if count == 1:
+    carry, y = body(carry, first)
+    return carry, y[None]
+  return lax.scan(body, carry, first + jnp.arange(count))
+
+
+@method
+def _finish(fn: nets.ModelFn, images: Array, targets: Array, params: Array, *, game: _Game,
+            fill: float | Array) -> tuple[Array, Array]:
+  """The masks [B, A, H, W] and their scores [B, A] (no jitter)."""
+  geo, scores, _, _ = _closures(fn, images, targets, fill, game)
+  masks = generate(params, geo)
+  return jnp.transpose(masks, (1, 0, 2, 3)), scores(masks, False).T
+
+
+def host_loop() -> bool:
+  """Whether the steps run as a host loop over one compiled step (on CPU) instead of one
+  compiled ``lax.scan`` over all of them (elsewhere): XLA:CPU runs a backward pass inside a
+  while loop several times slower than outside one (:func:`gradejax.optvis.render.host_loop`,
+  measured for extremal in benchmarks/RESULTS.md, session 15). Both compute the same steps."""
+  return jax.default_backend() == 'cpu'
+
+
+def _optimise(fn: nets.ModelFn, images: Array, targets: Array, init: Array | None,
+              game: _Game, fill: float | Array, precision: str | None, loop: bool | None = None
+              ) -> tuple[Array, Array, Array]:
+  """The whole optimisation: masks [B, A, H, W], scores [B, A], history [steps, A]. ``loop``:
+  the host loop (True), the scan (False) or per backend (None: :func:`host_loop`)."""
+  kw = dict(game=game, fill=fill, precision=precision)
+  carry, unit = _begin(fn, images, targets, init, **kw)
+  if host_loop() if loop is None else loop:
+    history = []
+    for i in range(game.steps):
+      carry, y = _advance(fn, images, targets, carry, unit, jnp.int32(i), count=1, **kw)
+      history.append(y)
+    history = jnp.concatenate(history)
+  else:
+    carry, history = _advance(fn, images, targets, carry, unit, jnp.int32(0),
+                              count=game.steps, **kw)
+  masks, final = _finish(fn, images, targets, carry[0], **kw)
+  return masks, final, history
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,7 +408,7 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
                           fill: float | Array = 0.0, fill_mode: str = 'blur',
                           blur_sigma: float = 10.0, score: str = 'logit',
                           init: Array | None = None, start: str = 'clean',
-                          starts: int = 1,
+                          starts: int = 1, loop: bool | None = None,
                           precision: str | None = 'highest') -> ExtremalResult:
   """Extremal masks of every image at every area (see the module docstring).
 
@@ -324,9 +425,12 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
     init: None (the schedule's start) or maps [B, H, W] (or [A, B, H, W], one per area) to
       start from (:func:`extremal_starts.init_params`: each area's mask starts on the map's
       top regions of that area; e.g. occlusion's).
-    start: without ``init``: 'clean' (the schedule's start) or 'scan' (each area's mask starts
+    start: without ``init``: 'clean' (the schedule's start), 'scan' (each area's mask starts
       where a square of that area removed lowers the score most:
-      :func:`extremal_starts.scan_starts`, with the same fill and score).
+      :func:`extremal_starts.scan_starts`, with the same fill and score) or 'empty' (from the
+      fully removed image: the delete game's mask starts at 1 and shrinks, the preserve
+      game's at 0 and grows; finds a cue read from either half on a toy, not on the demo's
+      network, which is off its data there: benchmarks/RESULTS.md, session 15).
     starts: with a start map (``init`` or ``start='scan'``), how many starts per image and
       area (:func:`extremal_starts.start_regions`: the map's distinct peaks at the area's
       scale). All are optimised in the same compiled loop; each image and area keeps the start
@@ -334,6 +438,9 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
       (:func:`extremal_starts.keep_best`: lowest for 'delete', highest for 'preserve'). The
       optimisation is local: one start refines one region, and a
       cue the start missed stays missed; K starts cost K times the steps' forwards.
+    loop: the steps as a host loop over one compiled step (True), as one compiled
+      ``lax.scan`` (False) or per backend (None: the host loop on CPU, :func:`host_loop`);
+      the same steps either way.
 
   Memory: each step runs ``A * B`` images through the network with gradients; call it on
   batches of images.
@@ -373,13 +480,14 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
   if k > 1:
     init = start_regions(jnp.asarray(init), areas, k).reshape(
         (k * len(areas),) + tuple(np.shape(images)[:3]))
-  masks, final, history = _optimise(
-      fn, jnp.asarray(images), targets, None if init is None else jnp.asarray(init),
-      areas=run_areas, variant=variant, steps=int(steps),
-      step=int(step), sigma=float(sigma), learning_rate=float(learning_rate),
-      momentum=momentum, regul_weight=regul_weight, jitter=bool(jitter), fill=fill,
-      fill_mode=fill_mode, blur_sigma=float(blur_sigma), score=score, optimiser=optimiser,
-      reward=reward, reward_scale=float(reward_scale), precision=precision)
+  game = _Game(areas=run_areas, variant=variant, steps=int(steps), step=int(step),
+               sigma=float(sigma), learning_rate=float(learning_rate), momentum=float(momentum),
+               regul_weight=float(regul_weight), jitter=bool(jitter), fill_mode=fill_mode,
+               blur_sigma=float(blur_sigma), score=score, optimiser=optimiser, reward=reward,
+               reward_scale=float(reward_scale), empty=start == 'empty' and init is None)
+  masks, final, history = _optimise(fn, jnp.asarray(images), targets,
+                                    None if init is None else jnp.asarray(init), game, fill,
+                                    precision, loop)
   if k == 1:
     return ExtremalResult(np.asarray(masks), np.asarray(final), np.asarray(history), areas,
                           variant)
