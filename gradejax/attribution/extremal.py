@@ -145,8 +145,8 @@ def generate(params: Array, geometry: MaskGeometry) -> Array:
   max over the nodes each pixel sees of ``param * kernel`` (softmax pooling).
 
   Written densely for speed (no gather, whose gradient is a scatter): the K1 x K1 node window
-  of every cell is K1^2 shifted slices of the padded grid, spread over the cell's ``step`` x
-  ``step`` pixels by a broadcast; the softmax's maximum is a constant of the gradient (the
+  of every cell is 2 K1 shifted slices of the padded grid (rows, then columns), spread over
+  the cell's ``step`` x ``step`` pixels by a broadcast; the softmax's maximum is a constant of the gradient (the
   pooling does not depend on it), so it is not differentiated."""
   g = geometry
   lead = params.shape[:-2]
@@ -154,7 +154,9 @@ def generate(params: Array, geometry: MaskGeometry) -> Array:
   q = params.reshape((-1,) + params.shape[-2:])
   q = jnp.pad(q, ((0, 0), (g.pad, g.pad), (g.pad, g.pad)))
   n, (cy, cx), s, k1 = q.shape[0], g.cells, g.step, g.k1
-  win = jnp.stack([q[:, i:i + cy, j:j + cx] for i in range(k1) for j in range(k1)], axis=-1)
+  rows = jnp.stack([q[:, i:i + cy] for i in range(k1)], axis=-1)  # [N, cy, Wp, K1]
+  win = jnp.stack([rows[:, :, j:j + cx] for j in range(k1)], axis=-1).reshape(
+      n, cy, cx, k1 * k1)  # [N, cy, cx, K1 (row) x K1 (col)]
   v = jnp.broadcast_to(win[:, :, None, :, None], (n, cy, s, cx, s, k1 * k1)).reshape(
       n, cy * s, cx * s, k1 * k1)[:, g.offset[0]:g.offset[0] + h, g.offset[1]:g.offset[1] + w]
   v = v * g.weight
