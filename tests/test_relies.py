@@ -149,31 +149,43 @@ class EitherHalf(nn.Module):
     return nets.tap(self, 'logits', jnp.stack([s, -s], axis=1))
 
 
+_EITHER_HALF_KW = dict(variant='delete', step=1, sigma=2.0, jitter=False, fill_mode='value',
+                      fill=0.0)
+
+
+def _assert_finds_either_half(start, inside):
+  """The delete game on EitherHalf from ``start``: the clean start stays off the patch (logit
+  32); this one's top patch-area pixels are exactly the patch, the logit near 0, at least
+  ``inside`` of the mask's mass on it."""
+  fn = _bind(EitherHalf(), (1, H, W, 3))
+  x = jnp.ones((1, H, W, 3))
+  truth = _truth()
+  kw = dict(areas=(truth.mean(),), **_EITHER_HALF_KW)
+  clean = extremal.extremal_perturbation(fn, x, 0, **kw)
+  assert clean.scores[0, 0] > 31.9  # the clean start does not find it
+  r = extremal.extremal_perturbation(fn, x, 0, start=start, **kw)
+  m = r.masks[0, 0]
+  top = np.zeros(H * W, bool)
+  top[np.argsort(-m.ravel(), kind='stable')[:truth.sum()]] = True
+  np.testing.assert_array_equal(top.reshape(H, W), truth)
+  assert r.scores[0, 0] < 0.1 * truth.sum() / 2 and m[truth].sum() / m.sum() >= inside
+  return fn, x, kw
+
+
 def test_extremal_scan_start_finds_a_cue_read_from_either_half():
   # On the clean image the logit's gradient is 0 (clipped at half the patch's sum), so the
   # delete game from the clean start has nothing to follow (measured: mask off the patch, IoU
   # 0, logit unchanged at 32); a scan with a square of the mask's own area (8 x 8, stride 2)
   # hides the whole patch and starts the mask on it.
-  fn = _bind(EitherHalf(), (1, H, W, 3))
-  x = jnp.ones((1, H, W, 3))
   truth = _truth()
-  kw = dict(areas=(truth.mean(),), variant='delete', step=1, sigma=2.0, jitter=False,
-            fill_mode='value', fill=0.0)
   assert extremal_starts.scan_side(truth.mean(), (H, W)) == 8
+  fn, x, kw = _assert_finds_either_half('scan', inside=0.5)
   starts = np.asarray(extremal_starts.scan_starts(fn, x, 0, (truth.mean(),), fill_mode='value',
                                            fill=0.0))
   assert starts.shape == (1, 1, H, W)
   # the squares covering the patch's centre: the one on the patch drops 32, its neighbours less
   assert np.unravel_index(starts[0, 0].argmax(), (H, W)) in {(r, c) for r in (10, 11, 12, 13)
                                                              for c in (20, 21, 22, 23)}
-  clean = extremal.extremal_perturbation(fn, x, 0, **kw)
-  assert clean.scores[0, 0] > 31.9  # the clean start does not find it
-  r = extremal.extremal_perturbation(fn, x, 0, start='scan', **kw)
-  m = r.masks[0, 0]
-  top = np.zeros(H * W, bool)
-  top[np.argsort(-m.ravel(), kind='stable')[:truth.sum()]] = True
-  np.testing.assert_array_equal(top.reshape(H, W), truth)
-  assert r.scores[0, 0] < 0.1 * truth.sum() / 2 and m[truth].sum() / m.sum() >= 0.5
   with pytest.raises(ValueError, match='start must be one of clean, scan'):
     extremal.extremal_perturbation(fn, x, 0, start='occlusion', **kw)
 
@@ -183,19 +195,7 @@ def test_extremal_empty_start_finds_a_cue_read_from_either_half():
   # shrinks to its area) restoring either half of the patch raises the logit, so the gradient
   # points at the whole patch, which the clean start's cannot (measured: clean IoU 0, logit
   # unchanged at 32; empty IoU 1, logit 1.1 of 32). No map, no scan: one extra argument.
-  fn = _bind(EitherHalf(), (1, H, W, 3))
-  x = jnp.ones((1, H, W, 3))
-  truth = _truth()
-  kw = dict(areas=(truth.mean(),), variant='delete', step=1, sigma=2.0, jitter=False,
-            fill_mode='value', fill=0.0)
-  r = extremal.extremal_perturbation(fn, x, 0, start='empty', **kw)
-  m = r.masks[0, 0]
-  top = np.zeros(H * W, bool)
-  top[np.argsort(-m.ravel(), kind='stable')[:truth.sum()]] = True
-  np.testing.assert_array_equal(top.reshape(H, W), truth)
-  assert r.scores[0, 0] < 0.1 * truth.sum() / 2 and m[truth].sum() / m.sum() >= 0.7
-  clean = extremal.extremal_perturbation(fn, x, 0, **kw)
-  assert clean.scores[0, 0] > 31.9
+  _assert_finds_either_half('empty', inside=0.7)
 
 
 def test_extremal_starts_keep_the_best_of_several_regions():

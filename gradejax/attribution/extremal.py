@@ -14,7 +14,7 @@ contrast, :func:`gradejax.attribution.common.class_score`) of the image whose pi
 the mask ('preserve') or inside it ('delete') are filled as every perturbation method fills
 them (:mod:`gradejax.attribution.fills`: blur by default, or inpaint, or a constant).
 
-Smoothness is torchray's max-convolution parameterisation (:func:`mask_geometry`): parameters
+Smoothness is torchray's max-convolution parameterisation (:mod:`.extremal_masks`): parameters
 on a grid of stride ``step`` px, each node spreading a flat-topped kernel of radius ~``sigma``
 px, combined by a smooth max (softmax pooling, coldness 20), so a mask is a union of smooth
 discs of radius >= ``sigma / 2`` and reaches 1 inside them (a Gaussian blur of the parameters
@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import Sequence
 
 import jax
@@ -61,6 +60,9 @@ from jax import lax
 
 from gradejax import nets
 from gradejax.attribution import fills
+# The mask's parameterisation, re-exported: extremal.generate, extremal.mask_geometry, ...
+from gradejax.attribution.extremal_masks import (  # noqa: F401
+    COLDNESS, MaskGeometry, area_reference, generate, mask_geometry, smoothness, tied_targets)
 from gradejax.attribution.extremal_starts import (init_params, keep_best, scan_starts,
                                                  start_regions)
 from gradejax.attribution.common import as_targets, class_score, method
@@ -68,137 +70,11 @@ from gradejax.attribution.common import as_targets, class_score, method
 Array = jax.Array
 VARIANTS = ('preserve', 'delete')
 DEFAULT_AREAS = (0.02, 0.05, 0.1, 0.2)
-COLDNESS = 20.0  # torchray's softmax-pooling temperature
 REFERENCE_STEPS = 800  # torchray's schedule, which ``steps`` stretches
 REGUL_GROWTH = 1.0035
 DEFAULT_STEPS = 60  # the Adam schedule's (see the module docstring)
 ADAM_RATE = 0.1
 REWARD_SCALE = 8.0
-
-
-@dataclasses.dataclass(frozen=True)
-class MaskGeometry:
-  """Static geometry of the max-convolution generator for one image size.
-
-  Pixel ``(y, x)`` sees the K1 x K1 nodes of the zero-padded parameter grid starting at node
-  ``(rows[y], cols[x])``; ``rows[y] = (y + offset[0]) // step`` (columns alike), so the
-  pixels of one ``step`` x ``step`` cell see the same nodes. ``weight`` float32 [H, W, K1 * K1]:
-  the kernel value of each (pixel, node) pair, nodes in raster order; ``shape_in``: the
-  parameter grid (h_in, w_in); ``pad``: zero nodes on each side of it; ``cells``: the node
-  windows computed (ny, nx) before they are spread over the pixels.
-  """
-  rows: np.ndarray
-  cols: np.ndarray
-  weight: np.ndarray
-  shape_in: tuple[int, int]
-  pad: int
-  step: int
-  k1: int
-  offset: tuple[int, int]
-  cells: tuple[int, int]
-
-
-def mask_geometry(shape: tuple[int, int], step: int, sigma: float) -> MaskGeometry:
-  """torchray's ``MaskGenerator(shape, step, sigma)`` as window offsets and kernel weights.
-
-  Node ``i`` sits at pixel ``step * i`` of the image; pixel ``y`` sees the nodes
-  ``floor((y + margin) / step) - padding + k``, k < 2 radius + 1, with ``margin = sigma``,
-  ``padding = 1 + ceil(2 sigma / step)``, ``radius = 1 + ceil(sigma / step)`` (nodes beyond the
-  grid are zeros); kernel ``exp(-2 max(d / sigma - 1/2, 0)^2)`` of the Euclidean distance d.
-  """
-  if int(step) != step or step < 1 or sigma <= 0:
-    raise ValueError(f'extremal: step must be a positive integer and sigma > 0; got '
-                     f'step={step}, sigma={sigma}')
-  step = int(step)
-  h, w = shape
-  margin = sigma
-  padding = 1 + math.ceil((margin + sigma) / step)
-  radius = 1 + math.ceil(sigma / step)
-  shape_in = (math.ceil(h / step), math.ceil(w / step))
-  m = round(margin)
-  k = np.arange(2 * radius + 1)
-
-  def axis(size):
-    u = np.arange(size) + m  # pixel in torchray's margin-including frame
-    node = u[:, None] // step - padding + k[None, :]  # [size, K1] node index on the grid
-    delta = u[:, None] - (margin + step * node)
-    return node, delta.astype(np.float64)
-
-  ny, dy = axis(h)
-  nx, dx = axis(w)
-  d = np.sqrt(dy[:, None, :, None] ** 2 + dx[None, :, None, :] ** 2)  # [H, W, K1, K1]
-  weight = np.exp(-2 * np.maximum(d / sigma - 0.5, 0) ** 2).astype(np.float32)
-  pad = padding + 2 * radius  # enough zeros that every index lands on the padded grid
-  rows, cols = ny[:, 0] + pad, nx[:, 0] + pad  # the first node each pixel sees, padded grid
-  # rows[y] = (y + m) // step + (pad - padding): offset = m + step (pad - padding) >= 0
-  off = m + step * (pad - padding)
-  assert (rows == (np.arange(h) + off) // step).all() and (cols == (np.arange(w) + off) // step
-                                                           ).all()
-  cells = ((off + h + step - 1) // step, (off + w + step - 1) // step)
-  return MaskGeometry(rows=rows.astype(np.int32), cols=cols.astype(np.int32),
-                      weight=weight.reshape(h, w, -1), shape_in=shape_in, pad=pad, step=step,
-                      k1=len(k), offset=(off, off), cells=cells)
-
-
-def generate(params: Array, geometry: MaskGeometry) -> Array:
-  """Mask parameters [..., h_in, w_in] in [0, 1] -> masks [..., H, W] in [0, 1]: the smooth
-  max over the nodes each pixel sees of ``param * kernel`` (softmax pooling).
-
-  Written densely for speed (no gather, whose gradient is a scatter): the K1 x K1 node window
-  of every cell is 2 K1 shifted slices of the padded grid (rows, then columns), spread over
-  the cell's ``step`` x ``step`` pixels by a broadcast; the softmax's maximum is a constant of the gradient (the
-  pooling does not depend on it), so it is not differentiated."""
-  g = geometry
-  lead = params.shape[:-2]
-  h, w = g.weight.shape[:2]
-  q = params.reshape((-1,) + params.shape[-2:])
-  q = jnp.pad(q, ((0, 0), (g.pad, g.pad), (g.pad, g.pad)))
-  n, (cy, cx), s, k1 = q.shape[0], g.cells, g.step, g.k1
-  rows = jnp.stack([q[:, i:i + cy] for i in range(k1)], axis=-1)  # [N, cy, Wp, K1]
-  win = jnp.stack([rows[:, :, j:j + cx] for j in range(k1)], axis=-1).reshape(
-      n, cy, cx, k1 * k1)  # [N, cy, cx, K1 (row) x K1 (col)]
-  v = jnp.broadcast_to(win[:, :, None, :, None], (n, cy, s, cx, s, k1 * k1)).reshape(
-      n, cy * s, cx * s, k1 * k1)[:, g.offset[0]:g.offset[0] + h, g.offset[1]:g.offset[1] + w]
-  v = v * g.weight
-  z = COLDNESS * v
-  e = jnp.exp(z - lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True)))
-  out = jnp.clip(jnp.sum(v * e, axis=-1) / jnp.sum(e, axis=-1), 0.0, 1.0)
-  return out.reshape(lead + (h, w))
-
-
-def area_reference(areas: Sequence[float], n: int) -> Array:
-  """The sorted binary mask of each area: float32 [A, n], 0 for the first ``int(n (1 - a))``."""
-  cut = np.array([int(n * (1 - a)) for a in areas])
-  return jnp.asarray((np.arange(n)[None, :] >= cut[:, None]).astype(np.float32))
-
-
-def smoothness(area: float, shape: tuple[int, int]) -> float:
-  """The generator's ``sigma`` (px) for masks down to ``area`` (a fraction) of an image of
-  ``shape``: the largest whose one-node mask (a disc of mass ~3.9 sigma^2 px, measured) fits
-  in that area, so the smallest mask can be one binary disc. torchray's fixed 21 px makes a
-  one-node disc of ~1700 px: 7.4% of a 150 px chip, so a 2% mask could only be a dim blur."""
-  return float(max(1.0, math.sqrt(area * shape[0] * shape[1] / 3.9)))
-
-
-def tied_targets(flat: Array, cut: Array) -> Array:
-  """The rank loss's target of every pixel with ties shared: ``flat`` [..., n] mask values,
-  ``cut`` int [...] (broadcastable): the number of zeros in the sorted reference.
-
-  ``mean((sort(m) - r)^2)`` pairs the j-th smallest value with ``r_j``; among equal values
-  (a mask at its start, or clipped at 0 or 1: most pixels) the sort's order is arbitrary, so
-  its gradient picks the pixels that may keep their value by their index (raster order: the
-  bottom rows), not by the reward. Here a pixel's target is the mean of ``r`` over the ranks
-  its tie group spans, so tied pixels are pushed alike and the reward alone separates them;
-  for distinct values it is ``r`` at the pixel's rank (the same loss and gradient). Float
-  [..., n].
-  """
-  srt = jnp.sort(flat, axis=-1)
-  pos = lambda side: jax.vmap(lambda row, q: jnp.searchsorted(row, q, side=side))(
-      srt.reshape(-1, srt.shape[-1]), flat.reshape(-1, flat.shape[-1])).reshape(flat.shape)
-  lo, hi = pos('left'), pos('right')  # the tie group's ranks [lo, hi)
-  c = jnp.broadcast_to(cut[..., None] if cut.ndim == flat.ndim - 1 else cut, flat.shape)
-  ones = lambda k: jnp.maximum(k - c, 0)  # ones among the first k entries of r
-  return ((ones(hi) - ones(lo)) / jnp.maximum(hi - lo, 1)).astype(flat.dtype)
 
 
 def _check(areas, variant, steps):
@@ -236,7 +112,7 @@ class _Game:
   empty: bool
 
 
-def _closures(fn: nets.ModelFn, images: Array, targets: Array, fill: float | Array, g: _Game):
+def _closures(fn: nets.ModelFn, images: Array, targets: Array, base: Array, g: _Game):
   """The game's pieces, traced inside each compiled function below: the mask geometry,
   ``scores(masks, flip)`` -> [A, B], ``loss(p, weight, flip, unit)`` and the optimiser's
   ``body(carry, i, unit)`` (one step; carry = (params, first moment, second moment, rank
@@ -247,7 +123,6 @@ def _closures(fn: nets.ModelFn, images: Array, targets: Array, fill: float | Arr
   geo = mask_geometry((h, w), g.step, g.sigma)
   ref = area_reference(g.areas, h * w)[:, None]  # [A, 1, HW]
   cut = jnp.asarray([int(h * w * (1 - x)) for x in g.areas])[:, None]  # [A, 1] zeros in ref
-  base = fills.prepare(images, fill, g.fill_mode, g.blur_sigma)
   stretch = REFERENCE_STEPS / g.steps
   # torchray's SGD takes proportionally larger strides when stretched; Adam's stride is the
   # learning rate itself (per parameter, whatever the gradient's units), so it is not.
@@ -295,11 +170,11 @@ def _closures(fn: nets.ModelFn, images: Array, targets: Array, fill: float | Arr
 
 @method
 def _begin(fn: nets.ModelFn, images: Array, targets: Array, init: Array | None, *,
-           game: _Game, fill: float | Array) -> tuple[tuple[Array, ...], Array]:
+           game: _Game, base: Array) -> tuple[tuple[Array, ...], Array]:
   """The optimiser's first carry and the reward's unit per mask [A, B]."""
   g = game
   a, b = len(g.areas), images.shape[0]
-  geo, _, loss, _ = _closures(fn, images, targets, fill, g)
+  geo, _, loss, _ = _closures(fn, images, targets, base, g)
   # torchray starts both games from params 1 (preserve: all kept; delete: all removed); the
   # Adam schedule starts both from the clean image, where the score's gradient is informative
   # (on a fully removed image the network is off its data), unless asked to start from it.
@@ -329,12 +204,12 @@ def _begin(fn: nets.ModelFn, images: Array, targets: Array, init: Array | None, 
 
 @method
 def _advance(fn: nets.ModelFn, images: Array, targets: Array, carry: tuple[Array, ...],
-             unit: Array, first: Array, *, game: _Game, fill: float | Array, count: int
+             unit: Array, first: Array, *, game: _Game, base: Array, count: int
              ) -> tuple[tuple[Array, ...], Array]:
   """Steps ``first`` .. ``first + count - 1``: one compiled ``lax.scan`` (a single step runs
   straight: JAX lowers even a one-trip scan to a while loop). Returns the carry and the
   history [count, A]."""
-  body = functools.partial(_closures(fn, images, targets, fill, game)[3], unit=unit)
+  body = functools.partial(_closures(fn, images, targets, base, game)[3], unit=unit)
   if count == 1:
     carry, y = body(carry, first)
     return carry, y[None]
@@ -343,9 +218,9 @@ def _advance(fn: nets.ModelFn, images: Array, targets: Array, carry: tuple[Array
 
 @method
 def _finish(fn: nets.ModelFn, images: Array, targets: Array, params: Array, *, game: _Game,
-            fill: float | Array) -> tuple[Array, Array]:
+            base: Array) -> tuple[Array, Array]:
   """The masks [B, A, H, W] and their scores [B, A] (no jitter)."""
-  geo, scores, _, _ = _closures(fn, images, targets, fill, game)
+  geo, scores, _, _ = _closures(fn, images, targets, base, game)
   masks = generate(params, geo)
   return jnp.transpose(masks, (1, 0, 2, 3)), scores(masks, False).T
 
@@ -363,7 +238,9 @@ def _optimise(fn: nets.ModelFn, images: Array, targets: Array, init: Array | Non
               ) -> tuple[Array, Array, Array]:
   """The whole optimisation: masks [B, A, H, W], scores [B, A], history [steps, A]. ``loop``:
   the host loop (True), the scan (False) or per backend (None: :func:`host_loop`)."""
-  kw = dict(game=game, fill=fill, precision=precision)
+  # the fill's mask-free part (the blurred images or the constant), once for every step
+  base = fills.prepare(images, fill, game.fill_mode, game.blur_sigma)
+  kw = dict(game=game, base=base, precision=precision)
   carry, unit = _begin(fn, images, targets, init, **kw)
   if host_loop() if loop is None else loop:
     history = []

@@ -31,7 +31,7 @@ from gradejax.attribution.common import as_targets, class_score, method
 
 Array = jax.Array
 if TYPE_CHECKING:
-  from gradejax.attribution.extremal import MaskGeometry
+  from gradejax.attribution.extremal_masks import MaskGeometry
 
 
 def init_params(init: Array, areas: Sequence[float], geometry: MaskGeometry, step: int
