@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from gradejax import nets  # noqa: E402
+import fold_cues  # noqa: E402  (benchmarks/fold_cues.py)
+
 from gradejax.attribution import extremal, registry  # noqa: E402
 
 WORKDIR = flags.DEFINE_string('workdir', 'workspace/runs/demo', 'trained demo run')
@@ -52,24 +53,10 @@ STARTS = flags.DEFINE_integer('starts', 1, 'starts per image and area from the s
 
 def main(argv):
   del argv
-  from gradejax.attribution.battery import checks, config as cfg_lib, truth as truth_lib
+  from gradejax.attribution.battery import checks
   from gradejax.attribution.battery import maps as maps_lib
-  from gradejax.data import dataset
-  from gradejax.training import runs
-  module, variables, config = runs.load_trained(WORKDIR.value)
-  arrays = dataset.load_arrays(config.data_dir)
-  fn = nets.bind(module, variables)
-  cfg = cfg_lib.Options(truth=TRUTH.value, valid_fold=int(config.valid_fold),
-                        batch=BATCH.value, precision='default').config()
-  x, masks, note, _ = truth_lib.localisation_images(
-      arrays, pathlib.Path(config.data_dir), cfg.localisation, None, arrays['images'].shape[1],
-      np.arange(8))
-  if masks is None:
-    raise SystemExit(note)
-  x = np.asarray(x)
-  if LIMIT.value:
-    x, masks = x[:LIMIT.value], masks[:LIMIT.value]
-  print(note, flush=True)
+  fn, cfg, x, masks = fold_cues.load(WORKDIR.value, TRUTH.value, BATCH.value, LIMIT.value,
+                                     precision='default')
   targets = maps_lib.predicted(fn, x, BATCH.value)
   areas = tuple(float(a) for a in AREAS.value.split(','))
   out = pathlib.Path(OUT.value or pathlib.Path(WORKDIR.value) / 'localisation' / 'extremal.json')

@@ -34,12 +34,13 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from gradejax import nets  # noqa: E402
 from gradejax.attribution import registry, rise  # noqa: E402
 from gradejax.attribution import occlusion_sensitivity as occ  # noqa: E402
 from gradejax.attribution.common import class_score, method  # noqa: E402
 from gradejax.attribution import battery as ar  # noqa: E402
 from gradejax.attribution.battery import checks  # noqa: E402
+
+import fold_cues  # noqa: E402  (benchmarks/fold_cues.py)
 
 WORKDIR = flags.DEFINE_string('workdir', 'workspace/runs/demo', 'trained demo run')
 TRUTH = flags.DEFINE_string('truth', 'workspace/raw/truth.csv', 'the workbook truth.csv')
@@ -180,24 +181,9 @@ def derived(fn, x, masks, targets, out_dir: pathlib.Path, batch: int):
 
 def main(argv):
   del argv
-  from gradejax.data import dataset
-  from gradejax.training import runs
-  module, variables, config = runs.load_trained(WORKDIR.value)
-  arrays = dataset.load_arrays(config.data_dir)
-  fn = nets.bind(module, variables)
-  opts = ar.Options(truth=TRUTH.value, valid_fold=int(config.valid_fold), batch=BATCH.value,
-                    fill_mode='inpaint')
-  cfg = opts.config()
-  x, masks, note, _ = ar.localisation_images(arrays, pathlib.Path(config.data_dir),
-                                             cfg.localisation, None, arrays['images'].shape[1],
-                                             np.arange(8))
-  if masks is None:
-    raise SystemExit(note)
-  if LIMIT.value:
-    x, masks = x[:LIMIT.value], masks[:LIMIT.value]
-    note += f' (--limit: the first {len(x)} of them)'
-  print(note, flush=True)
-  targets = ar.predicted(fn, x, opts.batch)
+  fn, cfg, x, masks = fold_cues.load(WORKDIR.value, TRUTH.value, BATCH.value, LIMIT.value,
+                                     fill_mode='inpaint')
+  targets = ar.predicted(fn, x, BATCH.value)
   layer = ar.default_layer(fn, x)
   out = pathlib.Path(OUT.value or pathlib.Path(WORKDIR.value) / 'localisation' / 'results.json')
   out.parent.mkdir(parents=True, exist_ok=True)
@@ -226,17 +212,17 @@ def main(argv):
     method_name, kw = ALL[name]
     t0 = time.time()
     maps = []
-    for i in range(0, len(x), opts.batch):
-      xb = x[i:i + opts.batch]
+    for i in range(0, len(x), BATCH.value):
+      xb = x[i:i + BATCH.value]
       maps.append(np.asarray(registry.heatmap(
-          method_name, fn, xb, targets[i:i + opts.batch], layer=layer, key=jax.random.key(0),
+          method_name, fn, xb, targets[i:i + BATCH.value], layer=layer, key=jax.random.key(0),
           precision='highest', **kw)))
     maps = np.concatenate(maps)
     secs = time.time() - t0
     np.save(out.parent / f'maps_{len(results):02d}.npy', maps)
     record(name, maps, method_name, kw, secs)
   for name, (maps, method_name, kw, secs) in derived(fn, x, masks, targets, out.parent,
-                                                     opts.batch):
+                                                     BATCH.value):
     if not WHY_ONLY.value and not (SKIP_DONE.value and name in results):
       record(name, maps, method_name, kw, secs)
 
