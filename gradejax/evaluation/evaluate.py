@@ -237,9 +237,10 @@ def _count_planned(v: dict[str, Any], entry: dict[str, Any], path) -> None:
                      counts_planned_analysis=True)
 
 
-def featurizer(config, module, variables, batch_size: int = 64):
+def featurizer(config, module, variables,
+               batch_size: int = input_pipeline.FEATURE_BATCH):
   """uint8 chips [N, H, W, 3] -> the CNN's view-0 features [N, D] (one batched pass), for the
-  harmonised re-test."""
+  harmonised re-test: the training features' function and batch, so one compiled program."""
   fn = input_pipeline.make_feature_fn(config.head_input, module.input_means,
                                       input_pipeline.augment_params(config))
   key = input_pipeline.view_key(config.seed)

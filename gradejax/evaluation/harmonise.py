@@ -166,13 +166,27 @@ def resolution(x: np.ndarray, side: int | None, sigma: float = 0.0,
       break
   sharp = np.stack(sharp)  # [K, N], decreasing in K
   k = np.clip((sharp > target).sum(0) - 1, 0, len(sharp) - 2)  # sharp[k] > target >= [k+1]
+  # Every blur and measure below runs on the whole batch, and each level's chips are taken
+  # from it: the programs keep the batch's shape (one compile each, the same as the search
+  # loop's) instead of one per level's chip count. Two levels' blurs are held at a time.
+  var = np.asarray(var)
+  mid = jax.jit(lambda a, b: sharpness(0.5 * (a + b)))
+  blurred: dict[int, jax.Array] = {}
+
+  def at(level: int) -> jax.Array:
+    if level not in blurred:
+      for old in [j for j in blurred if j < level - 1]:
+        del blurred[old]
+      blurred[level] = _blur(xj, sigma=_SIGMAS[level], edge='edge') if level else xj
+    return blurred[level]
+
   out = np.zeros_like(np.asarray(xj))
   for level in np.unique(k):
     idx = np.flatnonzero(k == level)
-    a_img = _blur(xj[idx], sigma=_SIGMAS[level], edge='edge') if level else xj[idx]
-    b_img = _blur(xj[idx], sigma=_SIGMAS[level + 1], edge='edge')
+    a_all, b_all = at(level), at(level + 1)
+    a_img, b_img = np.asarray(a_all)[idx], np.asarray(b_all)[idx]
     s0, s1 = sharp[level, idx], sharp[level + 1, idx]
-    sm = np.asarray(sharpness(0.5 * (a_img + b_img)) / var[idx])
+    sm = np.asarray(mid(a_all, b_all))[idx] / var[idx]
     # S(w) = c0 + c1 w + c2 w^2 through (0, s0), (0.5, sm), (1, s1); solve S(w) = target.
     c2 = 2 * (s0 + s1 - 2 * sm)
     c1 = s1 - s0 - c2
@@ -182,8 +196,8 @@ def resolution(x: np.ndarray, side: int | None, sigma: float = 0.0,
       w = np.where(np.abs(c2) > 1e-12, (-c1 - disc) / (2 * c2), -c0 / c1)
       w2 = np.where(np.abs(c2) > 1e-12, (-c1 + disc) / (2 * c2), w)
     w = np.where((w >= 0) & (w <= 1), w, w2)
-    w = np.clip(np.nan_to_num(w, nan=1.0), 0, 1)
-    out[idx] = np.asarray((1 - w)[:, None, None, None] * a_img + w[:, None, None, None] * b_img)
+    w = np.clip(np.nan_to_num(w, nan=1.0), 0, 1).astype(np.float32)
+    out[idx] = (1 - w)[:, None, None, None] * a_img + w[:, None, None, None] * b_img
   return out
 
 

@@ -7,6 +7,7 @@ config field that changes the features).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -104,9 +105,19 @@ def augment_params(config) -> augment.AugmentParams:
                                saturation=float(a.saturation))
 
 
+# Chips per call of the feature function (training's cache and the evaluation's re-test).
+FEATURE_BATCH = 32
+
+
 def make_feature_fn(head_input: str, input_means, p: augment.AugmentParams):
   """jitted ``(params, images uint8/float [B,...], views int [B], index int [B], key)`` ->
-  head-input features ``[B, D]`` of those views."""
+  head-input features ``[B, D]`` of those views. The same function object for the same
+  arguments (the training features and the evaluation's re-test share its compiled programs)."""
+  return _feature_fn(head_input, tuple(float(v) for v in np.ravel(input_means)), p)
+
+
+@functools.lru_cache(maxsize=8)
+def _feature_fn(head_input: str, input_means: tuple[float, ...], p: augment.AugmentParams):
   trunk = classifier.FaceTrunk(input_means=input_means, head_input=head_input)
 
   @jax.jit
@@ -132,7 +143,7 @@ def feature_key(config, data: dict, weights_id: str) -> str:
 
 
 def cached_features(config, data: dict, workdir: str | pathlib.Path, module, variables,
-                    weights_id: str = '', batch_size: int = 32) -> np.ndarray:
+                    weights_id: str = '', batch_size: int = FEATURE_BATCH) -> np.ndarray:
   """float32 [1 + num_views, N, D]: view 0 the chips as they are, then augmented views.
 
   Read from ``WORKDIR/features/<hash>.npz`` when present, else computed and written there.
