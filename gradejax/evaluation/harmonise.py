@@ -247,8 +247,13 @@ def jpeg(x: np.ndarray, quality: int) -> np.ndarray:
 
 def harmonise(images: np.ndarray, kinds: tuple[str, ...], *, side: int | None,
               quality: int, mask: np.ndarray | None = None, sigma: float | None = None,
-              colour_method: str = 'quantile') -> np.ndarray:
+              colour_method: str = 'quantile', resolved: np.ndarray | None = None
+              ) -> np.ndarray:
   """uint8 chips [N, S, S, 3] with the harmonisations ``kinds`` applied in :data:`ORDER`.
+
+  ``resolved``: :func:`resolution` of these images with the same ``side``, ``sigma`` and
+  ``mask``, computed once by the caller ('resolution' comes first in :data:`ORDER`, so the
+  re-test's 'resolution' and 'all' start from the same float chips).
 
   ``sigma``: the common low-pass (None: :func:`common_sigma` of ``images``), used by
   'resolution' and, when 'resolution' is not applied, by 'jpeg' before its encoding (so the
@@ -265,7 +270,7 @@ def harmonise(images: np.ndarray, kinds: tuple[str, ...], *, side: int | None,
     if k not in kinds:
       continue
     if k == 'resolution':
-      x = resolution(x, side, sigma, mask)
+      x = resolution(x, side, sigma, mask) if resolved is None else resolved
     elif k == 'colour':
       x = colour(x, mask, colour_method)
     elif k == 'background':
@@ -351,11 +356,15 @@ def retest(metric: str, featurize: Callable[[np.ndarray], np.ndarray], images: n
   out['settings']['lowpass_sigma'] = sigma
   base = ref['cv_score'] - chance
   all_images = None
+  # 'resolution' alone and 'all' share their first step: computed once.
+  resolved = (resolution(np.asarray(images, np.float32) / 255.0, targets.get('side'), sigma,
+                         mask) if 'resolution' in kinds else None)
   for name in list(kinds) + ['all']:
     which = tuple(kinds) if name == 'all' else (name,)
     chips = harmonise(images, which, side=targets.get('side'),
                       quality=targets['jpeg_quality'], mask=mask, sigma=sigma,
-                      colour_method=targets.get('colour_method', 'quantile'))
+                      colour_method=targets.get('colour_method', 'quantile'),
+                      resolved=resolved if 'resolution' in which else None)
     r = score(np.asarray(featurize(chips), np.float32))
     r['retained'] = float((r['cv_score'] - chance) / base) if base > 0 else float('nan')
     r['description'] = DESCRIPTIONS[name]
