@@ -12,6 +12,10 @@ output (``occlusion_all_outputs``) are computed once (cached as ``grid_P_S.npy``
 logit minus the other class's), aggregate 'centre' or 'mean' -- the same maps
 ``registry.heatmap('occlusion', ..., score=, aggregate=)`` returns. ``--multiscale a+b``
 combines cached grids' centre maps with ``combine_scales`` (max and mean).
+``--keep_grids P/S,...``: the same grids with everything *but* the square filled (the
+preservation game over squares, ``keep=True``); their maps are the negated drops, so the map's
+maximum is the square that alone keeps the score highest, and the 'why' line's "drop" reads as
+that kept score.
 ``--rise NxC``: RISE of every output (``rise_all_outputs``, inpaint, N masks of C x C cells),
 cached, read as 'logit' and 'contrast'.
 
@@ -48,6 +52,8 @@ VARIANTS = flags.DEFINE_string('variants', '', 'comma-separated subset of VARIAN
 OUT = flags.DEFINE_string('out', '', 'JSON results (default WORKDIR/localisation/results.json)')
 BATCH = flags.DEFINE_integer('batch', 8, 'images per call')
 GRIDS = flags.DEFINE_string('grids', '', 'occlusion P/S pairs computed once for every output')
+KEEP_GRIDS = flags.DEFINE_string('keep_grids', '', 'the same with everything but the square '
+                                 'filled (the preservation game over squares)')
 RISE = flags.DEFINE_string('rise', '', 'RISE NxC (masks x cells) computed once for every output')
 WHY_ONLY = flags.DEFINE_boolean('why_only', False, 'cached grids: print the miss analysis only')
 SKIP_DONE = flags.DEFINE_boolean('skip_done', False, 'do not re-measure names already in --out')
@@ -80,7 +86,7 @@ ALL = {
 
 # Every output's occlusion drops, jitted (the library's traceable helper; unrolled loops of a
 # ResNet compile for minutes on a CPU and ran no faster here, so the loop stays rolled).
-all_drops = method('patch', 'stride', 'chunk', 'unroll', 'fill_mode', 'blur_sigma')(
+all_drops = method('patch', 'stride', 'chunk', 'unroll', 'fill_mode', 'blur_sigma', 'keep')(
     occ.occlusion_all_outputs)
 
 
@@ -141,20 +147,24 @@ def derived(fn, x, masks, targets, out_dir: pathlib.Path, batch: int):
   --rise, each as soon as it is computed."""
   t = jnp.asarray(targets)
   centre = {}
-  for spec in [g for g in GRIDS.value.split(',') if g]:
+  specs = [(g, False) for g in GRIDS.value.split(',') if g]
+  specs += [(g, True) for g in KEEP_GRIDS.value.split(',') if g]
+  for spec, keep in specs:
     p, st = (int(v) for v in spec.split('/'))
-    path = out_dir / f'grid_{p}_{st}.npy'
+    path = out_dir / f'{"keep" if keep else "grid"}_{p}_{st}.npy'
     grid, secs = _cached(path, lambda xb: all_drops(
-        fn, xb, patch=p, stride=st, chunk=16, unroll=False, precision='highest', **INPAINT),
-        x, batch)
+        fn, xb, patch=p, stride=st, chunk=16, unroll=False, keep=keep, precision='highest',
+        **INPAINT), x, batch)
     for score in ('logit', 'contrast'):
-      g = class_score(jnp.asarray(grid), t, score)
-      _why(np.asarray(g), masks, p, st, f'{p}/{st} {score}')
+      # The preservation game's best square keeps the score highest: its drop is the lowest.
+      g = class_score(jnp.asarray(grid), t, score) * (-1 if keep else 1)
+      _why(np.asarray(g), masks, p, st, f'{"keep " if keep else ""}{p}/{st} {score}')
       for agg in ('centre', 'mean'):
         maps = np.asarray(occ.grid_to_pixels(g, x.shape[1:3], p, st, agg))
-        kw = dict(patch=p, stride=st, aggregate=agg, score=score, **INPAINT)
-        yield f'occlusion inpaint {p}/{st} {agg} {score}', (maps, 'occlusion', kw, secs)
-        if agg == 'centre':
+        kw = dict(patch=p, stride=st, aggregate=agg, score=score, keep=keep, **INPAINT)
+        game = 'preserve-game squares' if keep else 'occlusion'
+        yield f'{game} inpaint {p}/{st} {agg} {score}', (maps, 'occlusion', kw, secs)
+        if agg == 'centre' and not keep:
           centre[(spec, score)] = (maps, secs)
   for group in [g for g in MULTISCALE.value.split(',') if g]:
     parts = group.split('+')
@@ -189,7 +199,7 @@ def main(argv):
   out.parent.mkdir(parents=True, exist_ok=True)
   results = json.loads(out.read_text()) if out.is_file() else {}
   names = [v.strip() for v in VARIANTS.value.split(',') if v.strip()]
-  if not (names or GRIDS.value or RISE.value):
+  if not (names or GRIDS.value or KEEP_GRIDS.value or RISE.value):
     names = list(ALL)
 
   def record(name, maps, method_name, kw, secs):

@@ -141,6 +141,16 @@ def test_linear_occlusion_is_patch_sums(images, linear):
   pix = np.asarray(attr.occlusion(fn, images, TARGETS, patch=4, stride=4))
   grid4 = np.asarray(attr.occlusion_grid(fn, images, TARGETS, patch=4, stride=4))
   np.testing.assert_allclose(pix, np.kron(grid4, np.ones((4, 4))), rtol=1e-6)
+  # keep=True fills everything but the square (the preservation game over squares): the drop
+  # at (i, j) is the sum of w x over the pixels outside that square, for every output.
+  kept = np.asarray(attr.occlusion_sensitivity.occlusion_all_outputs(
+      fn, images, patch=patch, stride=stride, fill=0.0, chunk=4, keep=True))
+  full = np.einsum('bhwc,hwck->bk', x, w)
+  for i in range(ny):
+    for j in range(ny):
+      sl = np.s_[i * stride:i * stride + patch, j * stride:j * stride + patch]
+      inside = np.einsum('bhwc,hwck->bk', x[(slice(None),) + sl], w[sl])
+      np.testing.assert_allclose(kept[:, i, j], full - inside, rtol=1e-4, atol=1e-5)
 
 
 def test_linear_region_class_map(images, linear):

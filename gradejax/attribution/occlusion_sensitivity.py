@@ -47,12 +47,13 @@ def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride
                           fill: float | Array = fills.DEFAULT_FILL, chunk: int = 16,
                           unroll: int | bool | None = None,
                           fill_mode: str = fills.DEFAULT_MODE,
-                          blur_sigma: float = fills.DEFAULT_SIGMA) -> Array:
+                          blur_sigma: float = fills.DEFAULT_SIGMA, keep: bool = False) -> Array:
   """``outputs(x) - outputs(x occluded at (i, j))`` for every output unit: [B, ny, nx, K].
 
   ``fill`` is the occluder's value (scalar or broadcastable to one image ``[H, W, C]``) when
   ``fill_mode`` is 'value'; 'blur' / 'inpaint' use ``blur_sigma`` (pixels) instead.
-  Traceable helper (not jitted itself).
+  ``keep``: fill everything *but* the square instead (the preservation game over squares: the
+  square that keeps the score highest has the lowest drop). Traceable helper (not jitted).
   """
   b, h, w, c = images.shape
   ny, nx = grid_shape(h, w, patch, stride)
@@ -64,6 +65,8 @@ def occlusion_all_outputs(fn: nets.ModelFn, images: Array, *, patch: int, stride
 
   def run(pos):  # pos [chunk] flat positions (padded ones repeat the last and are dropped)
     masks = rows[pos // nx][:, :, None] * cols[pos % nx][:, None, :]  # [chunk, H, W]
+    if keep:
+      masks = 1.0 - masks
     x = fills.apply(images, masks, base, fill_mode, blur_sigma)
     out, _ = fn(x.reshape((chunk * b, h, w, c)))
     return clean[None] - out.reshape((chunk, b, -1))
