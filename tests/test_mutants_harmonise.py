@@ -123,3 +123,27 @@ def test_resolution_downsamples_with_antialiasing_down_to_four_pixels():
   # side 4 (the smallest allowed) still resamples; side None leaves the chips as they are.
   assert np.abs(harmonise.resolution(x, 4) - x).max() > 0.1
   np.testing.assert_allclose(harmonise.resolution(x, None), x, atol=1e-6)
+
+
+def test_retest_scores_the_chips_harmonise_makes_with_the_data_side():
+  """The re-test computes the resolution step once for 'resolution' and 'all'; the chips it
+  featurises must still be harmonise()'s own for each, at the data's common side."""
+  rng = np.random.default_rng(3)
+  n = 12
+  y = (np.arange(n) % 2).astype(np.int32)
+  chips = np.clip(rng.normal(120, 40, (n, 32, 32, 3)), 0, 255).astype(np.uint8)
+  seen = []
+  feat = lambda c: (seen.append(np.array(c)),
+                    np.asarray(c, np.float32).reshape(len(c), -1, 3).mean(1) / 255)[1]
+  folds = (np.arange(n) % 3)[None]
+  perms = np.stack([rng.permutation(n) for _ in range(5)])
+  kinds = ('colour', 'resolution')
+  targets = {'jpeg_quality': 90, 'side': 12, 'lowpass_sigma': 0.8}
+  harmonise.retest('roc_auc', feat, chips, feat(chips), y, folds, perms, 2, 1.0, 10, 0, 5,
+                   0.05, 0.5, targets, kinds=kinds)
+  kw = dict(side=12, quality=90, sigma=0.8)
+  for got, which in zip(seen[1:], [('colour',), ('resolution',), kinds]):
+    np.testing.assert_array_equal(got, harmonise.harmonise(chips, which, **kw), err_msg=which)
+  # The side matters here: without it the resolution step gives other chips.
+  assert not np.array_equal(harmonise.harmonise(chips, ('resolution',), **kw),
+                            harmonise.harmonise(chips, ('resolution',), **dict(kw, side=None)))

@@ -74,6 +74,7 @@ def sharpness(x: jax.Array) -> jax.Array:
 
 
 _sharpness = jax.jit(sharpness)
+_mid_sharpness = jax.jit(lambda a, b: sharpness(0.5 * (a + b)))  # of the midpoint blend
 
 
 def spectrum(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,9 +169,8 @@ def resolution(x: np.ndarray, side: int | None, sigma: float = 0.0,
   k = np.clip((sharp > target).sum(0) - 1, 0, len(sharp) - 2)  # sharp[k] > target >= [k+1]
   # Every blur and measure below runs on the whole batch, and each level's chips are taken
   # from it: the programs keep the batch's shape (one compile each, the same as the search
-  # loop's) instead of one per level's chip count. Two levels' blurs are held at a time.
-  var = np.asarray(var)
-  mid = jax.jit(lambda a, b: sharpness(0.5 * (a + b)))
+  # loop's) instead of one per level's chip count. At most two levels' blurs are kept.
+  var_np = np.asarray(var)
   blurred: dict[int, jax.Array] = {}
 
   def at(level: int) -> jax.Array:
@@ -186,7 +186,7 @@ def resolution(x: np.ndarray, side: int | None, sigma: float = 0.0,
     a_all, b_all = at(level), at(level + 1)
     a_img, b_img = np.asarray(a_all)[idx], np.asarray(b_all)[idx]
     s0, s1 = sharp[level, idx], sharp[level + 1, idx]
-    sm = np.asarray(mid(a_all, b_all))[idx] / var[idx]
+    sm = np.asarray(_mid_sharpness(a_all, b_all))[idx] / var_np[idx]
     # S(w) = c0 + c1 w + c2 w^2 through (0, s0), (0.5, sm), (1, s1); solve S(w) = target.
     c2 = 2 * (s0 + s1 - 2 * sm)
     c1 = s1 - s0 - c2
