@@ -5,7 +5,7 @@ report's causal check of each map's top square.
   PYTHONPATH=$PWD JAX_PLATFORMS=cpu /work/main/.venv/bin/python benchmarks/demo_extremal.py \
       --workdir /tmp/h26-ws/runs/demo --truth /tmp/h26-ws/raw/truth.csv \
       [--areas 0.02,0.05,0.1,0.2] [--steps 800] [--batch 4] [--limit 0] [--out F.json] \
-      [--init occlusion|scan] [--starts K]
+      [--init occlusion|scan] [--starts K] [--noguard]
 
 Nothing here looks at the cue: the areas, steps and fill are the library's defaults unless
 given, the explained class is the predicted one, and the truth masks are read only to score.
@@ -49,6 +49,8 @@ INIT = flags.DEFINE_enum('init', 'none', ['none', 'occlusion', 'scan', 'empty'],
                          "(extremal_starts.scan_starts: start='scan'), or from the clean image")
 STARTS = flags.DEFINE_integer('starts', 1, 'starts per image and area from the start map '
                               '(extremal_starts.start_regions; needs --init occlusion or scan)')
+GUARD = flags.DEFINE_bool('guard', True, 'with a start map, return the start region where it '
+                          'plays the game better than the optimised mask (extremal guard)')
 
 
 def main(argv):
@@ -64,11 +66,11 @@ def main(argv):
   kw = dict(areas=areas, steps=STEPS.value, variant=VARIANT.value, fill_mode=FILL.value,
             blur_sigma=cfg.fill['blur_sigma'], optimiser=OPTIMISER.value, reward=REWARD.value,
             reward_scale=SCALE.value, learning_rate=LR.value, starts=STARTS.value,
-            score=SCORE.value,
+            score=SCORE.value, guard=GUARD.value,
             precision='default')
   inputs = maps_lib.Inputs(cfg, maps_lib.default_layer(fn, x))
   t0 = time.time()
-  per_area, occ = [], []
+  per_area, occ, kept = [], [], []
   for i in range(0, len(x), BATCH.value):
     xb, tb = x[i:i + BATCH.value], targets[i:i + BATCH.value]
     n = len(xb)
@@ -82,6 +84,8 @@ def main(argv):
     r = extremal.extremal_perturbation(fn, xb, tb, init=init,
                                        start=INIT.value if INIT.value in ('scan', 'empty') else 'clean', **kw)
     per_area.append(r.masks[:n])
+    if r.kept is not None:  # which candidate each image and area returned (>= starts: a start)
+      kept.append(r.kept[:n] >= STARTS.value)
     print(f'  images {i}-{i + n - 1}: {time.time() - t0:.0f} s', flush=True)
   secs = time.time() - t0
   m = np.concatenate(per_area)  # [N, A, H, W]
@@ -98,12 +102,16 @@ def main(argv):
                 rows=[dict(method=r.method, mass=r.mass, pointing=r.pointing, area=r.area)
                       for r in rows],
                 causal_top=causal[1].drop, causal_random=causal[1].random_drop,
-                causal_cue=causal[0].drop)
+                causal_cue=causal[0].drop,
+                start_kept=(np.concatenate(kept).mean(axis=0).tolist() if kept else None))
   out.write_text(json.dumps(result, indent=1, default=float))
   f = lambda c: f'{c[0]:.3f} [{c[1]:.3f}, {c[2]:.3f}]'
   for row in rows:
     print(f'{row.method}: mass {f(row.mass)} ({row.mass[0] / row.area:.1f}x uniform), '
           f'pointing {f(row.pointing)}')
+  if kept:
+    print('start region returned (the guard) per area: ' + ', '.join(
+        f'{a}: {v:.3f}' for a, v in zip(areas, np.concatenate(kept).mean(axis=0))))
   print(f'top-square drop {f(causal[1].drop)} vs random {f(causal[1].random_drop)}; '
         f'cue removed {f(causal[0].drop)}; {len(x)} images in {secs:.0f} s', flush=True)
 

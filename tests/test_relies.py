@@ -217,10 +217,13 @@ def test_extremal_starts_keep_the_best_of_several_regions():
   kw = dict(areas=(truth.mean(),), variant='delete', step=1, sigma=2.0, jitter=False,
             fill_mode='value', fill=0.0, init=start)
   one = extremal.extremal_perturbation(fn, x, 0, **kw)
-  assert one.scores[0, 0] > 31.9 and one.start_scores is None
-  two = extremal.extremal_perturbation(fn, x, 0, starts=2, **kw)
+  assert one.scores[0, 0] > 31.9 and one.start_scores.shape == (1, 2, 1)  # guarded: + start
+  two = extremal.extremal_perturbation(fn, x, 0, starts=2, guard=False, **kw)
   assert two.start_scores.shape == (1, 2, 1)
   np.testing.assert_allclose(two.start_scores[0, :, 0], [32.0, 0.0], atol=1e-4)
+  both = extremal.extremal_perturbation(fn, x, 0, starts=2, **kw)  # + the 2 start regions
+  np.testing.assert_allclose(both.start_scores[0, :, 0], [32.0, 0.0, 32.0, 0.0], atol=1e-4)
+  assert both.kept.tolist() == [[1]]  # the optimised mask from the patch's start (first tie)
   m = two.masks[0, 0]
   hard = np.zeros(H * W, bool)
   hard[top(m)] = True
@@ -237,6 +240,46 @@ def test_extremal_starts_keep_the_best_of_several_regions():
   np.testing.assert_allclose(np.asarray(got)[:, 0], [0.0, 32.0, 32.0], atol=1e-5)
   with pytest.raises(ValueError, match='starts > 1 needs a map'):
     extremal.extremal_perturbation(fn, x, 0, starts=2, areas=(0.1,))
+
+
+def test_extremal_guard_returns_the_start_region_where_the_optimisation_leaves_it():
+  # The start map is the patch itself, the delete game's optimum (logit 0 with all of it
+  # removed). With wide kernels (sigma 6 on a 32 px image) the generated mask is a plateau
+  # larger than the patch, and its top patch-area pixels (ties by position) keep only part
+  # of it: made binary, the optimised mask scores 28 (hand: read from either half, min(64 -
+  # removed, 32) = 28 with 36 of its 64 pixels removed). The guard scores both candidates as
+  # binary regions and returns the patch, exactly, at logit 0.
+  fn = _bind(EitherHalf(), (1, H, W, 3))
+  x = jnp.ones((1, H, W, 3))
+  truth = _truth()
+  kw = dict(areas=(truth.mean(),), variant='delete', step=3, sigma=6.0, jitter=False,
+            fill_mode='value', fill=0.0, steps=5, init=truth[None].astype(np.float32))
+  off = extremal.extremal_perturbation(fn, x, 0, guard=False, **kw)
+  on = extremal.extremal_perturbation(fn, x, 0, **kw)
+  assert off.kept is None and off.start_scores is None
+  np.testing.assert_allclose(on.start_scores[0, :, 0], [28.0, 0.0], atol=1e-4)
+  assert on.kept.tolist() == [[1]]
+  np.testing.assert_array_equal(on.masks[0, 0], truth.astype(np.float32))
+  assert on.scores[0, 0] == pytest.approx(0.0, abs=1e-5)
+  np.testing.assert_allclose(on.history, off.history)  # the same optimisation either way
+  top = np.argsort(-off.masks[0, 0].ravel(), kind='stable')[:truth.sum()]
+  assert truth.ravel()[top].sum() < truth.sum()  # unguarded: its region is not the patch
+  # a graded start map: the region returned is 1 - TIE_BREAK .. 1 in the map's order, so its
+  # maximum is the map's peak (a pointing game's point), not the region's first pixel
+  yy, xx = np.mgrid[:H, :W]
+  graded = truth[None] * (1.0 - 0.01 * np.hypot(yy - 13, xx - 21))[None]  # peak at (13, 21)
+  g = extremal.extremal_perturbation(fn, x, 0, **{**kw, 'init': graded.astype(np.float32)})
+  assert g.kept.tolist() == [[1]] and g.scores[0, 0] == pytest.approx(0.0, abs=1e-5)
+  m = g.masks[0, 0]
+  assert np.unravel_index(m.argmax(), m.shape) == (13, 21)
+  assert (m[~truth] == 0).all() and m[truth].min() >= 1 - extremal.TIE_BREAK - 1e-7
+  assert m[truth].min() < 1 - 0.5 * extremal.TIE_BREAK  # graded, not flat
+  # where the optimised mask plays better (the decoy start: both 32, ties keep the optimised)
+  start = np.zeros((1, H, W), np.float32)
+  start[0, :8, :8] = 1.0
+  kept = extremal.extremal_perturbation(fn, x, 0, **{**kw, 'init': start, 'sigma': 2.0,
+                                                      'step': 1})
+  assert kept.kept.tolist() == [[0]]
 
 
 def test_extremal_host_loop_computes_the_same_steps_as_the_compiled_scan():

@@ -63,8 +63,8 @@ from gradejax.attribution import fills
 # The mask's parameterisation, re-exported: extremal.generate, extremal.mask_geometry, ...
 from gradejax.attribution.extremal_masks import (  # noqa: F401
     COLDNESS, MaskGeometry, area_reference, generate, mask_geometry, smoothness, tied_targets)
-from gradejax.attribution.extremal_starts import (init_params, keep_best, scan_starts,
-                                                 start_regions)
+from gradejax.attribution.extremal_starts import (binary_regions, init_params, keep_best,
+                                                 scan_starts, start_regions)
 from gradejax.attribution.common import as_targets, class_score, method
 
 Array = jax.Array
@@ -75,6 +75,7 @@ REGUL_GROWTH = 1.0035
 DEFAULT_STEPS = 60  # the Adam schedule's (see the module docstring)
 ADAM_RATE = 0.1
 REWARD_SCALE = 8.0
+TIE_BREAK = 1e-3  # a start region returned by the guard: 1 - TIE_BREAK .. 1 inside, by its map
 
 
 def _check(areas, variant, steps):
@@ -262,13 +263,17 @@ class ExtremalResult:
   mask applied; ``history`` float [steps, A]: the score averaged over images at every step (a
   convergence trace); ``areas``, ``variant`` as asked; ``start_scores`` float [B, K, A] with
   ``starts`` K > 1: the score of each start's final mask made binary at its area
-  (:func:`extremal_starts.region_scores`), the best of which was kept."""
+  (:func:`extremal_starts.region_scores`), the best of which was kept. With a start map and
+  ``guard`` (the default) the candidates are the K optimised masks and then the K start
+  regions themselves (``start_scores`` [B, 2K, A]); ``kept`` int [B, A]: the candidate
+  returned (>= K: a start region, which the optimisation did not improve on)."""
   masks: np.ndarray
   scores: np.ndarray
   history: np.ndarray
   areas: tuple[float, ...]
   variant: str
-  start_scores: np.ndarray | None = None  # [B, K, A] with starts K > 1: each start's result
+  start_scores: np.ndarray | None = None  # [B, K (or 2K), A]: each candidate's binary score
+  kept: np.ndarray | None = None  # [B, A]: the candidate kept (>= K: the start region itself)
 
   def heatmap(self) -> np.ndarray:
     """One map per image, [B, H, W]: the mean of the masks over the areas (nested masks of
@@ -287,7 +292,7 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
                           fill: float | Array = 0.0, fill_mode: str = 'blur',
                           blur_sigma: float = 10.0, score: str = 'logit',
                           init: Array | None = None, start: str = 'clean',
-                          starts: int = 1, loop: bool | None = None,
+                          starts: int = 1, guard: bool = True, loop: bool | None = None,
                           precision: str | None = 'highest') -> ExtremalResult:
   """Extremal masks of every image at every area (see the module docstring).
 
@@ -317,6 +322,13 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
       (:func:`extremal_starts.keep_best`: lowest for 'delete', highest for 'preserve'). The
       optimisation is local: one start refines one region, and a
       cue the start missed stays missed; K starts cost K times the steps' forwards.
+    guard: with a start map, each image and area returns its start region itself (the map's
+      top share of pixels of that area: 0 outside, within ``TIE_BREAK`` of 1 inside, ordered
+      as the map so its maximum is the map's peak) where that plays the game better than the
+      optimised mask made binary (:func:`extremal_starts.region_scores`): the optimisation
+      is non-convex, and on a cue read from several places its steps can leave a better
+      start (``kept`` says where; one extra forward per start region). False: always the
+      optimised masks.
     loop: the steps as a host loop over one compiled step (True), as one compiled
       ``lax.scan`` (False) or per backend (None: the host loop on CPU, :func:`host_loop`);
       the same steps either way.
@@ -367,14 +379,38 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
   masks, final, history = _optimise(fn, jnp.asarray(images), targets,
                                     None if init is None else jnp.asarray(init), game, fill,
                                     precision, loop)
-  if k == 1:
+  guarded = guard and init is not None
+  if k == 1 and not guarded:
     return ExtremalResult(np.asarray(masks), np.asarray(final), np.asarray(history), areas,
                           variant)
-  hard, (masks, final) = keep_best(fn, images, targets, run_areas, k, variant, masks, final,
-                                  fill=fill, fill_mode=fill_mode, blur_sigma=float(blur_sigma),
-                                  score=score, precision=precision)
+  n = k
+  if guarded:  # the start regions themselves as K more candidates, scored as binary regions
+    b = len(images)
+    maps = jnp.asarray(init, jnp.float32)
+    maps = jnp.broadcast_to(maps if maps.ndim == 4 else maps[None], (len(run_areas),) +
+                            tuple(np.shape(images)[:3]))
+    regions = np.asarray(binary_regions(maps, run_areas))  # [K * A, B, H, W]
+    # Inside the region the start map's order, within 1e-3 of 1 (TIE_BREAK): the region plays
+    # the game as the binary one (its score is that one's), and the mask's maximum, where a
+    # pointing game reads it, is the start map's peak instead of the region's first pixel.
+    inside = np.where(regions > 0, np.asarray(maps), np.nan)
+    lo = np.nanmin(inside, axis=(2, 3), keepdims=True)
+    span = np.nanmax(inside, axis=(2, 3), keepdims=True) - lo
+    q = np.where(span > 0, (inside - lo) / np.where(span > 0, span, 1.0), 1.0)  # flat: all 1
+    graded = 1.0 - TIE_BREAK * (1.0 - np.nan_to_num(q))
+    regions = np.swapaxes(np.where(regions > 0, graded, 0.0), 0, 1)
+    masks = np.concatenate([np.asarray(masks), regions.astype(np.asarray(masks).dtype)], axis=1)
+    final = np.concatenate([np.asarray(final), np.full((b, len(run_areas)), np.nan,
+                                                       np.asarray(final).dtype)], axis=1)
+    n = 2 * k
+  hard, best, (masks, final) = keep_best(fn, images, targets, run_areas * (n // k), n, variant,
+                                         masks, final, fill=fill, fill_mode=fill_mode,
+                                         blur_sigma=float(blur_sigma), score=score,
+                                         precision=precision)
+  # a start region kept: its score is its binary score (it was not optimised)
+  final = np.where(best >= k, np.take_along_axis(hard, best[:, None], axis=1)[:, 0], final)
   history = np.asarray(history).reshape(-1, k, len(areas)).mean(axis=1)
-  return ExtremalResult(masks, final, history, areas, variant, hard)
+  return ExtremalResult(masks, final, history, areas, variant, hard, best)
 
 
 def extremal(fn: nets.ModelFn, images: Array, targets: Array, *,
@@ -385,8 +421,8 @@ def extremal(fn: nets.ModelFn, images: Array, targets: Array, *,
              reward: str = 'normalised', reward_scale: float = REWARD_SCALE,
              fill: float | Array = 0.0, fill_mode: str = 'blur',
              blur_sigma: float = 10.0, score: str = 'logit', init: Array | None = None,
-             start: str = 'clean', starts: int = 1, precision: str | None = 'highest'
-             ) -> Array:
+             start: str = 'clean', starts: int = 1, guard: bool = True,
+             precision: str | None = 'highest') -> Array:
   """The registry's map: :func:`extremal_perturbation`'s masks averaged over the areas,
   [B, H, W] in [0, 1] (high = needed, for either variant)."""
   r = extremal_perturbation(fn, images, targets, areas=areas, variant=variant, steps=steps,
@@ -395,10 +431,10 @@ def extremal(fn: nets.ModelFn, images: Array, targets: Array, *,
                             optimiser=optimiser, reward=reward, reward_scale=reward_scale,
                             fill=fill, fill_mode=fill_mode, blur_sigma=blur_sigma,
                             score=score, init=init, start=start, starts=starts,
-                            precision=precision)
+                            guard=guard, precision=precision)
   return jnp.asarray(r.heatmap())
 
 
 OPTIONS = ('areas', 'variant', 'steps', 'step', 'sigma', 'learning_rate', 'momentum',
            'regul_weight', 'jitter', 'optimiser', 'reward', 'reward_scale', 'fill', 'fill_mode',
-           'blur_sigma', 'score', 'start', 'starts')
+           'blur_sigma', 'score', 'start', 'starts', 'guard')

@@ -14,6 +14,13 @@ and keeps the one whose mask, made binary at its area, scores best (:func:`regio
 sticker demo it did not help: its starts' regions, 40 steps on, were no better than one
 start's; benchmarks/RESULTS.md, session 12.) The battery does not pass a start map yet (a hook:
 its occlusion maps of the fold, computed once, as ``init``).
+
+The optimisation can also leave a good start: the objective is not convex, and where a cue is
+read from several places a step off the start's region costs nothing locally. So with a start
+map each image and area also scores the start region itself (the map's top share of pixels,
+binary: :func:`binary_regions`) and returns it where it plays the game better than the
+optimised mask made binary (``guard``, on by default: :func:`keep_best` over the optimised
+masks and the starts).
 """
 from __future__ import annotations
 
@@ -127,6 +134,24 @@ def start_regions(init: Array, areas: Sequence[float], starts: int) -> Array:
   return jnp.stack(out, axis=1)
 
 
+def _top_pixels(m: Array, kk) -> Array:
+  """The ``kk`` highest pixels of each map ``m`` [B, H, W] (ties broken by position, raster
+  order first) -> bool [B, H, W] with exactly ``kk`` True per map."""
+  b, h, w = m.shape
+  order = jnp.argsort(-m.reshape(b, h * w), axis=-1, stable=True)
+  rank = jnp.argsort(order, axis=-1)  # each pixel's rank
+  return (rank < kk).reshape(b, h, w)
+
+
+def binary_regions(maps: Array, areas: Sequence[float]) -> Array:
+  """Each map's region of its area: ``maps`` [N, B, H, W] (map n of area ``areas[n]``) ->
+  float {0, 1} [N, B, H, W], the top ``areas[n]`` share of pixels (exactly that many, ties
+  broken by position: the region :func:`region_scores` scores)."""
+  h, w = maps.shape[2:]
+  return jnp.stack([_top_pixels(m, max(1, int(round(a * h * w)))) for m, a in zip(maps, areas)]
+                   ).astype(jnp.float32)
+
+
 @method
 def region_scores(fn: nets.ModelFn, images: Array, targets: Array, masks: Array, *,
                   areas: tuple[float, ...], variant: str, fill: float | Array,
@@ -143,9 +168,7 @@ def region_scores(fn: nets.ModelFn, images: Array, targets: Array, masks: Array,
 
   def one(args):
     m, kk = args  # [B, H, W], the region's pixels
-    order = jnp.argsort(-m.reshape(b, h * w), axis=-1, stable=True)
-    rank = jnp.argsort(order, axis=-1)  # each pixel's rank; ties broken by position
-    region = (rank < kk).reshape(b, h, w).astype(images.dtype)  # exactly kk pixels
+    region = _top_pixels(m, kk).astype(images.dtype)  # exactly kk pixels
     removed = 1.0 - region if variant == 'preserve' else region
     out, _ = fn(fills.apply(images, removed, base, fill_mode, blur_sigma)[0])
     return class_score(out, t, score)
@@ -155,12 +178,12 @@ def region_scores(fn: nets.ModelFn, images: Array, targets: Array, masks: Array,
 
 def keep_best(fn: nets.ModelFn, images: Array, targets: Array, run_areas: tuple[float, ...],
               k: int, variant: str, masks: Array, final: Array, **kw
-              ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
-  """Of K starts' results, each image's and area's best: ``masks`` [B, K * A, H, W] and
-  ``final`` [B, K * A] start-major (entry j * A + i: start j at area i of ``run_areas``) ->
-  (each start's binary score [B, K, A] (:func:`region_scores` with ``kw``), (masks
-  [B, A, H, W], final [B, A]) of the start scoring lowest for 'delete', highest for
-  'preserve')."""
+              ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+  """Of K candidates, each image's and area's best: ``masks`` [B, K * A, H, W] and
+  ``final`` [B, K * A] candidate-major (entry j * A + i: candidate j at area i of
+  ``run_areas``) -> (each candidate's binary score [B, K, A] (:func:`region_scores` with
+  ``kw``), the index [B, A] of the one kept, (masks [B, A, H, W], final [B, A]) of the one
+  scoring lowest for 'delete', highest for 'preserve'; ties: the first)."""
   b, a = len(images), len(run_areas) // k
   hard = region_scores(fn, jnp.asarray(images), targets, jnp.swapaxes(masks, 0, 1),
                        areas=run_areas, variant=variant, **kw)
@@ -171,4 +194,4 @@ def keep_best(fn: nets.ModelFn, images: Array, targets: Array, run_areas: tuple[
     v = np.asarray(v).reshape((b, k, a) + np.shape(v)[2:])
     return np.take_along_axis(v, best.reshape((b, 1, a) + (1,) * (v.ndim - 3)), axis=1)[:, 0]
 
-  return hard, (pick(masks), pick(final))
+  return hard, best, (pick(masks), pick(final))
