@@ -97,13 +97,14 @@ def main(argv):
   rows = checks.localisation_rows(maps, masks, cfg.localisation)
   causal = checks.causal_rows(fn, x, targets, {'extremal (mean over areas)': maps[
       'extremal (mean over areas)']}, cfg, masks)
+  kept_share = np.concatenate(kept).mean(axis=0) if kept else None  # per area
   result = dict(images=len(x), options={k: v for k, v in kw.items()}, seconds=secs,
                 images_per_s=len(x) / secs,
                 rows=[dict(method=r.method, mass=r.mass, pointing=r.pointing, area=r.area)
                       for r in rows],
                 causal_top=causal[1].drop, causal_random=causal[1].random_drop,
                 causal_cue=causal[0].drop,
-                start_kept=(np.concatenate(kept).mean(axis=0).tolist() if kept else None))
+                start_kept=kept_share.tolist() if kept else None)
   out.write_text(json.dumps(result, indent=1, default=float))
   f = lambda c: f'{c[0]:.3f} [{c[1]:.3f}, {c[2]:.3f}]'
   for row in rows:
@@ -111,7 +112,7 @@ def main(argv):
           f'pointing {f(row.pointing)}')
   if kept:
     print('start region returned (the guard) per area: ' + ', '.join(
-        f'{a}: {v:.3f}' for a, v in zip(areas, np.concatenate(kept).mean(axis=0))))
+        f'{a}: {v:.3f}' for a, v in zip(areas, kept_share)))
   print(f'top-square drop {f(causal[1].drop)} vs random {f(causal[1].random_drop)}; '
         f'cue removed {f(causal[0].drop)}; {len(x)} images in {secs:.0f} s', flush=True)
 

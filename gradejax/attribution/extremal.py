@@ -389,16 +389,15 @@ def extremal_perturbation(fn: nets.ModelFn, images: Array, targets: Array, *,
     maps = jnp.asarray(init, jnp.float32)
     maps = jnp.broadcast_to(maps if maps.ndim == 4 else maps[None], (len(run_areas),) +
                             tuple(np.shape(images)[:3]))
-    regions = np.asarray(binary_regions(maps, run_areas))  # [K * A, B, H, W]
+    inside = np.asarray(binary_regions(maps, run_areas)) > 0  # [K * A, B, H, W]
     # Inside the region the start map's order, within 1e-3 of 1 (TIE_BREAK): the region plays
     # the game as the binary one (its score is that one's), and the mask's maximum, where a
     # pointing game reads it, is the start map's peak instead of the region's first pixel.
-    inside = np.where(regions > 0, np.asarray(maps), np.nan)
-    lo = np.nanmin(inside, axis=(2, 3), keepdims=True)
-    span = np.nanmax(inside, axis=(2, 3), keepdims=True) - lo
-    q = np.where(span > 0, (inside - lo) / np.where(span > 0, span, 1.0), 1.0)  # flat: all 1
-    graded = 1.0 - TIE_BREAK * (1.0 - np.nan_to_num(q))
-    regions = np.swapaxes(np.where(regions > 0, graded, 0.0), 0, 1)
+    m = np.asarray(maps, np.float64)
+    hi = np.where(inside, m, -np.inf).max(axis=(2, 3), keepdims=True)
+    lo = np.where(inside, m, np.inf).min(axis=(2, 3), keepdims=True)
+    graded = 1.0 - TIE_BREAK * (hi - m) / np.maximum(hi - lo, np.finfo(np.float64).tiny)
+    regions = np.swapaxes(np.where(inside, graded, 0.0), 0, 1)  # a flat map: all 1 inside
     masks = np.concatenate([np.asarray(masks), regions.astype(np.asarray(masks).dtype)], axis=1)
     final = np.concatenate([np.asarray(final), np.full((b, len(run_areas)), np.nan,
                                                        np.asarray(final).dtype)], axis=1)
